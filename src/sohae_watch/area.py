@@ -1,0 +1,157 @@
+"""The area compared and its working grid, from a site, an --aoi, or the acquisitions' overlap."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pyproj import Geod
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
+
+from sohae_watch.errors import InputError
+from sohae_watch.grid import Grid, utm_crs_for
+from sohae_watch.ingest import Acquisition, RasterSource
+from sohae_watch.site import Site
+
+
+def parse_aoi(spec: str) -> BaseGeometry:
+    """``--aoi``: a GeoJSON file (geometry, Feature or FeatureCollection) or ``minlon,minlat,maxlon,maxlat``."""
+    p = Path(spec)
+    if p.is_file():
+        try:
+            doc: Any = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{p}: --aoi file is not valid GeoJSON ({exc}); give a GeoJSON polygon"
+            ) from exc
+        geoms = []
+        if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+            geoms = [f.get("geometry") for f in doc.get("features", []) if isinstance(f, dict)]
+        elif isinstance(doc, dict) and doc.get("type") == "Feature":
+            geoms = [doc.get("geometry")]
+        else:
+            geoms = [doc]
+        try:
+            geom = unary_union([shape(g) for g in geoms if g])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"{p}: --aoi holds no valid GeoJSON geometry ({exc})") from exc
+    else:
+        parts = spec.split(",")
+        try:
+            if len(parts) != 4:
+                raise ValueError
+            minx, miny, maxx, maxy = (float(v) for v in parts)
+        except ValueError as exc:
+            raise InputError(
+                f"--aoi {spec!r}: not a GeoJSON file nor minlon,minlat,maxlon,maxlat; give one of those"
+            ) from exc
+        if not (minx < maxx and miny < maxy):
+            raise InputError(f"--aoi {spec!r}: min must be below max (minlon,minlat,maxlon,maxlat)")
+        geom = box(minx, miny, maxx, maxy)
+    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon") or geom.area == 0:
+        raise InputError(f"--aoi {spec!r}: must be a polygon with an area")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
+        raise InputError(f"--aoi {spec!r}: coordinates must be lon/lat degrees (EPSG:4326)")
+    return geom
+
+
+def _footprint(src: RasterSource, crs: CRS) -> BaseGeometry:
+    return box(*src.bounds_in(crs))
+
+
+def coverage(acq: Acquisition, crs: CRS) -> BaseGeometry:
+    """The union of an acquisition's tile extents in ``crs``."""
+    return unary_union([_footprint(s, crs) for s in acq.sources])
+
+
+def ground_resolution(src: RasterSource) -> float:
+    """Pixel size in metres (geodesic, at the raster's centre) of a raster in geographic degrees."""
+    if src.crs.is_projected:
+        return src.resolution
+    geod = Geod(ellps="WGS84")
+    t = src.transform
+    cx, cy = t @ (src.width / 2, src.height / 2)
+    _, _, dx = geod.inv(cx, cy, cx + abs(t.a), cy)
+    _, _, dy = geod.inv(cx, cy, cx, cy + abs(t.e))
+    res = math.sqrt(dx * dy)
+    return float(f"{res:.3g}")
+
+
+def working_area(
+    before: Acquisition,
+    after: Acquisition,
+    *,
+    site: Site | None = None,
+    aoi: BaseGeometry | None = None,
+) -> tuple[Grid, BaseGeometry]:
+    """The working grid and the area compared (a polygon in the grid's CRS).
+
+    With a site, its grid over its AOI. Otherwise the AOI (or the overlap of the two
+    acquisitions) on BEFORE's pixel lattice when BEFORE is projected, else on the UTM zone of the
+    area's centre at BEFORE's ground resolution.
+    """
+    first = before.sources[0]
+    if site is not None:
+        grid = site.grid()
+        area = shape(transform_geom("EPSG:4326", grid.crs, mapping(site.aoi)))
+        label = f"site {site.id} AOI"
+    else:
+        if first.crs.is_projected:
+            crs = first.crs
+        else:
+            wgs84 = CRS.from_epsg(4326)
+            region = (
+                aoi
+                if aoi is not None
+                else coverage(before, wgs84).intersection(coverage(after, wgs84))
+            )
+            if region.is_empty:
+                raise InputError(
+                    f"{first.path}: BEFORE and AFTER do not overlap; give two images of one place"
+                )
+            centre = region.centroid
+            crs = utm_crs_for(centre.x, centre.y)
+        if aoi is not None:
+            area = shape(transform_geom("EPSG:4326", crs, mapping(aoi)))
+            label = "--aoi"
+        else:
+            area = coverage(before, crs).intersection(coverage(after, crs))
+            label = "the overlap"
+            if area.is_empty or area.area <= 0:
+                raise InputError(
+                    f"{after.sources[0].path}: AFTER does not overlap BEFORE {first.path}; "
+                    "give two images of one place"
+                )
+        if first.crs == crs:
+            grid = _aligned_grid(first, area)
+        else:
+            grid = Grid.from_bounds(crs, area.bounds, ground_resolution(first))
+    for acq, role in ((before, "BEFORE"), (after, "AFTER")):
+        cov = coverage(acq, grid.crs)
+        if area.is_empty or not cov.intersects(area) or cov.intersection(area).area <= 0:
+            raise InputError(
+                f"{acq.sources[0].path}: {role} ({acq.date}) does not overlap {label}; "
+                "give imagery of the area compared"
+            )
+    return grid, area
+
+
+def _aligned_grid(src: RasterSource, area: BaseGeometry) -> Grid:
+    """The smallest window of ``src``'s own pixel lattice covering ``area`` (no resampling)."""
+    inv = ~src.transform
+    xs, ys = [], []
+    minx, miny, maxx, maxy = area.bounds
+    for x, y in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy)):
+        c, r = inv @ (x, y)
+        xs.append(c)
+        ys.append(r)
+    c0, c1 = math.floor(min(xs) + 1e-6), math.ceil(max(xs) - 1e-6)
+    r0, r1 = math.floor(min(ys) + 1e-6), math.ceil(max(ys) - 1e-6)
+    return src.grid.crop(r0, c0, max(1, r1 - r0), max(1, c1 - c0))

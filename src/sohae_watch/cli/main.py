@@ -1,0 +1,83 @@
+"""The `sohae-watch` group: verbosity, version, and the one place errors become exit statuses."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from sohae_watch import __version__
+from sohae_watch.errors import SohaeError
+
+log = logging.getLogger("sohae_watch")
+
+
+class SohaeGroup(click.Group):
+    """Turns known failures into one line and an exit status (2 input, 1 other); a traceback only with -v."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SohaeError as exc:
+            if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
+                log.debug("traceback", exc_info=True)
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except MemoryError:
+            click.echo("Error: out of memory; give a smaller --aoi or free memory", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
+                raise
+            click.echo(
+                f"Error: unexpected failure: {type(exc).__name__}: {exc} (run with -v for details)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=SohaeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", "verbose", count=True, help="More log output (repeatable).")
+@click.option("-q", "--quiet", "quiet", count=True, help="Less output (repeatable).")
+@click.version_option(__version__, "--version", prog_name="sohae-watch")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Satellite-imagery change detection for named structures at monitored sites."""
+    verbosity = verbose - quiet
+    ctx.ensure_object(dict)
+    ctx.obj["verbosity"] = verbosity
+    level = max(10, 30 - 10 * verbosity)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s: %(message)s"
+            if verbosity <= 0
+            else "%(asctime)s %(name)s %(levelname)s: %(message)s"
+        )
+    )
+    root = logging.getLogger("sohae_watch")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    logging.getLogger("rasterio").setLevel(
+        max(level, logging.WARNING) if verbosity < 2 else logging.DEBUG
+    )
+
+
+def _register() -> None:
+    import importlib
+
+    for name in ("diff", "watch", "history", "ingest", "coregister", "evaluate", "samples"):
+        try:
+            mod = importlib.import_module(f"sohae_watch.cli.{name}")
+        except ImportError:  # TEMPORARY during integration
+            continue
+        cli.add_command(mod.command)
+    cli.add_command(importlib.import_module("sohae_watch.cli.ingest").command, name="catalog")
+
+
+_register()

@@ -1,0 +1,164 @@
+"""Scoring outputs against ground truth: a change mask against a truth mask, and reports against
+a generated scene's truth.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.warp import Resampling, reproject
+
+from sohae_watch.errors import InputError
+
+
+def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Pixel scores of the change class. ``truth`` 255 pixels are ignored; ``pred`` 255 (not
+    observable) counts as no change and its share is reported."""
+    known = truth != 255
+    p = (pred == 1) & known
+    t = (truth == 1) & known
+    tp = float((p & t).sum())
+    fp = float((p & ~t).sum())
+    fn = float((~p & t).sum())
+    tn = float((~p & ~t & known).sum())
+    n = max(1.0, tp + fp + fn + tn)
+    precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    po = (tp + tn) / n
+    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n)
+    kappa = (po - pe) / (1 - pe) if pe < 1 else 1.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "iou": iou,
+        "kappa": kappa,
+        "false_alarm_rate": fp / n,
+        "not_observable": float(((pred == 255) & known).sum()) / n,
+        "pixels": n,
+    }
+
+
+def score_mask_files(pred_path: Path, truth_path: Path) -> dict[str, float]:
+    """Scores of a predicted change_mask.tif against a truth mask, on the truth's grid."""
+    try:
+        with rasterio.open(truth_path) as t_ds:
+            truth = t_ds.read(1)
+            pred = np.full(truth.shape, 255, np.uint8)
+            with rasterio.open(pred_path) as p_ds:
+                reproject(
+                    rasterio.band(p_ds, 1),
+                    pred,
+                    src_transform=p_ds.transform,
+                    src_crs=p_ds.crs,
+                    src_nodata=None,
+                    dst_transform=t_ds.transform,
+                    dst_crs=t_ds.crs,
+                    resampling=Resampling.nearest,
+                )
+    except RasterioError as exc:
+        raise InputError(
+            f"{pred_path} or {truth_path}: cannot read the mask ({exc}); give GeoTIFF masks"
+        ) from exc
+    return mask_scores(pred, truth)
+
+
+def _find_reports(pred_dir: Path) -> list[Path]:
+    if (pred_dir / "report.json").is_file():
+        return [pred_dir / "report.json"]
+    return sorted(pred_dir.rglob("report.json"))
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{path}: not readable JSON ({exc}); give a truth.json or a report folder"
+        ) from exc
+
+
+def score_reports(pred_dir: Path, truth_path: Path) -> dict[str, Any]:
+    """Structure statuses and events of every report under ``pred_dir`` against truth.json."""
+    truth = _load_json(truth_path)
+    if not isinstance(truth, Mapping) or "pairs" not in truth:
+        raise InputError(
+            f"{truth_path}: not a sohae-watch truth.json (no 'pairs'); give the samples' truth.json"
+        )
+    pairs = {(p["before"], p["after"]): p for p in truth["pairs"]}
+    reports = _find_reports(pred_dir)
+    if not reports:
+        raise InputError(f"{pred_dir}: no report.json found; give a diff output folder")
+    out_pairs = []
+    n_ok = n_all = 0
+    event_ok = 0
+    for rp in reports:
+        rep = _load_json(rp)
+        key = (rep.get("before", {}).get("date"), rep.get("after", {}).get("date"))
+        if key not in pairs:
+            continue
+        tp = pairs[key]
+        rows = []
+        for s in rep.get("structures", []):
+            want = tp["structures"].get(s["id"])
+            if want is None:
+                continue
+            ok = s["status"] == want["status"]
+            ev_ok = s.get("event") == want.get("event")
+            n_all += 1
+            n_ok += ok
+            event_ok += ok and ev_ok
+            rows.append(
+                {
+                    "id": s["id"],
+                    "predicted": s["status"],
+                    "truth": want["status"],
+                    "predicted_event": s.get("event"),
+                    "truth_event": want.get("event"),
+                    "correct": bool(ok),
+                    "confidence": s.get("confidence"),
+                }
+            )
+        entry: dict[str, Any] = {
+            "before": key[0],
+            "after": key[1],
+            "report": str(rp),
+            "structures": rows,
+        }
+        mask_rel = tp.get("change_mask")
+        pred_mask = rp.parent / "change_mask.tif"
+        if mask_rel and pred_mask.is_file() and (truth_path.parent / mask_rel).is_file():
+            entry["mask"] = score_mask_files(pred_mask, truth_path.parent / mask_rel)
+        out_pairs.append(entry)
+    if not out_pairs:
+        raise InputError(
+            f"{pred_dir}: no report matches a pair of {truth_path}; run diff on one of its pairs"
+        )
+    return {
+        "pairs": out_pairs,
+        "structures": n_all,
+        "status_correct": n_ok,
+        "status_accuracy": n_ok / n_all if n_all else float("nan"),
+        "event_correct": event_ok,
+    }
+
+
+def evaluate(pred_dir: Path, truth: Path) -> dict[str, Any]:
+    """``eval``: a truth mask GeoTIFF scores ``pred_dir/change_mask.tif``; a truth.json scores reports."""
+    if not pred_dir.exists():
+        raise InputError(f"{pred_dir}: not found; give a diff output folder")
+    if not truth.is_file():
+        raise InputError(f"{truth}: not found; give a truth mask GeoTIFF or a truth.json")
+    if truth.suffix.lower() == ".json":
+        return score_reports(pred_dir, truth)
+    pred = pred_dir / "change_mask.tif" if pred_dir.is_dir() else pred_dir
+    if not pred.is_file():
+        raise InputError(f"{pred_dir}: holds no change_mask.tif; give a diff output folder")
+    return {"mask": score_mask_files(pred, truth)}

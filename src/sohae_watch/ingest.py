@@ -1,0 +1,437 @@
+"""Ingest: find rasters, read their dates and band roles, group them into acquisitions, and read
+any window of an acquisition on a working grid (mosaicking tiles, reprojecting, and carrying
+nodata / alpha / mask bands into a validity mask). Only the source windows a read needs are decoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from sohae_watch.dates import acquisition_date, stac_sidecar
+from sohae_watch.errors import InputError
+from sohae_watch.grid import Bounds, Grid
+from sohae_watch.scene import Scene, SunPosition
+
+log = logging.getLogger(__name__)
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+ROLES = ("red", "green", "blue", "nir")
+_COLOR_ROLES = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+ResamplingName = Literal["nearest", "bilinear", "cubic"]
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """One raster file's metadata: enough to plan reads without decoding pixels."""
+
+    path: Path
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    data_bands: tuple[int, ...]  # 1-based band indexes holding image data (alpha excluded)
+    roles: tuple[str, ...]  # role of each data band
+    nodata: float | None  # declared, or given with --nodata
+    date: dt.date
+    date_source: str
+    sun: SunPosition | None
+    dtype: str
+
+    @property
+    def resolution(self) -> float:
+        return float(
+            math.sqrt(
+                abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+            )
+        )
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.crs, self.transform, self.width, self.height)
+
+    def bounds_in(self, crs: CRS) -> Bounds:
+        b = self.grid.bounds
+        if crs == self.crs:
+            return b
+        return tuple(transform_bounds(self.crs, crs, *b, densify_pts=21))
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """All rasters of one date: the tiles of one acquisition."""
+
+    date: dt.date
+    sources: tuple[RasterSource, ...]
+    roles: tuple[str, ...] = field(default=())
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(str(s.path) for s in self.sources)
+
+    @property
+    def sun(self) -> SunPosition | None:
+        return next((s.sun for s in self.sources if s.sun is not None), None)
+
+    @property
+    def resolution(self) -> float:
+        return min(s.resolution for s in self.sources)
+
+    def bounds_in(self, crs: CRS) -> Bounds:
+        bs = [s.bounds_in(crs) for s in self.sources]
+        return (
+            min(b[0] for b in bs),
+            min(b[1] for b in bs),
+            max(b[2] for b in bs),
+            max(b[3] for b in bs),
+        )
+
+
+def _band_roles(ds: rasterio.io.DatasetReader) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    interps = ds.colorinterp
+    data = [i + 1 for i in range(ds.count) if interps[i] != ColorInterp.alpha]
+    described = [(ds.descriptions[i - 1] or "").strip().lower() for i in data]
+    roles: list[str] = []
+    for n, i in enumerate(data):
+        if described[n] in ROLES and described[n] not in roles:
+            roles.append(described[n])
+        elif _COLOR_ROLES.get(interps[i - 1]) and _COLOR_ROLES[interps[i - 1]] not in roles:
+            roles.append(_COLOR_ROLES[interps[i - 1]])
+        else:
+            roles.append("")
+    if not any(roles) or all(r == "" for r in roles):
+        roles = [ROLES[n] if n < len(ROLES) else f"b{n + 1}" for n in range(len(data))]
+    roles = [r or f"b{data[n]}" for n, r in enumerate(roles)]
+    return tuple(data), tuple(roles)
+
+
+def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
+    try:
+        if "SUN_AZIMUTH" in tags and "SUN_ELEVATION" in tags:
+            return SunPosition(float(tags["SUN_AZIMUTH"]), float(tags["SUN_ELEVATION"]))
+        props = stac_sidecar(path) or {}
+        if "view:sun_azimuth" in props and "view:sun_elevation" in props:
+            return SunPosition(float(props["view:sun_azimuth"]), float(props["view:sun_elevation"]))
+    except (TypeError, ValueError):
+        log.warning("%s: sun position tags are not numbers; ignoring them", path)
+    return None
+
+
+def open_raster(path: str | Path, *, nodata: float | None = None) -> RasterSource:
+    """Read one raster's metadata; InputError (naming the file and the fix) when it is unusable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory; check the path")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty; replace it with a complete raster")
+    try:
+        with rasterio.open(p) as ds:
+            if ds.crs is None or ds.transform == Affine.identity():
+                raise InputError(
+                    f"{p}: raster has no georeference (CRS and transform); "
+                    "georeference it first, e.g. with gdal_translate -a_srs -a_ullr"
+                )
+            if ds.transform.b != 0 or ds.transform.d != 0:
+                log.debug("%s: rotated transform", p)
+            data_bands, roles = _band_roles(ds)
+            if not data_bands:
+                raise InputError(f"{p}: raster has no data band (only alpha); use the image file")
+            tags = ds.tags()
+            date, source = acquisition_date(p, tags)
+            declared = ds.nodata
+            return RasterSource(
+                path=p,
+                crs=ds.crs,
+                transform=ds.transform,
+                width=ds.width,
+                height=ds.height,
+                data_bands=data_bands,
+                roles=roles,
+                nodata=declared if declared is not None else nodata,
+                date=date,
+                date_source=source,
+                sun=_sun(tags, p),
+                dtype=ds.dtypes[0],
+            )
+    except RasterioError as exc:
+        raise InputError(
+            f"{p}: not a readable raster ({exc}); give a GeoTIFF or another GDAL raster"
+        ) from exc
+
+
+def find_rasters(folder: Path) -> list[Path]:
+    """Raster files under ``folder`` (recursively), sorted; sidecars and hidden files skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(RASTER_SUFFIXES):
+                continue
+            found.append(Path(root) / name)
+    return found
+
+
+def group_acquisitions(sources: Iterable[RasterSource]) -> list[Acquisition]:
+    """Group rasters by date into acquisitions, oldest first."""
+    by_date: dict[dt.date, list[RasterSource]] = {}
+    for s in sources:
+        by_date.setdefault(s.date, []).append(s)
+    out = []
+    for date in sorted(by_date):
+        group = sorted(by_date[date], key=lambda s: (s.resolution, str(s.path)))
+        roles = group[0].roles
+        for s in group[1:]:
+            if s.roles != roles:
+                common = tuple(r for r in roles if r in s.roles)
+                if not common:
+                    raise InputError(
+                        f"{s.path}: its bands {s.roles} share no role with {group[0].path} "
+                        f"{roles} of the same date; name the bands (red, green, blue, nir)"
+                    )
+                roles = common
+        out.append(Acquisition(date, tuple(group), roles))
+    return out
+
+
+def catalog(
+    folder: str | Path, *, nodata: float | None = None, strict: bool = True
+) -> tuple[list[Acquisition], list[tuple[Path, str]]]:
+    """Catalog an imagery folder: acquisitions oldest first, and the files skipped with why.
+
+    With ``strict`` the first unusable file raises InputError; otherwise it is skipped (``watch``).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: imagery folder not found; give --imagery DIR")
+    sources, skipped = [], []
+    for path in find_rasters(root):
+        try:
+            sources.append(open_raster(path, nodata=nodata))
+        except InputError as exc:
+            if strict:
+                raise
+            skipped.append((path, str(exc)))
+            log.warning("skipping %s", exc)
+    return group_acquisitions(sources), skipped
+
+
+def open_acquisition(
+    spec: str | Path, *, nodata: float | None = None, imagery: str | Path | None = None
+) -> Acquisition:
+    """An acquisition from a raster path, a folder of tiles, or a date looked up in ``imagery``."""
+    text = str(spec)
+    p = Path(text)
+    if not p.exists() and len(text) == 10 and text[4] == "-" and text[7] == "-":
+        try:
+            date = dt.date.fromisoformat(text)
+        except ValueError as exc:
+            raise InputError(f"{text}: not a valid date; write it as YYYY-MM-DD") from exc
+        if imagery is None:
+            raise InputError(
+                f"{text}: a date needs an imagery catalog; give --imagery DIR or a site with imagery:"
+            )
+        acqs, _ = catalog(imagery, nodata=nodata, strict=False)
+        for a in acqs:
+            if a.date == date:
+                return a
+        known = ", ".join(a.date.isoformat() for a in acqs) or "none"
+        raise InputError(f"{imagery}: no acquisition dated {text} (dates found: {known})")
+    if p.is_dir():
+        acqs, _ = catalog(p, nodata=nodata)
+        if not acqs:
+            raise InputError(f"{p}: folder holds no raster; give a GeoTIFF or a folder of tiles")
+        if len(acqs) > 1:
+            dates = ", ".join(a.date.isoformat() for a in acqs)
+            raise InputError(
+                f"{p}: folder holds several dates ({dates}); give one date's tiles, "
+                "or a date with --imagery"
+            )
+        return acqs[0]
+    if not p.exists():
+        raise InputError(f"{p}: no such file, folder or YYYY-MM-DD date; check the path")
+    src = open_raster(p, nodata=nodata)
+    return Acquisition(src.date, (src,), src.roles)
+
+
+def _aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
+    """(row, col) of the grid's origin in the source's pixels when both share CRS and pixel
+    lattice, else None."""
+    if src.crs != grid.crs:
+        return None
+    s, g = src.transform, grid.transform
+    if not (
+        math.isclose(s.a, g.a, rel_tol=1e-9)
+        and math.isclose(s.e, g.e, rel_tol=1e-9)
+        and s.b == g.b == 0
+        and s.d == g.d == 0
+    ):
+        return None
+    col = (g.c - s.c) / s.a
+    row = (g.f - s.f) / s.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(row), round(col)
+
+
+class GridReader:
+    """Reads windows of an acquisition on a working grid.
+
+    ``model`` (an Affine in pixel space) maps a grid pixel (col, row) to where its content lies in
+    the acquisition on the same grid: co-registration's correction, applied when resampling from
+    the source, so every pixel is resampled once.
+    """
+
+    def __init__(
+        self,
+        acq: Acquisition,
+        grid: Grid,
+        *,
+        model: Affine | None = None,
+        resampling: ResamplingName = "bilinear",
+    ) -> None:
+        self.acq = acq
+        self.grid = grid
+        self.model = model
+        self.roles = acq.roles
+        self.resampling = Resampling[resampling]
+        self._datasets: list[tuple[RasterSource, rasterio.io.DatasetReader]] = []
+        self._vrts: dict[int, WarpedVRT] = {}
+
+    def __enter__(self) -> GridReader:
+        try:
+            for src in self.acq.sources:
+                self._datasets.append((src, rasterio.open(src.path)))
+        except RasterioError as exc:
+            self.close()
+            raise InputError(f"{src.path}: cannot be read ({exc}); replace the file") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for v in self._vrts.values():
+            v.close()
+        for _, ds in self._datasets:
+            ds.close()
+        self._vrts.clear()
+        self._datasets.clear()
+
+    def _target_transform(self) -> Affine:
+        t = self.grid.transform
+        return t @ self.model if self.model is not None else t
+
+    def _vrt(self, n: int, src: RasterSource, ds: rasterio.io.DatasetReader) -> WarpedVRT:
+        if n not in self._vrts:
+            kwargs: dict[str, object] = {}
+            if src.nodata is not None:
+                kwargs["src_nodata"] = src.nodata
+                kwargs["nodata"] = src.nodata
+            self._vrts[n] = WarpedVRT(
+                ds,
+                crs=self.grid.crs,
+                transform=self._target_transform(),
+                width=self.grid.width,
+                height=self.grid.height,
+                resampling=self.resampling,
+                **kwargs,
+            )
+        return self._vrts[n]
+
+    def _read_source(
+        self, n: int, src: RasterSource, ds: rasterio.io.DatasetReader, window: Window
+    ) -> tuple[np.ndarray, np.ndarray]:
+        indexes = [src.data_bands[src.roles.index(r)] for r in self.roles]
+        offset = None if self.model is not None else _aligned_offset(src, self.grid)
+        if offset is not None:
+            data = np.zeros((len(indexes), int(window.height), int(window.width)), np.float32)
+            mask = np.zeros((int(window.height), int(window.width)), bool)
+            r_src, c_src = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
+            r0, c0 = max(0, -r_src), max(0, -c_src)
+            r1 = min(int(window.height), src.height - r_src)
+            c1 = min(int(window.width), src.width - c_src)
+            if r1 > r0 and c1 > c0:
+                w = Window(c_src + c0, r_src + r0, c1 - c0, r1 - r0)
+                data[:, r0:r1, c0:c1] = ds.read(indexes, window=w, out_dtype="float32")
+                mask[r0:r1, c0:c1] = ds.dataset_mask(window=w) > 0
+        else:
+            vrt = self._vrt(n, src, ds)
+            data = vrt.read(indexes, window=window, out_dtype="float32")
+            mask = vrt.dataset_mask(window=window) > 0
+        if src.nodata is not None and not (
+            ds.nodata is not None and ds.mask_flag_enums[0] == [MaskFlags.nodata]
+        ):
+            mask &= ~np.any(data == np.float32(src.nodata), axis=0)
+        mask &= np.all(np.isfinite(data), axis=0)
+        return data, mask
+
+    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bands (float32, NaN where invalid) and validity of a window of the grid."""
+        window = Window(col, row, width, height)
+        out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
+        valid = np.zeros((height, width), dtype=bool)
+        for n, (src, ds) in enumerate(self._datasets):
+            if not _overlaps(src, self.grid.crop(row, col, height, width)):
+                continue
+            try:
+                data, mask = self._read_source(n, src, ds, window)
+            except RasterioError as exc:
+                raise InputError(
+                    f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
+                    "corrupt, replace it"
+                ) from exc
+            take = mask & ~valid
+            if take.any():
+                out[:, take] = data[:, take]
+                valid |= take
+            if valid.all():
+                break
+        return out, valid
+
+    def read_all(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _overlaps(src: RasterSource, grid: Grid) -> bool:
+    a = src.bounds_in(grid.crs)
+    b = grid.bounds
+    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+
+
+def read_scene(
+    acq: Acquisition,
+    grid: Grid,
+    *,
+    model: Affine | None = None,
+    roles: Sequence[str] | None = None,
+) -> Scene:
+    """The whole acquisition on ``grid`` as a Scene (``roles`` restricts and orders the bands)."""
+    with GridReader(acq, grid, model=model) as reader:
+        if roles is not None:
+            reader.roles = tuple(roles)
+        data, valid = reader.read_all()
+    return Scene(
+        data=data,
+        valid=valid,
+        bands=tuple(reader.roles),
+        grid=grid,
+        date=acq.date,
+        sources=acq.paths,
+        sun=acq.sun,
+    )

@@ -1,0 +1,316 @@
+"""The outputs of `diff`: report.json / .md / .html, changes.geojson, change_mask.tif and
+change_magnitude.tif, all written through a staging folder so a failed run leaves nothing half-written."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sohae_watch import __version__
+from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
+from sohae_watch.dates import date_span
+from sohae_watch.outputs import staged_dir, write_raster
+
+if TYPE_CHECKING:
+    from sohae_watch.change import ChangeArea
+    from sohae_watch.pipeline import DiffResult
+
+SCHEMA_VERSION = 1
+
+
+def _area_record(a: ChangeArea, result: DiffResult, structure_id: str | None) -> dict[str, Any]:
+    return {
+        "area_m2": round(float(a.area_m2), 1),
+        "mean_magnitude": round(float(a.mean_magnitude), 4),
+        "change_type": a.change_type,
+        "structure_id": structure_id,
+        "before_date": result.before.date.isoformat(),
+        "after_date": result.after.date.isoformat(),
+        "confidence": round(float(a.confidence), 3),
+    }
+
+
+def _structure_of(a: ChangeArea, result: DiffResult) -> str | None:
+    if result.site is None:
+        return None
+    best, best_overlap = None, 0.0
+    for s in result.site.structures:
+        fp = result.grid.geometry_from_lonlat(s.geometry.__geo_interface__).buffer(3.0)
+        overlap = a.geometry.intersection(fp).area
+        if overlap > best_overlap:
+            best, best_overlap = s.id, overlap
+    return best
+
+
+def summary_sentences(result: DiffResult) -> list[str]:
+    """The analyst's sentences: events first, then what could not be assessed, then no-change."""
+    span = date_span(result.before.date, result.after.date)
+    events = [c.summary for c in result.structures if c.event is not None]
+    obscured = [c.summary for c in result.structures if c.status == "obscured"]
+    unchanged = [c.name for c in result.structures if c.status == "unchanged"]
+    out = list(events)
+    for a in result.new_activity:
+        lon, lat = result.grid.to_lonlat(a.geometry.centroid.x, a.geometry.centroid.y)
+        out.append(
+            f"New activity at {abs(lat):.5f} {'N' if lat >= 0 else 'S'}, {abs(lon):.5f} "
+            f"{'E' if lon >= 0 else 'W'} ({a.area_m2:,.0f} m²) {span}."
+        )
+    out.extend(obscured)
+    if unchanged:
+        names = [f"the {n}" for n in unchanged]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append(f"No change at {listed} {span}.")
+    if result.site is None:
+        n = len(result.areas)
+        total = sum(a.area_m2 for a in result.areas)
+        out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
+    if result.coreg.status != "ok":
+        out.append(
+            f"Co-registration {result.coreg.status}: structure calls of this pair carry lower confidence."
+        )
+    return out
+
+
+def build_report(result: DiffResult) -> dict[str, Any]:
+    """The contract's report.json document."""
+    site = (
+        {"id": result.site.id, "name": result.site.name}
+        if result.site
+        else {"id": None, "name": None}
+    )
+    new_activity = []
+    for a in result.new_activity:
+        lon, lat = result.grid.to_lonlat(a.geometry.centroid.x, a.geometry.centroid.y)
+        new_activity.append(
+            {
+                "lon": round(lon, 6),
+                "lat": round(lat, 6),
+                "area_m2": round(a.area_m2, 1),
+                "confidence": round(a.confidence, 3),
+                "change_type": a.change_type,
+            }
+        )
+    mask = result.change.mask
+    observable = mask != 255
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"sohae-watch {__version__}",
+        "site": site,
+        "before": {"date": result.before.date.isoformat(), "sources": list(result.before.sources)},
+        "after": {"date": result.after.date.isoformat(), "sources": list(result.after.sources)},
+        "grid": result.grid.to_dict(),
+        "coregistration": result.coreg.to_dict(result.grid),
+        "change": {
+            "threshold": round(float(result.change.threshold), 6),
+            "changed_fraction": round(float((mask == 1).sum()) / max(1, int(observable.sum())), 6),
+            "not_observable_fraction": round(1.0 - float(observable.mean()), 6),
+            "areas": len(result.areas),
+        },
+        "structures": [c.to_dict() for c in result.structures],
+        "new_activity": new_activity,
+        "summary": summary_sentences(result),
+    }
+
+
+def changes_geojson(result: DiffResult) -> dict[str, Any]:
+    feats = []
+    for a in result.areas:
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": result.grid.geometry_to_lonlat(a.geometry),
+                "properties": _area_record(a, result, _structure_of(a, result)),
+            }
+        )
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return "–" if v is None else str(v)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Change report: {report['site']['name'] or 'area compared'}", ""]
+    lines += [f"{report['before']['date']} → {report['after']['date']}", "", "## Summary", ""]
+    lines += [f"- {s}" for s in report["summary"]] or ["- No change found."]
+    c = report["coregistration"]
+    lines += [
+        "",
+        "## Co-registration",
+        "",
+        f"{c['method']}: status **{c['status']}**, reliability {c['reliability']:.2f}, "
+        f"shift {_fmt(c['shift_x_px'])} px east, {_fmt(c['shift_y_px'])} px south.",
+        "",
+    ]
+    if report["structures"]:
+        lines += [
+            "## Structures",
+            "",
+            "| structure | status | event | confidence | changed | observed | presence before | presence after |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for s in report["structures"]:
+            ev = s.get("evidence", {})
+            lines.append(
+                f"| {s['name']} | {s['status']} | {_fmt(s['event'])} | {s['confidence']:.2f} | "
+                f"{s['changed_fraction']:.0%} | {s['observed_fraction']:.0%} | "
+                f"{_fmt(ev.get('presence_before'))} | {_fmt(ev.get('presence_after'))} |"
+            )
+        lines.append("")
+    ch = report["change"]
+    lines += [
+        "## Change",
+        "",
+        f"{ch['areas']} change areas; {ch['changed_fraction']:.2%} of observable pixels changed; "
+        f"{ch['not_observable_fraction']:.1%} not observable.",
+        "",
+        f"Sources: before {', '.join(report['before']['sources'])}; after {', '.join(report['after']['sources'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _b64(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _outline(result: DiffResult, geom: Any, box: tuple[int, int, int, int]) -> list[np.ndarray]:
+    inv = ~result.grid.transform
+    rings = []
+    polys = getattr(geom, "geoms", [geom])
+    for p in polys:
+        coords = np.asarray(p.exterior.coords)
+        cols, rows = inv @ (coords[:, 0], coords[:, 1])
+        rings.append(np.stack([np.asarray(cols) - box[1], np.asarray(rows) - box[0]], axis=1))
+    return rings
+
+
+def chips(result: DiffResult) -> dict[str, dict[str, str]]:
+    """Per structure (and the overview): before / after / change PNGs as data URIs."""
+    lim_b, lim_a = stretch(result.before), stretch(result.after)
+    out: dict[str, dict[str, str]] = {}
+    structures = result.site.structures if result.site else ()
+    for s in structures:
+        fp = result.grid.geometry_from_lonlat(s.geometry.__geo_interface__)
+        box = box_around(result.grid, fp.bounds)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        rings = _outline(result, fp, box)
+        out[s.id] = {
+            "before": _b64(png(rgb(result.before, box, lim_b), outlines=rings)),
+            "after": _b64(png(rgb(result.after, box, lim_a), outlines=rings)),
+            "change": _b64(png(mask_rgb(result.change.mask, box), outlines=rings)),
+        }
+    full = (0, 0, result.grid.height, result.grid.width)
+    overview = rgb(result.after, full, lim_a)
+    m = result.change.mask == 1
+    overview[m] = (0.5 * overview[m] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
+    rings = []
+    for s in structures:
+        rings += _outline(
+            result, result.grid.geometry_from_lonlat(s.geometry.__geo_interface__), full
+        )
+    out["_overview"] = {"map": _b64(png(overview, outlines=rings, max_side=900))}
+    return out
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+.chips img{border:1px solid #888;margin-right:6px}.summary li{font-size:1.1em;margin:.3em 0}
+figure{display:inline-block;margin:0 8px 8px 0}figcaption{font-size:.8em;color:#555}
+.status-appeared,.status-removed,.status-modified{font-weight:bold;color:#b00}.status-obscured{color:#a60}"""
+
+
+def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> str:
+    e = html.escape
+    title = e(report["site"]["name"] or "area compared")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Change report: {title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Change report: {title}</h1>",
+        f"<p>{e(report['before']['date'])} → {e(report['after']['date'])}</p>",
+        '<h2>Summary</h2><ul class="summary" id="summary">',
+    ]
+    parts += [f"<li>{e(s)}</li>" for s in report["summary"]] or ["<li>No change found.</li>"]
+    parts.append("</ul>")
+    c = report["coregistration"]
+    parts.append(
+        f"<h2>Co-registration</h2><p>{e(str(c['method']))}: status <b>{e(c['status'])}</b>, "
+        f"reliability {c['reliability']:.2f}, shift {e(_fmt(c['shift_x_px']))} px east, "
+        f"{e(_fmt(c['shift_y_px']))} px south.</p>"
+    )
+    if report["structures"]:
+        parts.append(
+            "<h2>Structures</h2><table><tr><th>structure</th><th>status</th><th>event</th>"
+            "<th>confidence</th><th>changed</th><th>observed</th><th>presence before</th>"
+            "<th>presence after</th></tr>"
+        )
+        for s in report["structures"]:
+            ev = s.get("evidence", {})
+            parts.append(
+                f'<tr><td>{e(s["name"])}</td><td class="status-{e(s["status"])}">{e(s["status"])}</td>'
+                f"<td>{e(_fmt(s['event']))}</td><td>{s['confidence']:.2f}</td>"
+                f"<td>{s['changed_fraction']:.0%}</td><td>{s['observed_fraction']:.0%}</td>"
+                f"<td>{e(_fmt(ev.get('presence_before')))}</td><td>{e(_fmt(ev.get('presence_after')))}</td></tr>"
+            )
+        parts.append("</table>")
+        for s in report["structures"]:
+            imgs = images.get(s["id"])
+            if not imgs:
+                continue
+            parts.append(
+                f'<h3>{e(s["name"])}: {e(s["status"])}</h3><p>{e(s["summary"])}</p><div class="chips">'
+            )
+            for kind in ("before", "after", "change"):
+                alt = f"{s['name']} {kind}"
+                parts.append(
+                    f'<figure><img class="chip" data-structure="{e(s["id"])}" data-kind="{kind}" '
+                    f'alt="{e(alt)}" src="{imgs[kind]}"><figcaption>{kind}</figcaption></figure>'
+                )
+            parts.append("</div>")
+    parts.append("<h2>Map of change areas</h2>")
+    if "_overview" in images:
+        parts.append(
+            f'<img id="overview" alt="overview map of change areas" src="{images["_overview"]["map"]}">'
+            "<p>Change in red over the AFTER image; structure footprints in yellow.</p>"
+        )
+    ch = report["change"]
+    parts.append(
+        f"<p>{ch['areas']} change areas; {ch['changed_fraction']:.2%} of observable pixels changed; "
+        f"{ch['not_observable_fraction']:.1%} not observable.</p>"
+    )
+    parts.append(
+        f"<p><small>Before: {e(', '.join(report['before']['sources']))}<br>After: "
+        f"{e(', '.join(report['after']['sources']))}<br>{e(report['generator'])}</small></p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def write_outputs(result: DiffResult, out_dir: Path) -> dict[str, Any]:
+    """Write the six contract outputs into ``out_dir`` (replacing those there) atomically."""
+    report = build_report(result)
+    with staged_dir(Path(out_dir)) as tmp:
+        write_raster(
+            tmp / "change_mask.tif", result.change.mask.astype(np.uint8), result.grid, nodata=255
+        )
+        write_raster(
+            tmp / "change_magnitude.tif",
+            result.change.magnitude.astype(np.float32),
+            result.grid,
+            nodata=float("nan"),
+        )
+        (tmp / "changes.geojson").write_text(json.dumps(changes_geojson(result)), encoding="utf-8")
+        (tmp / "report.json").write_text(
+            json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        (tmp / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(report, chips(result)), encoding="utf-8")
+    return report

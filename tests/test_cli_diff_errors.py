@@ -1,0 +1,203 @@
+"""Every bad-input class: exit 2, one line naming the file and the fix, and no output left behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from conftest import textured, write_raster
+from sohae_watch.cli.main import cli
+
+T0 = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+
+
+def good(tmp_path: Path, name: str = "before_2019-01-01.tif", seed: int = 0) -> Path:
+    return write_raster(tmp_path / name, textured((64, 64), seed=seed), transform=T0, nodata=0)
+
+
+def run(runner: CliRunner, args: list[str]) -> tuple[int, str]:
+    res = runner.invoke(cli, args)
+    return res.exit_code, res.output
+
+
+def missing(tmp: Path) -> list[str]:
+    return [str(tmp / "nope_2019-01-01.tif"), str(good(tmp))]
+
+
+def empty(tmp: Path) -> list[str]:
+    (tmp / "empty_2019-01-01.tif").write_bytes(b"")
+    return [str(good(tmp)), str(tmp / "empty_2019-01-01.tif")]
+
+
+def non_raster(tmp: Path) -> list[str]:
+    (tmp / "notes_2019-01-02.tif").write_text("these are my notes")
+    return [str(good(tmp)), str(tmp / "notes_2019-01-02.tif")]
+
+
+def truncated(tmp: Path) -> list[str]:
+    p = write_raster(
+        tmp / "cut_2019-01-02.tif",
+        textured((512, 512), seed=1),
+        transform=T0,
+        nodata=0,
+        compress="deflate",
+        tiled=True,
+    )
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    before = write_raster(
+        tmp / "before_2019-01-01.tif", textured((512, 512), seed=2), transform=T0, nodata=0
+    )
+    return [str(before), str(p)]
+
+
+def no_georef(tmp: Path) -> list[str]:
+    p = tmp / "plain_2019-01-02.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((1, 8, 8), np.uint8))
+    return [str(good(tmp)), str(p)]
+
+
+def no_date(tmp: Path) -> list[str]:
+    return [
+        str(good(tmp)),
+        str(write_raster(tmp / "undated.tif", textured((64, 64)), transform=T0)),
+    ]
+
+
+def bad_tag_date(tmp: Path) -> list[str]:
+    p = write_raster(
+        tmp / "tagged.tif",
+        textured((64, 64)),
+        transform=T0,
+        tags={"ACQUISITION_DATE": "2019-13-45"},
+    )
+    return [str(good(tmp)), str(p)]
+
+
+def no_overlap(tmp: Path) -> list[str]:
+    far = write_raster(
+        tmp / "far_2019-01-02.tif",
+        textured((64, 64)),
+        transform=Affine(0.5, 0, 600000.0, 0, -0.5, 4390000.0),
+    )
+    return [str(good(tmp)), str(far)]
+
+
+def all_nodata(tmp: Path) -> list[str]:
+    p = write_raster(
+        tmp / "void_2019-01-02.tif", np.zeros((4, 64, 64), np.uint16), transform=T0, nodata=0
+    )
+    return [str(good(tmp)), str(p)]
+
+
+def all_nan(tmp: Path) -> list[str]:
+    p = write_raster(
+        tmp / "nan_2019-01-02.tif", np.full((4, 64, 64), np.nan, np.float32), transform=T0
+    )
+    return [str(good(tmp)), str(p)]
+
+
+def bad_aoi(tmp: Path) -> list[str]:
+    return [str(good(tmp)), str(good(tmp, "after_2019-01-02.tif", 1)), "--aoi", "1,2,three"]
+
+
+def aoi_outside(tmp: Path) -> list[str]:
+    return [str(good(tmp)), str(good(tmp, "after_2019-01-02.tif", 1)), "--aoi", "10,10,10.1,10.1"]
+
+
+def bad_date_arg(tmp: Path) -> list[str]:
+    good(tmp)
+    return ["2019-02-30", "2019-01-01", "--imagery", str(tmp)]
+
+
+def unknown_date(tmp: Path) -> list[str]:
+    good(tmp)
+    return ["2019-01-01", "2019-05-05", "--imagery", str(tmp)]
+
+
+CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
+    "missing file": (missing, "nope_2019-01-01.tif"),
+    "empty file": (empty, "empty_2019-01-01.tif"),
+    "non-raster file": (non_raster, "notes_2019-01-02.tif"),
+    "truncated file": (truncated, "cut_2019-01-02.tif"),
+    "no georeference": (no_georef, "plain_2019-01-02.tif"),
+    "no date": (no_date, "undated.tif"),
+    "malformed date tag": (bad_tag_date, "tagged.tif"),
+    "no overlap": (no_overlap, "overlap"),
+    "all nodata over the area": (all_nodata, "void_2019-01-02.tif"),
+    "all NaN over the area": (all_nan, "nan_2019-01-02.tif"),
+    "bad --aoi": (bad_aoi, "--aoi"),
+    "--aoi outside the images": (aoi_outside, "--aoi"),
+    "malformed date argument": (bad_date_arg, "2019-02-30"),
+    "unknown date": (unknown_date, "2019-05-05"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, runner: CliRunner, case: str) -> None:
+    make, names = CASES[case]
+    args = make(tmp_path)
+    out = tmp_path / "out"
+    code, text = run(runner, ["diff", *args, "--out", str(out)])
+    assert code == 2, text
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("Error:") and names in lines[0], text
+    assert "Traceback" not in text
+    assert not out.exists()
+
+
+def test_existing_out_dir_keeps_its_files_on_failure(tmp_path: Path, runner: CliRunner) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("{}")
+    code, _ = run(runner, ["diff", *no_date(tmp_path), "--out", str(out)])
+    assert code == 2
+    assert (out / "report.json").read_text() == "{}"
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+
+
+SITE_CASES = {
+    "unknown site name": ("atlantis", "atlantis"),
+    "not YAML": ("id: [1, 2\n: - :", "site.yaml"),
+    "missing field": ("name: x\n", "'id'"),
+    "invalid field": (
+        "id: x\naoi: {type: Polygon, coordinates: [[[0,0],[1,0],[1,1],[0,0]]]}\ngrid: {resolution: fast}\n",
+        "'grid.resolution'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SITE_CASES))
+def test_bad_site(
+    tmp_path: Path, runner: CliRunner, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text, needle = SITE_CASES[case]
+    spec = text
+    if case != "unknown site name":
+        (tmp_path / "site.yaml").write_text(text)
+        spec = str(tmp_path / "site.yaml")
+    code, out = run(
+        runner, ["diff", "2019-01-01", "2019-01-02", "--site", spec, "--out", str(tmp_path / "o")]
+    )
+    assert code == 2, out
+    assert needle in out and len(out.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_usage_error_is_exit_2(runner: CliRunner) -> None:
+    res = runner.invoke(cli, ["diff", "a.tif"])
+    assert res.exit_code == 2
+
+
+def test_version(runner: CliRunner) -> None:
+    res = runner.invoke(cli, ["--version"])
+    assert res.exit_code == 0 and "sohae-watch" in res.output

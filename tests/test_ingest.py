@@ -1,0 +1,227 @@
+"""Ingest across CRSs, tiles, resolutions, date sources and validity sources."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from conftest import textured, write_raster
+from sohae_watch.errors import InputError
+from sohae_watch.grid import Grid
+from sohae_watch.ingest import GridReader, catalog, open_acquisition, open_raster, read_scene
+
+T0 = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+
+
+def coord_image(shape: tuple[int, int]) -> np.ndarray:
+    """Pixel values encode their own row and column, so a placement is checked exactly."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return np.stack([rows + 1, cols + 1, rows + cols + 1, np.full(shape, 7)]).astype(np.uint16)
+
+
+def test_band_roles_from_descriptions_and_default(tmp_path: Path) -> None:
+    data = textured((8, 8))
+    p = write_raster(
+        tmp_path / "a_2019-01-01.tif", data, descriptions=["nir", "red", "green", "blue"]
+    )
+    assert open_raster(p).roles == ("nir", "red", "green", "blue")
+    q = write_raster(tmp_path / "b_2019-01-01.tif", data)
+    assert open_raster(q).roles == ("red", "green", "blue", "nir")
+
+
+def test_alpha_band_is_validity_not_data(tmp_path: Path) -> None:
+    data = textured((8, 8), bands=3)
+    alpha = np.full((1, 8, 8), 255, np.uint16)
+    alpha[0, :, :4] = 0
+    p = write_raster(
+        tmp_path / "a_2019-01-01.tif", np.concatenate([data, alpha]), photometric="RGB"
+    )
+    with rasterio.open(p, "r+") as ds:
+        ds.colorinterp = [
+            rasterio.enums.ColorInterp.red,
+            rasterio.enums.ColorInterp.green,
+            rasterio.enums.ColorInterp.blue,
+            rasterio.enums.ColorInterp.alpha,
+        ]
+    src = open_raster(p)
+    assert src.data_bands == (1, 2, 3)
+    scene = read_scene(open_acquisition(p), src.grid)
+    assert not scene.valid[:, :4].any() and scene.valid[:, 4:].all()
+    assert np.isnan(scene.data[:, :, :4]).all()
+
+
+def test_aligned_window_reads_exact_pixels(tmp_path: Path) -> None:
+    data = coord_image((40, 50))
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data, nodata=0)
+    acq = open_acquisition(p)
+    grid = acq.sources[0].grid.crop(10, 20, 5, 6)
+    scene = read_scene(acq, grid)
+    assert scene.valid.all()
+    np.testing.assert_array_equal(scene.data[0], data[0, 10:15, 20:26])
+    np.testing.assert_array_equal(scene.data[1], data[1, 10:15, 20:26])
+
+
+def test_window_beyond_raster_is_invalid(tmp_path: Path) -> None:
+    p = write_raster(tmp_path / "a_2019-01-01.tif", coord_image((10, 10)))
+    acq = open_acquisition(p)
+    grid = acq.sources[0].grid.crop(-5, -5, 10, 10)
+    scene = read_scene(acq, grid)
+    assert scene.valid[5:, 5:].all() and not scene.valid[:5].any() and not scene.valid[:, :5].any()
+
+
+def test_nodata_declared_and_given(tmp_path: Path) -> None:
+    data = textured((10, 10))
+    data[:, 0, :] = 0
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data, nodata=0)
+    s = read_scene(open_acquisition(p), open_raster(p).grid)
+    assert not s.valid[0].any() and s.valid[1:].all()
+    q = write_raster(tmp_path / "b_2019-01-01.tif", data)  # undeclared
+    assert read_scene(open_acquisition(q), open_raster(q).grid).valid.all()
+    s2 = read_scene(open_acquisition(q, nodata=0), open_raster(q).grid)
+    assert not s2.valid[0].any() and s2.valid[1:].all()
+
+
+def test_nan_pixels_are_invalid(tmp_path: Path) -> None:
+    data = textured((10, 10)).astype(np.float32)
+    data[:, :, 3] = np.nan
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data)
+    s = read_scene(open_acquisition(p), open_raster(p).grid)
+    assert not s.valid[:, 3].any() and s.valid[:, 4].all()
+
+
+def test_two_tiles_mosaic_into_one_acquisition(tmp_path: Path) -> None:
+    full = coord_image((20, 40))
+    write_raster(tmp_path / "site_20190302_west.tif", full[:, :, :24], transform=T0, nodata=0)
+    write_raster(
+        tmp_path / "site_20190302_east.tif",
+        full[:, :, 20:],
+        transform=T0 @ Affine.translation(20, 0),
+        nodata=0,
+    )
+    acqs, skipped = catalog(tmp_path)
+    assert not skipped and len(acqs) == 1 and len(acqs[0].sources) == 2
+    grid = Grid(CRS.from_epsg(32651), T0, 40, 20)
+    s = read_scene(acqs[0], grid)
+    assert s.valid.all()
+    np.testing.assert_array_equal(s.data[1], full[1])
+
+
+def test_other_crs_and_resolution_reprojected(tmp_path: Path) -> None:
+    """A tile in EPSG:4326 and one at 0.7 m land on the 0.5 m UTM grid at the right place."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    grid = Grid(CRS.from_epsg(32651), T0, 200, 200)
+    data = textured((200, 200), seed=3)
+    ref = write_raster(tmp_path / "ref_2019-01-01.tif", data, transform=T0)
+    dst_t, w, h = calculate_default_transform(grid.crs, "EPSG:4326", 200, 200, *grid.bounds)
+    ll = np.zeros((4, h, w), np.uint16)
+    reproject(
+        data,
+        ll,
+        src_transform=T0,
+        src_crs=grid.crs,
+        dst_transform=dst_t,
+        dst_crs="EPSG:4326",
+        resampling=rasterio.enums.Resampling.cubic,
+    )
+    other = write_raster(
+        tmp_path / "ll_2019-01-02.tif", ll, crs="EPSG:4326", transform=dst_t, nodata=0
+    )
+    s_ref = read_scene(open_acquisition(ref), grid)
+    s_ll = read_scene(open_acquisition(other), grid)
+    inner = np.zeros(grid.shape, bool)
+    inner[20:-20, 20:-20] = True
+    assert s_ll.valid[inner].all()
+    diff = np.abs(s_ll.data[0] - s_ref.data[0])[inner]
+    assert np.median(diff) < 0.02 * np.ptp(data[0])
+
+
+def test_dates_from_tag_stac_and_name(tmp_path: Path) -> None:
+    d = textured((8, 8))
+    write_raster(tmp_path / "a.tif", d, tags={"TIFFTAG_DATETIME": "2019:02:16 02:30:00"})
+    write_raster(tmp_path / "b.tif", d)
+    (tmp_path / "b.json").write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "properties": {
+                    "datetime": "2019-03-02T02:00:00Z",
+                    "view:sun_azimuth": 150,
+                    "view:sun_elevation": 40,
+                },
+            }
+        )
+    )
+    write_raster(tmp_path / "c_20190306T023000.tif", d)
+    acqs, _ = catalog(tmp_path)
+    assert [a.date for a in acqs] == [
+        dt.date(2019, 2, 16),
+        dt.date(2019, 3, 2),
+        dt.date(2019, 3, 6),
+    ]
+    assert [a.sources[0].date_source for a in acqs] == ["tag", "stac", "name"]
+    assert acqs[1].sun is not None and acqs[1].sun.elevation == 40
+
+
+def test_reads_only_the_needed_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small AOI of a big scene decodes only the blocks it touches."""
+    big = textured((2048, 2048), bands=1)
+    p = write_raster(
+        tmp_path / "big_2019-01-01.tif", big, tiled=True, blockxsize=256, blockysize=256
+    )
+    acq = open_acquisition(p)
+    grid = acq.sources[0].grid.crop(1000, 1000, 50, 50)
+    seen: list[object] = []
+    orig = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("window"))
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    with GridReader(acq, grid) as r:
+        data, valid = r.read_all()
+    assert valid.all() and data.shape == (1, 50, 50)
+    assert seen and all(w is not None and w.width * w.height <= 50 * 50 for w in seen)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "empty"), (b"not a raster at all", "not a readable raster")],
+)
+def test_unreadable_files(tmp_path: Path, content: bytes, match: str) -> None:
+    p = tmp_path / "bad_2019-01-01.tif"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=match):
+        open_raster(p)
+
+
+def test_no_georeference(tmp_path: Path) -> None:
+    p = tmp_path / "plain_2019-01-01.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((1, 4, 4), np.uint8))
+    with pytest.raises(InputError, match="no georeference"):
+        open_raster(p)
+
+
+def test_catalog_lenient_skips_bad_files(tmp_path: Path) -> None:
+    write_raster(tmp_path / "good_2019-01-01.tif", textured((8, 8)))
+    (tmp_path / "half_2019-01-02.tif").write_bytes(b"II*\x00garbage")
+    acqs, skipped = catalog(tmp_path, strict=False)
+    assert len(acqs) == 1 and len(skipped) == 1 and "half" in str(skipped[0][0])
+    with pytest.raises(InputError):
+        catalog(tmp_path, strict=True)
+
+
+def test_date_lookup(tmp_path: Path) -> None:
+    write_raster(tmp_path / "x_2019-01-01.tif", textured((8, 8)))
+    assert open_acquisition("2019-01-01", imagery=tmp_path).date == dt.date(2019, 1, 1)
+    with pytest.raises(InputError, match="no acquisition dated 2019-01-02"):
+        open_acquisition("2019-01-02", imagery=tmp_path)
+    with pytest.raises(InputError, match="not a valid date"):
+        open_acquisition("2019-02-30", imagery=tmp_path)

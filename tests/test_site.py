@@ -1,0 +1,85 @@
+"""Site files: data only, validated, with the failing field named."""
+
+from pathlib import Path
+
+import pytest
+
+from sohae_watch.errors import InputError
+from sohae_watch.site import load_site
+
+GOOD = """
+id: demo
+name: Demo site
+grid: {crs: EPSG:32651, resolution: 0.5}
+aoi: {type: Polygon, coordinates: [[[124.70, 39.66], [124.71, 39.66], [124.71, 39.665], [124.70, 39.665], [124.70, 39.66]]]}
+imagery: imagery
+structures:
+  - id: pad
+    name: launch pad
+    baseline: present
+    geometry: {type: Polygon, coordinates: [[[124.701, 39.661], [124.702, 39.661], [124.702, 39.662], [124.701, 39.662], [124.701, 39.661]]]}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "site.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_good_site(tmp_path: Path) -> None:
+    site = load_site(write(tmp_path, GOOD))
+    assert site.id == "demo" and site.crs.to_epsg() == 32651 and site.resolution == 0.5
+    assert site.structures[0].baseline == "present"
+    assert site.imagery == tmp_path / "imagery"
+    assert site.thresholds["min_observed_fraction"] == 0.5
+    g = site.grid()
+    assert g.resolution == 0.5 and 1500 < g.width < 1800
+
+
+def test_default_crs_is_utm_of_aoi(tmp_path: Path) -> None:
+    site = load_site(write(tmp_path, GOOD.replace("crs: EPSG:32651, ", "")))
+    assert site.crs.to_epsg() == 32651
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("id: demo\n", "", "'id'"),
+        ("resolution: 0.5", "resolution: -1", "'grid.resolution'"),
+        ("crs: EPSG:32651", "crs: EPSG:999999", "'grid.crs'"),
+        ("crs: EPSG:32651", "crs: EPSG:4326", "'grid.crs'"),
+        ("aoi: {type: Polygon,", "aoi: {type: Point,", "'aoi'"),
+        ("baseline: present", "baseline: maybe", "'structures[0].baseline'"),
+        ("    geometry: {type: Polygon", "    geom: {type: Polygon", "'structures[0].geometry'"),
+        (
+            "imagery: imagery",
+            "thresholds: {min_observed_fraction: 3}",
+            "'thresholds.min_observed_fraction'",
+        ),
+    ],
+)
+def test_invalid_field_is_named(tmp_path: Path, old: str, new: str, field: str) -> None:
+    assert old in GOOD
+    with pytest.raises(InputError) as err:
+        load_site(write(tmp_path, GOOD.replace(old, new, 1)))
+    assert field in str(err.value) and "site.yaml" in str(err.value)
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_site(write(tmp_path, "id: [unclosed\n  - : :"))
+
+
+def test_loading_never_runs_code(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = GOOD + f"\nextra: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(InputError):
+        load_site(write(tmp_path, evil))
+    assert not marker.exists()
+
+
+def test_unknown_site_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="unknown site 'atlantis'"):
+        load_site("atlantis")
