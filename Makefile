@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(SAMPLES)/truth.json: $(STAMP) src/sohae_watch/samples.py
+$(SAMPLES)/truth.json: $(STAMP) $(wildcard src/sohae_watch/samples*.py)
 	$(BIN)/sohae-watch samples $(SAMPLES)
 
 samples: $(SAMPLES)/truth.json
