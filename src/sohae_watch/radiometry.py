@@ -1,0 +1,136 @@
+"""Relative radiometric normalisation fitted on pixels that did not change.
+
+AFTER is mapped onto BEFORE's radiometry band by band with an orthogonal (total least squares)
+regression, fitted on the pixels whose standardised change is small (the MAD/radcal idea). The
+reweighting is a trimmed iteration: a pixel is "no change" when its chi-square statistic is below the
+90 % quantile, and when that set collapses (season, snow, a scene that changed a lot) the lowest
+``min_keep`` share of the statistic is used instead, so the fit never rests on a handful of pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import chi2
+
+__all__ = ["BandFit", "fit_normalisation", "sample_pixels", "standardised_residuals"]
+
+
+@dataclass(frozen=True)
+class BandFit:
+    """``after ≈ offset + gain * before`` on no-change pixels; ``sigma``: robust residual scale."""
+
+    gain: float
+    offset: float
+    sigma: float
+
+
+def sample_pixels(mask: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
+    """Flat indices of at most ``max_samples`` True pixels of ``mask``, on a regular stride.
+
+    A stride (not a random draw) keeps the sample reproducible and cheap on huge masks.
+    """
+    idx = np.flatnonzero(mask.ravel())
+    if idx.size > max_samples:
+        step = idx.size / max_samples
+        idx = idx[(np.arange(max_samples) * step).astype(np.int64)]
+    return idx
+
+
+def _tls(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Orthogonal regression ``y = o + g x`` (principal axis of the 2-d scatter)."""
+    mx, my = float(x.mean()), float(y.mean())
+    sxx = float(((x - mx) ** 2).mean())
+    syy = float(((y - my) ** 2).mean())
+    sxy = float(((x - mx) * (y - my)).mean())
+    if sxx <= 0 or abs(sxy) < 1e-12:
+        g = float(np.sqrt(syy / sxx)) if sxx > 0 else 1.0
+    else:
+        g = (syy - sxx + np.sqrt((syy - sxx) ** 2 + 4 * sxy * sxy)) / (2 * sxy)
+    if not np.isfinite(g) or g <= 0:
+        # a negative or undefined principal axis means the two dates do not share radiometry;
+        # fall back to matching robust spreads, which is at least monotone
+        g = float(np.sqrt(syy / sxx)) if sxx > 0 and syy > 0 else 1.0
+    return float(g), float(my - g * mx)
+
+
+def _mad(r: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+def _robust_start(
+    before: np.ndarray, after: np.ndarray, floors: list[float], min_keep: float
+) -> np.ndarray:
+    """Initial no-change set: the pixels best explained by a median/MAD match of each band.
+
+    Matching medians and spreads is unaffected by up to half the scene changing, unlike a first
+    least-squares fit on every pixel, which a bright cloud or snow field can tilt arbitrarily.
+    """
+    stat = np.zeros(before.shape[1], dtype=np.float64)
+    for b in range(before.shape[0]):
+        x = before[b].astype(np.float64)
+        y = after[b].astype(np.float64)
+        sx, sy = _mad(x), _mad(y)
+        g = sy / sx if sx > 0 and sy > 0 else 1.0
+        r = y - (np.median(y) + g * (x - np.median(x)))
+        stat += (r / max(_mad(r), floors[b])) ** 2
+    return np.asarray(stat <= np.quantile(stat, 0.5 if min_keep < 0.5 else min_keep))
+
+
+def fit_normalisation(
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    iterations: int = 6,
+    min_keep: float = 0.3,
+    quantile: float = 0.9,
+    floor_share: float = 0.02,
+) -> list[BandFit]:
+    """Fit one :class:`BandFit` per band from sampled pixel values.
+
+    ``before`` and ``after`` are float arrays of shape (bands, n) holding only observable pixels.
+    """
+    if before.shape != after.shape or before.ndim != 2:
+        raise ValueError(f"before/after samples must share shape (bands, n), got {before.shape}")
+    k, n = before.shape
+    if n < 10:
+        raise ValueError(f"too few observable pixels to fit a normalisation ({n})")
+    fits: list[BandFit] = []
+    # the no-change scatter is never below a small share of the band's own contrast (registration,
+    # view and sun geometry, quantisation); without that floor an exact gain/offset pair would have
+    # zero scatter and every rounding error would look like change
+    floors = [max(floor_share * _mad(after[b].astype(np.float64)), 1e-6) for b in range(k)]
+    cut = float(chi2.ppf(quantile, k))
+    keep = _robust_start(before, after, floors, min_keep)
+    for _ in range(iterations):
+        fits = []
+        stat = np.zeros(n, dtype=np.float64)
+        for b in range(k):
+            x = before[b].astype(np.float64)
+            y = after[b].astype(np.float64)
+            g, o = _tls(x[keep], y[keep])
+            r = y - (o + g * x)
+            sigma = max(_mad(r[keep]), floors[b])
+            fits.append(BandFit(g, o, sigma))
+            stat += (r / sigma) ** 2
+        new_keep = stat < cut
+        if new_keep.sum() < min_keep * n:
+            new_keep = stat <= np.quantile(stat, min_keep)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return fits
+
+
+def standardised_residuals(
+    before: np.ndarray, after: np.ndarray, fits: list[BandFit]
+) -> np.ndarray:
+    """Per band ``(after - offset - gain * before) / sigma`` as float32, shape (bands, ...)."""
+    out = np.empty(after.shape, dtype=np.float32)
+    for b, f in enumerate(fits):
+        np.multiply(before[b], np.float32(-f.gain), out=out[b])
+        out[b] += after[b]
+        out[b] -= np.float32(f.offset)
+        out[b] *= np.float32(1.0 / f.sigma)
+    return out

@@ -1,0 +1,248 @@
+"""The change stage on synthetic pairs with exact masks, on no-change pairs made from a real
+Sentinel-2 image, and windowed against one-piece processing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+from scipy import ndimage as ndi
+
+from sohae_watch.change import (
+    CHANGE_TYPES,
+    ChangeResult,
+    apply_change_model,
+    change_areas,
+    detect_changes,
+    detect_changes_tiled,
+    fit_change_model,
+    pixel_size_m,
+)
+from sohae_watch.grid import Grid
+from sohae_watch.scene import Scene
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+BANDS4 = ("red", "green", "blue", "nir")
+
+
+def make_scene(data: np.ndarray, res: float = 10.0, bands: tuple[str, ...] = BANDS4) -> Scene:
+    data = data.astype(np.float32)
+    valid = np.isfinite(data).all(axis=0)
+    grid = Grid(
+        CRS.from_epsg(32651), Affine(res, 0, 500_000, 0, -res, 4_400_000), *data.shape[:0:-1]
+    )
+    return Scene(data=data, valid=valid, bands=bands, grid=grid, date=dt.date(2020, 1, 1))
+
+
+def textured(shape: tuple[int, int], seed: int, bands: int = 4) -> np.ndarray:
+    """A landscape-like image: smooth fields plus fine texture, per-band gains."""
+    rng = np.random.default_rng(seed)
+    base = ndi.gaussian_filter(rng.normal(size=shape), 6) * 40
+    base += ndi.gaussian_filter(rng.normal(size=shape), 1.2) * 15
+    gains = np.array([1.0, 1.1, 0.9, 1.6])[:bands]
+    return np.stack([1000 + 300 * g + g * base * 10 for g in gains]).astype(np.float32)
+
+
+ROOF = np.array([900.0, 350.0, 250.0, 100.0])  # a red tile roof: brighter, most in red
+
+
+def add_structure(img: np.ndarray, r: slice, c: slice) -> np.ndarray:
+    """A new building: a reddish roof with a ridge line and dark walls at its edges."""
+    out = img.copy()
+    roof = ROOF[: img.shape[0], None, None]
+    out[:, r, c] = out[:, r, c].mean(axis=(1, 2), keepdims=True) + roof
+    mid = (r.start + r.stop) // 2
+    out[:, mid, c] -= 0.5 * roof[:, 0]
+    out[:, r.start, c] -= 600
+    out[:, r.stop - 1, c] -= 600
+    out[:, r, c.start] -= 600
+    out[:, r, c.stop - 1] -= 600
+    return out
+
+
+def false_alarm_rate(res: ChangeResult) -> float:
+    return float((res.mask == 1).mean())
+
+
+def not_observable_rate(res: ChangeResult) -> float:
+    return float((res.mask == 255).mean())
+
+
+# --- synthetic pairs with exact masks -------------------------------------------------------
+
+
+def test_finds_new_structure_and_types_it() -> None:
+    before = textured((200, 200), 1)
+    rng = np.random.default_rng(2)
+    after = 1.2 * before + 50 + rng.normal(0, 8, before.shape).astype(np.float32)
+    truth = np.zeros((200, 200), bool)
+    r, c = slice(80, 110), slice(60, 100)
+    truth[r, c] = True
+    after = add_structure(after, r, c)
+    res = detect_changes(make_scene(before), make_scene(after))
+    flagged = res.mask == 1
+    tp = (flagged & truth).sum()
+    assert tp / truth.sum() > 0.7, "the new structure is found"
+    assert (flagged & ~truth).sum() / (~truth).sum() < 0.01, "little else is flagged"
+    assert res.mask.dtype == np.uint8 and res.magnitude.dtype == np.float32
+    assert np.isfinite(res.threshold)
+    areas = change_areas(res, make_scene(before), make_scene(after))
+    assert areas, "the change becomes an area"
+    big = areas[0]
+    assert big.change_type in CHANGE_TYPES
+    assert big.change_type in ("new_structure", "brighter")
+    assert 0.5 * 30 * 40 * 100 < big.area_m2 < 2.0 * 30 * 40 * 100
+    assert 0.0 <= big.confidence <= 1.0
+    assert big.geometry.intersects(make_scene(before).grid.footprint())
+
+
+def test_nodata_is_not_observable() -> None:
+    before = textured((120, 120), 3)
+    after = before.copy()
+    after[:, :20, :] = np.nan
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert (res.mask[:20] == 255).all()
+    assert np.isnan(res.magnitude[:20]).all()
+    assert not res.observable[:20].any()
+    assert (res.mask[20:] == 1).mean() < 0.005
+
+
+def test_cloud_over_structure_is_not_observable() -> None:
+    before = textured((200, 200), 4)
+    r, c = slice(90, 120), slice(90, 130)
+    after = add_structure(before.copy(), r, c)
+    yy, xx = np.mgrid[:200, :200]
+    blob = np.exp(-(((yy - 105) ** 2 + (xx - 110) ** 2) / (2 * 25.0**2)))
+    cloud_alpha = np.clip(blob * 2.5 - 0.5, 0, 0.97).astype(np.float32)
+    cloudy = after * (1 - cloud_alpha) + 6000 * cloud_alpha
+    res = detect_changes(make_scene(before), make_scene(cloudy))
+    assert (res.mask[r, c] == 255).mean() > 0.95, "the structure under the cloud is not observable"
+    assert (res.mask == 1).mean() < 0.01, "the cloud is not reported as change"
+    assert res.stats["cloud_fraction_after"] > 0.02
+
+
+def test_windowed_equals_one_piece() -> None:
+    before = textured((300, 260), 5)
+    after = add_structure(1.1 * before + 20, slice(100, 140), slice(30, 80))
+    yy, xx = np.mgrid[:300, :260]
+    blob = np.exp(-(((yy - 200) ** 2 + (xx - 150) ** 2) / (2 * 20.0**2)))
+    alpha = np.clip(blob * 2.5 - 0.5, 0, 0.97).astype(np.float32)
+    after = after * (1 - alpha) + 6000 * alpha  # a cloud across tile borders
+    after[:, 250:, 200:] = np.nan
+    b, a = make_scene(before), make_scene(after)
+    model = fit_change_model(b, a)
+    whole = apply_change_model(model, b, a)
+    assert (whole.mask == 255).sum() > 500 and (whole.mask == 1).sum() > 500
+    tiled = detect_changes_tiled(model, b, a, tile=128)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
+    np.testing.assert_allclose(tiled.magnitude, whole.magnitude, rtol=1e-5, atol=1e-5)
+
+
+def test_model_fitted_on_a_sample_transfers() -> None:
+    before = textured((256, 256), 6)
+    after = add_structure(0.8 * before + 100, slice(40, 70), slice(40, 70))
+    b, a = make_scene(before), make_scene(after)
+    full = fit_change_model(b, a)
+    half = fit_change_model(make_scene(before[:, :, :128]), make_scene(after[:, :, :128]))
+    assert half.threshold == pytest.approx(full.threshold, rel=0.15)
+    res = apply_change_model(half, b, a)
+    assert (res.mask[40:70, 40:70] == 1).mean() > 0.7
+
+
+def test_pixel_size_on_geographic_grid() -> None:
+    g = Grid(CRS.from_epsg(4326), Affine(0.0001, 0, 2.0, 0, -0.0001, 48.0), 100, 100)
+    assert 7.0 < pixel_size_m(g) < 9.5
+
+
+def test_rgb_only_half_metre_pair() -> None:
+    before = textured((256, 256), 7, bands=3)
+    after = add_structure(before * 0.9 + 10, slice(100, 160), slice(100, 150))
+    res = detect_changes(
+        make_scene(before, 0.5, ("red", "green", "blue")),
+        make_scene(after, 0.5, ("red", "green", "blue")),
+    )
+    assert (res.mask[105:155, 105:145] == 1).mean() > 0.7
+    assert (res.mask[:80] == 1).mean() < 0.01
+
+
+# --- no-change pairs made from a real Sentinel-2 image --------------------------------------
+
+
+def _real_before() -> np.ndarray:
+    rasterio = pytest.importorskip("rasterio")
+    path = REAL / "oscd-rennes" / "before.tif"
+    if not path.exists():
+        pytest.skip("../shared/data/real is not available")
+    with rasterio.open(path) as src:
+        return src.read().astype(np.float32)
+
+
+def _sun_shading(shape: tuple[int, int]) -> np.ndarray:
+    """A smooth illumination field as from a new sun angle over gentle relief (±8 %)."""
+    rng = np.random.default_rng(11)
+    relief = ndi.gaussian_filter(rng.normal(size=shape), 25)
+    relief /= np.abs(relief).max()
+    return (1.0 + 0.08 * relief).astype(np.float32)
+
+
+def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Content moved by (dy, dx) pixels; the strip uncovered at the edge is nodata (NaN)."""
+    out = np.roll(x, (dy, dx), axis=(1, 2)).astype(np.float32)
+    if dy > 0:
+        out[:, :dy] = np.nan
+    elif dy < 0:
+        out[:, dy:] = np.nan
+    if dx > 0:
+        out[:, :, :dx] = np.nan
+    elif dx < 0:
+        out[:, :, dx:] = np.nan
+    return out
+
+
+NO_CHANGE = {
+    "gain_offset": lambda x, rng: x * np.array([1.3, 1.2, 1.15, 0.9])[:, None, None] + 150,
+    "noise": lambda x, rng: x + rng.normal(0, 0.02 * x.std(), x.shape),
+    "shift_1px": lambda x, rng: _shift(x, 1, -1),
+    "sun_angle": lambda x, rng: (x * 0.85 + 40) * _sun_shading(x.shape[1:]),
+    "snow": lambda x, rng: 0.45 * x + 0.55 * np.percentile(x, 99.5, axis=(1, 2), keepdims=True),
+    "all_at_once": lambda x, rng: _shift(
+        (x * 1.2 + 100) * _sun_shading(x.shape[1:]) + rng.normal(0, 0.02 * x.std(), x.shape), 0, 1
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NO_CHANGE))
+def test_no_change_pair_stays_quiet(kind: str) -> None:
+    before = _real_before()
+    rng = np.random.default_rng(3)
+    after = NO_CHANGE[kind](before, rng).astype(np.float32)
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert false_alarm_rate(res) < 0.005, f"{kind}: {false_alarm_rate(res):.4f} flagged"
+    assert not_observable_rate(res) < 0.05, f"{kind}: {not_observable_rate(res):.4f} not observable"
+
+
+def test_real_oscd_beats_cva_otsu() -> None:
+    rasterio = pytest.importorskip("rasterio")
+    from sohae_watch.threshold import otsu
+
+    case = REAL / "oscd-rennes"
+    if not case.exists():
+        pytest.skip("../shared/data/real is not available")
+    with rasterio.open(case / "before.tif") as s:
+        b = s.read().astype(np.float32)
+    with rasterio.open(case / "after.tif") as s:
+        a = s.read().astype(np.float32)
+    with rasterio.open(case / "truth.tif") as s:
+        t = s.read(1) == 1
+
+    def f1(pred: np.ndarray) -> float:
+        tp = (pred & t).sum()
+        return float(2 * tp / (pred.sum() + t.sum()))
+
+    res = detect_changes(make_scene(b), make_scene(a))
+    mag = np.sqrt(((a - b) ** 2).sum(0))
+    assert f1(res.mask == 1) > f1(mag > otsu(mag)) + 0.15
