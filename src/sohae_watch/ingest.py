@@ -23,8 +23,9 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
+from scipy import ndimage
 
-from sohae_watch.dates import acquisition_date, stac_sidecar
+from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Bounds, Grid
 from sohae_watch.scene import Scene, SunPosition
@@ -133,8 +134,14 @@ def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
     return None
 
 
-def open_raster(path: str | Path, *, nodata: float | None = None) -> RasterSource:
-    """Read one raster's metadata; InputError (naming the file and the fix) when it is unusable."""
+def open_raster(
+    path: str | Path, *, nodata: float | None = None, stac_date: dt.date | None = None
+) -> RasterSource:
+    """Read one raster's metadata; InputError (naming the file and the fix) when it is unusable.
+
+    ``stac_date``: the date of the STAC item listing this file (``watch --imagery catalog.json``);
+    it ranks where a sidecar item would, after a date tag and before the file name.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or directory; check the path")
@@ -153,7 +160,10 @@ def open_raster(path: str | Path, *, nodata: float | None = None) -> RasterSourc
             if not data_bands:
                 raise InputError(f"{p}: raster has no data band (only alpha); use the image file")
             tags = ds.tags()
-            date, source = acquisition_date(p, tags)
+            if stac_date is not None and not any(tags.get(k) for k in DATE_TAGS):
+                date, source = stac_date, "stac"
+            else:
+                date, source = acquisition_date(p, tags)
             declared = ds.nodata
             return RasterSource(
                 path=p,
@@ -333,6 +343,19 @@ class GridReader:
         self._vrts.clear()
         self._datasets.clear()
 
+    def _margin(self) -> float:
+        """How far (map units) the model can move a window's content: widens the overlap test."""
+        if self.model is None:
+            return 0.0
+        m = self.model
+        reach = (
+            abs(m.c)
+            + abs(m.f)
+            + (abs(m.a - 1) + abs(m.b) + abs(m.d) + abs(m.e - 1)) * max(self.grid.shape)
+            + 2
+        )
+        return float(reach * self.grid.resolution)
+
     def _target_transform(self) -> Affine:
         t = self.grid.transform
         return t @ self.model if self.model is not None else t
@@ -354,22 +377,94 @@ class GridReader:
             )
         return self._vrts[n]
 
+    def _read_block(
+        self,
+        src: RasterSource,
+        ds: rasterio.io.DatasetReader,
+        indexes: list[int],
+        row: int,
+        col: int,
+        height: int,
+        width: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Source pixels [row:row+height, col:col+width] (zero and invalid outside the raster)."""
+        data = np.zeros((len(indexes), height, width), np.float32)
+        mask = np.zeros((height, width), bool)
+        r0, c0 = max(0, -row), max(0, -col)
+        r1, c1 = min(height, src.height - row), min(width, src.width - col)
+        if r1 > r0 and c1 > c0:
+            w = Window(col + c0, row + r0, c1 - c0, r1 - r0)
+            data[:, r0:r1, c0:c1] = ds.read(indexes, window=w, out_dtype="float32")
+            mask[r0:r1, c0:c1] = ds.dataset_mask(window=w) > 0
+        return data, mask
+
+    def _resample_aligned(
+        self,
+        src: RasterSource,
+        ds: rasterio.io.DatasetReader,
+        indexes: list[int],
+        offset: tuple[int, int],
+        window: Window,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bilinear resampling of a source on the grid's own pixel lattice through ``model``:
+        the window's pixels sampled once from the source pixels, in numpy (no warp set-up)."""
+        assert self.model is not None
+        m = self.model
+        h, w = int(window.height), int(window.width)
+        r_off, c_off = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
+        if m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0:
+            ix, iy = math.floor(m.c), math.floor(m.f)
+            fx, fy = np.float32(m.c - ix), np.float32(m.f - iy)
+            block, bmask = self._read_block(src, ds, indexes, r_off + iy, c_off + ix, h + 1, w + 1)
+            out = (
+                (1 - fx) * (1 - fy) * block[:, :-1, :-1]
+                + fx * (1 - fy) * block[:, :-1, 1:]
+                + (1 - fx) * fy * block[:, 1:, :-1]
+                + fx * fy * block[:, 1:, 1:]
+            )
+            valid = bmask[:-1, :-1].copy()
+            if fx > 0:
+                valid &= bmask[:-1, 1:]
+            if fy > 0:
+                valid &= bmask[1:, :-1]
+            if fx > 0 and fy > 0:
+                valid &= bmask[1:, 1:]
+            return out.astype(np.float32, copy=False), valid
+        rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+        u = m.a * (cols + 0.5) + m.b * (rows + 0.5) + m.c - 0.5
+        v = m.d * (cols + 0.5) + m.e * (rows + 0.5) + m.f - 0.5
+        c0, r0 = math.floor(u.min()), math.floor(v.min())
+        c1, r1 = math.floor(u.max()) + 2, math.floor(v.max()) + 2
+        block, bmask = self._read_block(src, ds, indexes, r_off + r0, c_off + c0, r1 - r0, c1 - c0)
+        coords = np.stack([v - r0, u - c0])
+        out = np.stack(
+            [ndimage.map_coordinates(b, coords, order=1, mode="constant", cval=0.0) for b in block]
+        )
+        valid = (
+            ndimage.map_coordinates(
+                bmask.astype(np.float32), coords, order=1, mode="constant", cval=0.0
+            )
+            > 0.999
+        )
+        return out.astype(np.float32, copy=False), valid
+
     def _read_source(
         self, n: int, src: RasterSource, ds: rasterio.io.DatasetReader, window: Window
     ) -> tuple[np.ndarray, np.ndarray]:
         indexes = [src.data_bands[src.roles.index(r)] for r in self.roles]
-        offset = None if self.model is not None else _aligned_offset(src, self.grid)
-        if offset is not None:
-            data = np.zeros((len(indexes), int(window.height), int(window.width)), np.float32)
-            mask = np.zeros((int(window.height), int(window.width)), bool)
-            r_src, c_src = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
-            r0, c0 = max(0, -r_src), max(0, -c_src)
-            r1 = min(int(window.height), src.height - r_src)
-            c1 = min(int(window.width), src.width - c_src)
-            if r1 > r0 and c1 > c0:
-                w = Window(c_src + c0, r_src + r0, c1 - c0, r1 - r0)
-                data[:, r0:r1, c0:c1] = ds.read(indexes, window=w, out_dtype="float32")
-                mask[r0:r1, c0:c1] = ds.dataset_mask(window=w) > 0
+        offset = _aligned_offset(src, self.grid)
+        if offset is not None and self.model is None:
+            data, mask = self._read_block(
+                src,
+                ds,
+                indexes,
+                int(window.row_off) + offset[0],
+                int(window.col_off) + offset[1],
+                int(window.height),
+                int(window.width),
+            )
+        elif offset is not None:
+            data, mask = self._resample_aligned(src, ds, indexes, offset, window)
         else:
             vrt = self._vrt(n, src, ds)
             data = vrt.read(indexes, window=window, out_dtype="float32")
@@ -387,7 +482,7 @@ class GridReader:
         out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
         for n, (src, ds) in enumerate(self._datasets):
-            if not _overlaps(src, self.grid.crop(row, col, height, width)):
+            if not _overlaps(src, self.grid.crop(row, col, height, width), margin=self._margin()):
                 continue
             try:
                 data, mask = self._read_source(n, src, ds, window)
@@ -408,10 +503,15 @@ class GridReader:
         return self.read(0, 0, self.grid.height, self.grid.width)
 
 
-def _overlaps(src: RasterSource, grid: Grid) -> bool:
+def _overlaps(src: RasterSource, grid: Grid, margin: float = 0.0) -> bool:
     a = src.bounds_in(grid.crs)
     b = grid.bounds
-    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+    return (
+        a[0] < b[2] + margin
+        and a[2] > b[0] - margin
+        and a[1] < b[3] + margin
+        and a[3] > b[1] - margin
+    )
 
 
 def read_scene(

@@ -32,12 +32,11 @@ def cloud_like(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     top = np.percentile(v, 99.5, axis=1)
     low = np.percentile(v, 50, axis=1)
     bright = np.all(data >= (low + 0.85 * (top - low))[:, None, None], axis=0)
-    mean = np.nanmean(data, axis=0)
-    filled = np.where(valid, mean, 0.0)
+    filled = np.where(valid, np.nan_to_num(data).mean(axis=0), 0.0)
     local_sd = np.sqrt(
         np.maximum(ndimage.uniform_filter(filled**2, 5) - ndimage.uniform_filter(filled, 5) ** 2, 0)
     )
-    flat = local_sd < 0.02 * max(float(np.nanmax(mean)), 1e-6)
+    flat = local_sd < 0.02 * max(float(filled.max()), 1e-6)
     cand = bright & flat & valid
     return ndimage.binary_opening(cand, iterations=2)
 

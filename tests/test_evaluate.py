@@ -1,0 +1,53 @@
+"""`eval`: mask scores against a truth mask, computed by hand on a small case."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from conftest import write_raster
+from sohae_watch.cli.main import cli
+from sohae_watch.evaluate import mask_scores
+
+
+def test_mask_scores_by_hand() -> None:
+    truth = np.array([[1, 1, 0, 0], [0, 0, 0, 255]], np.uint8)
+    pred = np.array([[1, 0, 1, 0], [0, 255, 0, 1]], np.uint8)
+    s = mask_scores(pred, truth)
+    # known pixels: 7; tp=1, fp=1, fn=1, tn=4
+    assert s["precision"] == 0.5 and s["recall"] == 0.5 and s["f1"] == 0.5
+    assert abs(s["iou"] - 1 / 3) < 1e-9
+    assert abs(s["false_alarm_rate"] - 1 / 7) < 1e-9
+    assert abs(s["not_observable"] - 1 / 7) < 1e-9
+    po, pe = 5 / 7, (2 * 2 + 5 * 5) / 49
+    assert abs(s["kappa"] - (po - pe) / (1 - pe)) < 1e-9
+
+
+def test_eval_command_on_masks(tmp_path: Path) -> None:
+    truth = np.zeros((20, 20), np.uint8)
+    truth[5:10, 5:10] = 1
+    pred = np.zeros((20, 20), np.uint8)
+    pred[5:10, 5:15] = 1
+    write_raster(tmp_path / "truth.tif", truth, nodata=255)
+    (tmp_path / "out").mkdir()
+    write_raster(tmp_path / "out" / "change_mask.tif", pred, nodata=255)
+    res = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(tmp_path / "out"),
+            str(tmp_path / "truth.tif"),
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    scores = json.loads((tmp_path / "s.json").read_text())["mask"]
+    assert scores["recall"] == 1.0 and scores["precision"] == 0.5
+    assert "F1 0.667" in res.output
+
+
+def test_eval_missing_truth_is_exit_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path), str(tmp_path / "truth.json")])
+    assert res.exit_code == 2 and "truth.json" in res.output
