@@ -1,0 +1,781 @@
+"""Unattended monitoring: catalog the imagery, compare each new usable acquisition with the one
+before, and keep the site's history in the state database.
+
+The history is a pure function of (the usable acquisitions in date order, the comparisons of
+pairs of them). Comparisons are cached in the database, keyed by both dates, both content
+fingerprints and the site file's fingerprint; every run replays the state machine over the
+whole catalog, computing only the comparisons not cached yet, and rewrites observations and
+events in one transaction. So a killed run loses nothing (the next one computes what is
+missing), an event is never recorded twice, and a late, replaced or removed acquisition simply
+changes the replay's input: the affected pairs are computed and the history corrected.
+
+The event rule (the contract's): each structure is compared with its *last observed* state.
+Its anchor is the last acquisition in which it was observable; when that is not the previous
+acquisition, the new one is also compared with the anchor directly, so a change hidden by cloud
+on one date is dated across that date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from sohae_watch import state as db
+from sohae_watch.dates import date_from_name, parse_date
+from sohae_watch.errors import InputError, SohaeError
+from sohae_watch.history import (
+    NEW_ACTIVITY,
+    Cell,
+    Event,
+    activity_place,
+    activity_sentence,
+    sort_key,
+    structure_sentence,
+    write_history_files,
+)
+from sohae_watch.ingest import (
+    RASTER_SUFFIXES,
+    Acquisition,
+    RasterSource,
+    catalog,
+    group_acquisitions,
+    open_raster,
+)
+from sohae_watch.site import Site
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_BYTES = 1 << 20
+EVENTS = {"appeared": "built", "removed": "dismantled", "modified": "modified"}
+ACTIVITY_STATUS = {"new_structure": "appeared", "removed_structure": "removed"}
+
+
+# --- what a comparison yields -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One structure's status in one pair, with its confidence."""
+
+    status: str
+    confidence: float
+    changed_fraction: float | None = None
+    observed_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A new-activity area of one pair (outside every listed structure)."""
+
+    lon: float
+    lat: float
+    area_m2: float
+    confidence: float
+    change_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    calls: Mapping[str, Call]
+    activity: tuple[Activity, ...] = ()
+
+
+class Differ(Protocol):
+    """Compares two acquisitions, writes the pair's reports into ``out_dir``, returns the calls."""
+
+    def __call__(
+        self,
+        before: Acquisition,
+        after: Acquisition,
+        *,
+        stood_before: Mapping[str, bool],
+        out_dir: Path,
+    ) -> PairOutcome: ...
+
+
+Usability = Callable[[Acquisition], float]
+
+
+def pipeline_differ(site: Site) -> Differ:
+    """The real comparison: ``compute_diff`` and the contract's six outputs."""
+
+    def run(
+        before: Acquisition,
+        after: Acquisition,
+        *,
+        stood_before: Mapping[str, bool],
+        out_dir: Path,
+    ) -> PairOutcome:
+        from sohae_watch.pipeline import compute_diff
+        from sohae_watch.report import write_outputs
+
+        result = compute_diff(before, after, site=site, stood_before=stood_before)
+        report = write_outputs(result, out_dir)
+        calls = {
+            c.id: Call(c.status, float(c.confidence), c.changed_fraction, c.observed_fraction)
+            for c in result.structures
+        }
+        activity = tuple(
+            Activity(
+                float(a["lon"]),
+                float(a["lat"]),
+                float(a["area_m2"]),
+                float(a["confidence"]),
+                a.get("change_type"),
+            )
+            for a in report.get("new_activity", [])
+        )
+        return PairOutcome(calls, activity)
+
+    return run
+
+
+def pipeline_usability(site: Site) -> Usability:
+    """Share of the site's AOI observable in an acquisition (valid and not cloud)."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+
+    from sohae_watch.area import coverage
+    from sohae_watch.inventory import coarse_grid, usable_fraction
+
+    grid = site.grid()
+    aoi = shape(transform_geom("EPSG:4326", grid.crs, mapping(site.aoi)))
+    cg = coarse_grid(grid)
+    mask = cg.rasterize(aoi, all_touched=True)
+
+    def measure(acq: Acquisition) -> float:
+        if coverage(acq, grid.crs).intersection(aoi).area <= 0:
+            return 0.0
+        return usable_fraction(acq, cg, mask)
+
+    return measure
+
+
+# --- imagery: a folder, or a local STAC catalog / ItemCollection ----------------------------------
+
+
+def _local_href(href: str, base: Path) -> Path | None:
+    parsed = urlparse(href)
+    if parsed.scheme in ("", "file"):
+        p = Path(unquote(parsed.path))
+        return p if p.is_absolute() else (base / p)
+    return None
+
+
+def _stac_items(path: Path, seen: set[Path]) -> list[tuple[dict[str, Any], Path]]:
+    """STAC items reachable from a Catalog / Collection / ItemCollection / Item JSON file."""
+    path = path.resolve()
+    if path in seen:
+        return []
+    seen.add(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable STAC JSON file ({exc}); fix --imagery") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not a STAC Catalog, Collection, ItemCollection or Item")
+    kind = doc.get("type")
+    if kind == "Feature":
+        return [(doc, path.parent)]
+    if kind == "FeatureCollection":
+        return [(f, path.parent) for f in doc.get("features", []) if isinstance(f, dict)]
+    if kind in ("Catalog", "Collection"):
+        items = []
+        for link in doc.get("links", []):
+            if isinstance(link, dict) and link.get("rel") in ("item", "child"):
+                target = _local_href(str(link.get("href", "")), path.parent)
+                if target is not None and target.is_file():
+                    items.extend(_stac_items(target, seen))
+        return items
+    raise InputError(
+        f"{path}: STAC type {kind!r} is not a Catalog, Collection, ItemCollection or Item"
+    )
+
+
+def stac_catalog(
+    path: Path, *, nodata: float | None = None
+) -> tuple[list[Acquisition], list[tuple[Path, str]]]:
+    """Acquisitions from the raster assets of local STAC items (hrefs relative to their JSON)."""
+    sources: list[RasterSource] = []
+    skipped: list[tuple[Path, str]] = []
+    for item, base in _stac_items(path, set()):
+        props = item.get("properties") or {}
+        try:
+            item_date = parse_date(str(props.get("datetime") or props.get("start_datetime")))
+        except ValueError:
+            item_date = None
+        for asset in (item.get("assets") or {}).values():
+            if not isinstance(asset, dict) or "href" not in asset:
+                continue
+            roles = set(asset.get("roles") or [])
+            media = str(asset.get("type") or "")
+            href = str(asset["href"])
+            if roles & {"thumbnail", "overview", "metadata"}:
+                continue
+            if not ("tiff" in media or "jp2" in media or href.lower().endswith(RASTER_SUFFIXES)):
+                continue
+            target = _local_href(href, base)
+            if target is None:
+                skipped.append((Path(href), f"{href}: remote asset; watch reads local files only"))
+                continue
+            try:
+                src = open_raster(target, nodata=nodata, stac_date=item_date)
+            except InputError as exc:
+                skipped.append((target, str(exc)))
+                log.warning("skipping %s", exc)
+                continue
+            sources.append(src)
+    return group_acquisitions(sources), skipped
+
+
+def load_imagery(
+    imagery: Path, *, nodata: float | None = None
+) -> tuple[list[Acquisition], list[tuple[Path, str]]]:
+    """Catalog a folder, or a STAC JSON file; unreadable files are skipped, with why."""
+    if imagery.is_file() and imagery.suffix.lower() == ".json":
+        return stac_catalog(imagery, nodata=nodata)
+    return catalog(imagery, nodata=nodata, strict=False)
+
+
+def file_fingerprint(path: Path) -> str:
+    """Size, modification time and a hash of the first and last MB: changes when a file is
+    replaced, cheap for large scenes."""
+    st = path.stat()
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        h.update(fh.read(FINGERPRINT_BYTES))
+        if st.st_size > FINGERPRINT_BYTES:
+            fh.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
+            h.update(fh.read(FINGERPRINT_BYTES))
+    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+
+
+def acquisition_fingerprint(acq: Acquisition) -> str:
+    h = hashlib.sha1()
+    for s in sorted(acq.sources, key=lambda s: s.path.name):
+        h.update(f"{s.path.name}\0{file_fingerprint(s.path)}\n".encode())
+    return h.hexdigest()
+
+
+def site_fingerprint(site: Site) -> str:
+    """Changes when the site file does, so calls made against old footprints are not reused."""
+    h = hashlib.sha1()
+    if site.path is not None and site.path.is_file():
+        h.update(site.path.read_bytes())
+    else:
+        h.update(
+            repr((site.id, [(s.id, s.geometry.wkt, s.baseline) for s in site.structures])).encode()
+        )
+        h.update(repr(sorted(site.thresholds.items())).encode())
+    return h.hexdigest()
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WatchSummary:
+    """What one run did, for the CLI's summary."""
+
+    db_path: Path
+    out_dir: Path
+    acquisitions: int = 0
+    usable: list[dt.date] = field(default_factory=list)
+    unusable: list[tuple[dt.date, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped_files: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    pairs_computed: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+    new_events: list[Event] = field(default_factory=list)
+    withdrawn_events: list[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    timeline: Path | None = None
+    changed_inputs: bool = False
+
+    @property
+    def nothing_new(self) -> bool:
+        return not (
+            self.changed_inputs or self.pairs_computed or self.new_events or self.withdrawn_events
+        )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _log(con: sqlite3.Connection, kind: str, message: str) -> None:
+    con.execute("INSERT INTO log (at, kind, message) VALUES (?, ?, ?)", (_now(), kind, message))
+
+
+class _Failed(Exception):
+    """A comparison failed on an input; the acquisition is set aside for this run."""
+
+    def __init__(self, date: dt.date, reason: str) -> None:
+        super().__init__(reason)
+        self.date = date
+        self.reason = reason
+
+
+class _Watcher:
+    """One run over one site's catalog and state database (the caller holds the run lock)."""
+
+    def __init__(
+        self,
+        site: Site,
+        con: sqlite3.Connection,
+        summary: WatchSummary,
+        differ: Differ,
+        usability: Usability,
+    ) -> None:
+        self.site = site
+        self.con = con
+        self.summary = summary
+        self.differ = differ
+        self.usability = usability
+        self.site_fp = site_fingerprint(site)
+        self.fps: dict[dt.date, str] = {}
+
+    # acquisitions -------------------------------------------------------------------------------
+
+    def refresh_acquisitions(
+        self, acqs: Sequence[Acquisition], skipped: Sequence[tuple[Path, str]]
+    ) -> list[Acquisition]:
+        """Fingerprint, check usability of new or changed ones, record them; the usable ones."""
+        con, summary = self.con, self.summary
+        known = {r["date"]: r for r in con.execute("SELECT * FROM acquisitions")}
+        if known and not acqs:
+            raise InputError(
+                f"no acquisition found in the imagery, but the history has {len(known)}; is the "
+                "imagery folder mounted? (remove the --state database to start a new history)"
+            )
+        processed = [d for d, r in known.items() if r["status"] == "usable"]
+        newest = max(processed) if processed else None
+        incomplete: dict[dt.date, str] = {}
+        for path, why in skipped:
+            d = date_from_name(path.name)
+            if d is not None:
+                incomplete.setdefault(d, why)
+        usable = []
+        seen = set()
+        for acq in acqs:
+            key = acq.date.isoformat()
+            seen.add(key)
+            try:
+                fp = acquisition_fingerprint(acq)
+            except OSError as exc:
+                log.warning("%s: set aside, cannot read its files: %s", key, exc)
+                summary.failed.append((key, f"cannot read: {exc}"))
+                continue
+            self.fps[acq.date] = fp
+            row = known.get(key)
+            if row is not None and row["fingerprint"] == fp and row["status"] != "failed":
+                if row["status"] == "usable":
+                    usable.append(acq)
+                    summary.usable.append(acq.date)
+                else:
+                    summary.unusable.append((acq.date, row["reason"] or "not usable"))
+                continue
+            status, frac, reason = self._check(acq, incomplete.get(acq.date))
+            if status == "failed" and row is not None and row["status"] == "usable":
+                # being replaced (or broken) after it was processed: keep its last good
+                # version's cached comparisons rather than withdraw and re-alert its events
+                log.warning(
+                    "%s: its files changed and do not read now (%s); keeping the results of "
+                    "the version processed before, retried next run",
+                    key,
+                    reason,
+                )
+                self.fps[acq.date] = row["fingerprint"]
+                usable.append(acq)
+                summary.usable.append(acq.date)
+                summary.failed.append((key, reason or ""))
+                continue
+            with db.transaction(con):
+                if row is None:
+                    con.execute(
+                        "INSERT INTO acquisitions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (key, fp, json.dumps(acq.paths), frac, status, reason, _now(), _now()),
+                    )
+                else:
+                    con.execute(
+                        "UPDATE acquisitions SET fingerprint = ?, files = ?, usable_fraction = ?, "
+                        "status = ?, reason = ?, updated = ? WHERE date = ?",
+                        (fp, json.dumps(acq.paths), frac, status, reason, _now(), key),
+                    )
+                note = self._note_change(acq.date, row, fp, status, reason, newest)
+                if note:
+                    _log(con, note[0], note[1])
+            if status == "usable":
+                usable.append(acq)
+                summary.usable.append(acq.date)
+            elif status == "unusable":
+                summary.unusable.append((acq.date, reason or ""))
+            else:
+                summary.failed.append((key, reason or ""))
+        gone = []
+        for d in known:
+            if d in seen:
+                continue
+            day = dt.date.fromisoformat(d)
+            if day in incomplete and known[d]["status"] == "usable":
+                # its only files no longer read (a new delivery being copied over them): hold
+                # the results of the version processed before
+                log.warning(
+                    "%s: its files do not read now (%s); keeping the results of the version "
+                    "processed before, retried next run",
+                    d,
+                    incomplete[day],
+                )
+                self.fps[day] = known[d]["fingerprint"]
+                usable.append(Acquisition(day, (), ()))
+                summary.usable.append(day)
+                summary.failed.append((d, incomplete[day]))
+            else:
+                gone.append(d)
+        usable.sort(key=lambda a: a.date)
+        summary.usable.sort()
+        if gone:
+            with db.transaction(con):
+                for d in gone:
+                    con.execute("DELETE FROM acquisitions WHERE date = ?", (d,))
+                    msg = f"{d}: no longer in the imagery catalog; history corrected without it"
+                    _log(con, "removed", msg)
+                    summary.notes.append(msg)
+                    summary.changed_inputs = True
+        return usable
+
+    def _check(
+        self, acq: Acquisition, incomplete: str | None
+    ) -> tuple[str, float | None, str | None]:
+        if incomplete is not None:
+            return (
+                "failed",
+                None,
+                f"a file of this date is unreadable, retried next run: {incomplete}",
+            )
+        try:
+            frac = float(self.usability(acq))
+        except InputError as exc:
+            return "failed", None, f"{exc} (retried next run)"
+        minimum = float(self.site.thresholds["min_usable_fraction"])
+        if frac < minimum:
+            return (
+                "unusable",
+                frac,
+                f"only {frac:.0%} of the AOI observable (cloud or no data); "
+                f"min_usable_fraction is {minimum:.0%}",
+            )
+        return "usable", frac, None
+
+    def _note_change(
+        self,
+        date: dt.date,
+        row: sqlite3.Row | None,
+        fp: str,
+        status: str,
+        reason: str | None,
+        newest: str | None,
+    ) -> tuple[str, str] | None:
+        key = date.isoformat()
+        summary = self.summary
+        if status == "failed":
+            if row is None or row["status"] != "failed":
+                summary.changed_inputs = True
+            log.warning("%s: set aside: %s", key, reason)
+            return ("failed", f"{key}: set aside: {reason}")
+        summary.changed_inputs = True
+        if row is not None and row["fingerprint"] != fp and row["status"] != "failed":
+            msg = f"{key}: its files changed since they were processed; its pairs are recomputed"
+            summary.notes.append(msg)
+            return ("replaced", msg)
+        if status == "unusable":
+            msg = f"{key}: skipped: {reason}"
+            summary.notes.append(msg)
+            return ("unusable", msg)
+        if newest is not None and key < newest:
+            msg = (
+                f"{key}: late acquisition (older than {newest}); placed in order, history corrected"
+            )
+            summary.notes.append(msg)
+            return ("late", msg)
+        return None
+
+    def mark_failed(self, date: dt.date, reason: str) -> None:
+        key = date.isoformat()
+        log.warning("%s: comparison failed, set aside until a later run: %s", key, reason)
+        with db.transaction(self.con):
+            self.con.execute(
+                "UPDATE acquisitions SET status = 'failed', reason = ?, updated = ? WHERE date = ?",
+                (f"{reason} (retried next run)", _now(), key),
+            )
+            _log(self.con, "failed", f"{key}: comparison failed: {reason}")
+        self.summary.failed.append((key, reason))
+        self.summary.usable = [d for d in self.summary.usable if d != date]
+
+    # pairs --------------------------------------------------------------------------------------
+
+    def pair(
+        self, before: Acquisition, after: Acquisition, stood: Mapping[str, bool], out_dir: Path
+    ) -> PairOutcome:
+        """The comparison of two acquisitions: from the cache, else computed and stored."""
+        key = (
+            before.date.isoformat(),
+            after.date.isoformat(),
+            self.fps[before.date],
+            self.fps[after.date],
+            self.site_fp,
+        )
+        row = self.con.execute(
+            "SELECT id FROM pairs WHERE before_date = ? AND after_date = ? AND before_fp = ? "
+            "AND after_fp = ? AND site_fp = ?",
+            key,
+        ).fetchone()
+        if row is None:
+            for acq in (before, after):
+                if not acq.sources:
+                    raise _Failed(acq.date, "its files do not read now")
+            report_dir = out_dir / f"{key[0]}_{key[1]}"
+            log.info("comparing %s with %s", key[0], key[1])
+            try:
+                outcome = self.differ(before, after, stood_before=dict(stood), out_dir=report_dir)
+            except SohaeError as exc:  # bad input or a stage that gave up: set aside, go on
+                msg = str(exc)
+                culprit = before.date if any(p in msg for p in before.paths) else after.date
+                raise _Failed(culprit, msg) from exc
+            with db.transaction(self.con):
+                cur = self.con.execute(
+                    "INSERT INTO pairs (before_date, after_date, before_fp, after_fp, site_fp, "
+                    "report_dir, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*key, str(report_dir), _now()),
+                )
+                pid = cur.lastrowid
+                self.con.executemany(
+                    "INSERT INTO pair_structures VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (pid, sid, c.status, c.confidence, c.changed_fraction, c.observed_fraction)
+                        for sid, c in outcome.calls.items()
+                    ],
+                )
+                self.con.executemany(
+                    "INSERT INTO pair_activity VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (pid, n, a.change_type, a.lon, a.lat, a.area_m2, a.confidence)
+                        for n, a in enumerate(outcome.activity)
+                    ],
+                )
+            self.summary.pairs_computed.append((before.date, after.date))
+            return outcome
+        pid = row[0]
+        calls = {
+            r["structure_id"]: Call(
+                r["status"], r["confidence"], r["changed_fraction"], r["observed_fraction"]
+            )
+            for r in self.con.execute("SELECT * FROM pair_structures WHERE pair_id = ?", (pid,))
+        }
+        activity = tuple(
+            Activity(r["lon"], r["lat"], r["area_m2"], r["confidence"], r["change_type"])
+            for r in self.con.execute(
+                "SELECT * FROM pair_activity WHERE pair_id = ? ORDER BY n", (pid,)
+            )
+        )
+        return PairOutcome(calls, activity)
+
+    # the state machine ---------------------------------------------------------------------------
+
+    def replay(
+        self, usable: Sequence[Acquisition], out_dir: Path
+    ) -> tuple[list[Event], dict[tuple[str, dt.date], Cell]]:
+        """Events and per-date cells from the usable acquisitions in date order."""
+        structures = self.site.structures
+        cells: dict[tuple[str, dt.date], Cell] = {}
+        events: list[Event] = []
+        if not usable:
+            return events, cells
+        by_date = {a.date: a for a in usable}
+        first = usable[0].date
+        anchor = {s.id: first for s in structures}
+        state = {s.id: s.baseline or "unknown" for s in structures}
+        stood = {s.id: s.baseline == "present" for s in structures}
+        for s in structures:
+            cells[(s.id, first)] = Cell(state[s.id], False)
+        for prev, cur in itertools.pairwise(usable):
+            chain = self.pair(prev, cur, stood, out_dir)
+            for s in structures:
+                a = anchor[s.id]
+                candidates = [(chain, prev.date)]
+                if a != prev.date:
+                    bridge = self.pair(by_date[a], cur, stood, out_dir)
+                    candidates.insert(0, (bridge, a))
+                call, since = None, None
+                for outcome, b in candidates:
+                    c = outcome.calls.get(s.id)
+                    if c is not None and c.status != "obscured":
+                        call, since = c, b
+                        break
+                if call is None or since is None:
+                    cells[(s.id, cur.date)] = Cell(state[s.id], False)
+                    continue
+                old = state[s.id]
+                new = {"appeared": "present", "removed": "absent", "modified": "present"}.get(
+                    call.status, old
+                )
+                if old == "unknown" and new != "unknown":
+                    before_state = "absent" if call.status == "appeared" else "present"
+                    for k, v in list(cells.items()):
+                        if k[0] == s.id and v.state == "unknown":
+                            cells[k] = Cell(before_state, v.observed)
+                    old = before_state
+                cells[(s.id, since)] = Cell(cells[(s.id, since)].state, True)
+                cells[(s.id, cur.date)] = Cell(new, True)
+                word = EVENTS.get(call.status)
+                if word == "built" and stood[s.id]:
+                    word = "rebuilt"
+                if word is not None:
+                    events.append(
+                        Event(
+                            s.id,
+                            s.name,
+                            call.status,
+                            word,
+                            since,
+                            cur.date,
+                            call.confidence,
+                            structure_sentence(s.name, word, since, cur.date),
+                        )
+                    )
+                state[s.id] = new
+                anchor[s.id] = cur.date
+                stood[s.id] = stood[s.id] or old == "present" or new == "present"
+            for act in chain.activity:
+                events.append(
+                    Event(
+                        None,
+                        f"{NEW_ACTIVITY} at {activity_place(act.lon, act.lat)}",
+                        ACTIVITY_STATUS.get(act.change_type or "", "modified"),
+                        NEW_ACTIVITY,
+                        prev.date,
+                        cur.date,
+                        act.confidence,
+                        activity_sentence(act.lon, act.lat, act.area_m2, prev.date, cur.date),
+                    )
+                )
+        return sorted(events, key=sort_key), cells
+
+    def record(self, events: Sequence[Event], cells: Mapping[tuple[str, dt.date], Cell]) -> None:
+        """Rewrite observations and events in one transaction; note what changed."""
+        con, summary = self.con, self.summary
+        with db.transaction(con):
+            old = {r["key"]: r for r in con.execute("SELECT * FROM events").fetchall()}
+            con.execute("DELETE FROM observations")
+            con.executemany(
+                "INSERT INTO observations (structure_id, date, observed, state) VALUES (?, ?, ?, ?)",
+                [(sid, d.isoformat(), int(c.observed), c.state) for (sid, d), c in cells.items()],
+            )
+            con.execute("DELETE FROM events")
+            now = _now()
+            for e in events:
+                prior = old.pop(e.key, None)
+                con.execute(
+                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        e.key,
+                        e.structure_id,
+                        e.structure_name,
+                        e.status,
+                        e.event,
+                        e.before_date.isoformat(),
+                        e.after_date.isoformat(),
+                        e.confidence,
+                        e.sentence,
+                        prior["recorded_at"] if prior is not None else now,
+                    ),
+                )
+                if prior is None:
+                    summary.new_events.append(e)
+                    _log(con, "event", f"recorded: {e.sentence} (confidence {e.confidence:.2f})")
+            for r in old.values():
+                gone = Event(
+                    r["structure_id"],
+                    r["structure_name"],
+                    r["status"],
+                    r["event"],
+                    dt.date.fromisoformat(r["before_date"]),
+                    dt.date.fromisoformat(r["after_date"]),
+                    r["confidence"],
+                    r["sentence"],
+                )
+                summary.withdrawn_events.append(gone)
+                _log(con, "corrected", f"withdrawn: {gone.sentence}")
+        summary.events = list(events)
+
+
+def resolve_state_path(site: Site, state: Path | None) -> Path:
+    """``--state``, else the site file's ``state:``, else the per-user data directory."""
+    if state is not None:
+        return Path(state).expanduser()
+    if site.state is not None:
+        return site.state.expanduser()
+    return db.default_state_path(site.id)
+
+
+def run_watch(
+    site: Site,
+    imagery: Path,
+    db_path: Path,
+    out_dir: Path,
+    *,
+    nodata: float | None = None,
+    differ: Differ | None = None,
+    usability: Usability | None = None,
+    lock_wait: float = 0.0,
+) -> WatchSummary:
+    """One monitoring run (see the module docstring). Raises state.LockBusy when another run
+    holds the database's lock after ``lock_wait`` seconds."""
+    imagery = Path(imagery)
+    if not imagery.exists():
+        raise InputError(f"{imagery}: imagery folder or STAC catalog not found; give --imagery")
+    summary = WatchSummary(db_path=db_path, out_dir=out_dir)
+    with db.run_lock(db_path, wait=lock_wait):
+        con = db.connect(db_path)
+        try:
+            db.bind_site(con, site.id, db_path)
+            acqs, skipped = load_imagery(imagery, nodata=nodata)
+            summary.acquisitions = len(acqs)
+            summary.skipped_files = list(skipped)
+            watcher = _Watcher(
+                site,
+                con,
+                summary,
+                differ or pipeline_differ(site),
+                usability or pipeline_usability(site),
+            )
+            usable = watcher.refresh_acquisitions(acqs, skipped)
+            while True:
+                try:
+                    events, cells = watcher.replay(usable, out_dir)
+                    break
+                except _Failed as exc:
+                    watcher.mark_failed(exc.date, exc.reason)
+                    usable = [a for a in usable if a.date != exc.date]
+            watcher.record(events, cells)
+            dates = [a.date for a in usable]
+            summary.timeline = write_history_files(
+                out_dir,
+                f"{site.name}: structure states by acquisition",
+                [(s.id, s.name) for s in site.structures],
+                dates,
+                cells,
+                events,
+            )
+        finally:
+            con.close()
+    return summary
