@@ -1,13 +1,25 @@
 """Structure-level classification: per named structure, what happened between two acquisitions.
 
-Evidence per structure and acquisition: how much the footprint stands out from a ring of ground
-around it (contrast, edge density). Evidence per pair: the observable and changed fractions of
-the footprint (from the change mask). Footprints may be off by a few metres, so every measure is
-taken over the footprint moved within a tolerance and the best-matching position is kept.
+Evidence, all measured in each image's own units so gain, offset, haze and snow cancel:
+
+- **Outline coverage** (presence): the share of the footprint's outline along which the image has
+  an edge across the outline (gradient normal to the side, well above the scene's typical
+  gradient, stronger than along it). A standing roof, tower or wall is outlined on every date;
+  bare ground, snow or a dismantled pad is not. Footprints come from other sources and years, so
+  the footprint is searched within a few metres and the best position (the same on both dates)
+  is kept.
+- **Interior pattern change** (modification): the footprint is split into cells; the median of
+  each cell relative to the footprint's own median and spread is compared between the dates.
+  Half a roof replaced or removed moves some cells against the rest; sun, snow on the ground and
+  gain do not.
+- **Observed fraction**: the share of the footprint observable on both dates (the change mask's
+  255 marks cloud and nodata). Below the site's ``min_observed_fraction`` the structure is
+  ``obscured``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +27,10 @@ from typing import Literal
 
 import numpy as np
 from scipy import ndimage
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
 
-from sohae_watch.dates import date_span
+from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
 from sohae_watch.site import Structure
@@ -29,8 +43,14 @@ EVENTS: dict[str, str | None] = {
     "unchanged": None,
     "obscured": None,
 }
-FOOTPRINT_TOLERANCE_M = 3.0
-RING_WIDTH_M = 6.0
+FOOTPRINT_TOLERANCE_M = 3.0  # how far a footprint may be off
+PRESENT = 0.75  # outline coverage from which a structure clearly stands there
+STANDING = 0.6  # outline coverage on both dates for a structure that stood throughout
+OUTLINE_JUMP = 0.4  # change of outline coverage that makes a structure appear or vanish
+RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much: modified
+HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
+EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
+NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
 
 
 @dataclass(frozen=True)
@@ -61,128 +81,300 @@ class StructureCall:
         }
 
 
-def _capitalise(text: str) -> str:
-    return text[:1].upper() + text[1:]
+@dataclass(frozen=True)
+class EdgeImage:
+    """Gradients of one acquisition's intensity and the scene's typical gradient magnitude."""
 
+    gx: np.ndarray
+    gy: np.ndarray
+    typical: float  # median gradient magnitude of the scene
+    floor: float  # gradient magnitude of flat ground (10th percentile): the noise
+    intensity: np.ndarray
+    valid: np.ndarray
 
-def _gradient(img: np.ndarray) -> np.ndarray:
-    filled = np.where(np.isfinite(img), img, np.nanmedian(img) if np.isfinite(img).any() else 0.0)
-    gx = ndimage.sobel(filled, axis=1)
-    gy = ndimage.sobel(filled, axis=0)
-    return np.hypot(gx, gy).astype(np.float32)
+    @classmethod
+    def of(cls, scene: Scene) -> EdgeImage:
+        img = scene.intensity()
+        valid = scene.valid
+        fill = float(np.median(img[valid])) if valid.any() else 0.0
+        f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
+        gx = ndimage.sobel(f, axis=1) / 8.0
+        gy = ndimage.sobel(f, axis=0) / 8.0
+        mag = np.hypot(gx, gy)[valid]
+        typical, floor = (
+            (float(v) for v in np.percentile(mag, [50, 10])) if mag.size else (1.0, 1.0)
+        )
+        return cls(gx, gy, max(typical, 1e-6), max(floor, 1e-6), img, valid)
 
-
-def _robust_scale(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)]
-    if v.size < 8:
-        return float("nan")
-    q25, q75 = np.percentile(v, [25, 75])
-    return float(max(q75 - q25, 1e-6))
-
-
-def presence(
-    scene_img: np.ndarray,
-    grad: np.ndarray,
-    valid: np.ndarray,
-    fp: np.ndarray,
-    ring: np.ndarray,
-    scale: float,
-) -> float:
-    """How strongly the footprint stands out from its ring of ground: 0 (bare) .. 1 (structure).
-
-    Combines the contrast of the footprint's median against the ring, the spread of values within
-    the footprint (a structure has parts, roofs and shadows) and its edge density relative to the
-    scene's typical gradient; all in units of the scene's own robust spread, so gain and offset do not
-    matter.
-    """
-    inside = fp & valid
-    around = ring & valid
-    if inside.sum() < 4 or around.sum() < 4 or not math.isfinite(scale):
-        return float("nan")
-    vin = scene_img[inside]
-    vring = scene_img[around]
-    contrast = abs(float(np.median(vin)) - float(np.median(vring))) / scale
-    spread = _robust_scale(vin) / scale
-    edges = float(np.mean(grad[inside])) / (float(np.median(grad[valid])) + 1e-6 * scale + 1e-9)
-    z = 1.2 * contrast + 0.8 * spread + 0.25 * math.log(max(edges, 1e-3)) - 1.0
-    return float(1.0 / (1.0 + math.exp(-3.0 * z)))
+    def local_typical(self, ring: np.ndarray) -> float:
+        """Median gradient magnitude in ``ring`` (the ground around a footprint), floored at twice
+        the noise: an outline must stand out from its own surroundings, not from the whole scene."""
+        sel = ring & self.valid
+        if sel.sum() < 8:
+            return self.typical
+        local = float(np.median(np.hypot(self.gx[sel], self.gy[sel])))
+        return min(local, self.typical, NOISE_MULTIPLE * self.floor)
 
 
 @dataclass(frozen=True)
-class PairEvidence:
-    observed: float
-    changed: float
-    presence_before: float
-    presence_after: float
+class Side:
+    """Sample points along one side of a footprint (pixel coordinates) and the side's normal."""
+
+    x: np.ndarray
+    y: np.ndarray
+    nx: float
+    ny: float
+    length: float
 
 
-def _best_offset_masks(fp: np.ndarray, tol_px: int) -> list[np.ndarray]:
-    if tol_px <= 0:
-        return [fp]
-    step = max(1, tol_px // 2)
+def footprint_sides(poly_px: Polygon) -> list[Side]:
+    """Sample every side of a footprint (exterior ring, pixel coordinates) once per pixel."""
+    xy = np.asarray(poly_px.exterior.coords)
+    sides = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+        length = float(math.hypot(x1 - x0, y1 - y0))
+        if length < 2:
+            continue
+        n = max(2, int(length))
+        t = (np.arange(n) + 0.5) / n
+        sides.append(
+            Side(
+                x0 + t * (x1 - x0),
+                y0 + t * (y1 - y0),
+                -(y1 - y0) / length,
+                (x1 - x0) / length,
+                length,
+            )
+        )
+    return sides
+
+
+def outline_coverage(
+    edges: EdgeImage, sides: Sequence[Side], dx: int, dy: int, typical: float | None = None
+) -> float:
+    """Share of the outline (moved by dx, dy pixels) along which the image has an edge across it,
+    stronger than ``EDGE_FACTOR`` times the ``typical`` gradient (default: the scene's)."""
+    level = EDGE_FACTOR * (edges.typical if typical is None else typical)
+    h, w = edges.gx.shape
+    total = covered = 0.0
+    for s in sides:
+        hit = np.zeros(s.x.size, bool)
+        seen = np.zeros(s.x.size, bool)
+        for k in (-1, 0, 1):  # the edge may sit a pixel inside or outside the outline
+            c = np.round(s.x + dx - 0.5 + k * s.nx).astype(int)
+            r = np.round(s.y + dy - 0.5 + k * s.ny).astype(int)
+            inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+            c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
+            ok = inside & edges.valid[r, c]
+            gx, gy = edges.gx[r, c], edges.gy[r, c]
+            across = np.abs(gx * s.nx + gy * s.ny)
+            along = np.abs(-gx * s.ny + gy * s.nx)
+            hit |= ok & (across > level) & (across > 1.5 * along)
+            seen |= ok
+        if seen.any():
+            total += s.length * float(seen.mean())
+            covered += s.length * float(hit[seen].mean()) * float(seen.mean())
+    return covered / total if total > 0 else float("nan")
+
+
+def best_offset(
+    before: EdgeImage,
+    after: EdgeImage,
+    sides: Sequence[Side],
+    tol_px: int,
+    ring: np.ndarray | None = None,
+) -> tuple[int, int, float, float]:
+    """The footprint offset within ``tol_px`` that best outlines a structure on either date, and the
+    outline coverage of each date there (edges measured against the gradients in ``ring``)."""
+    tb = before.local_typical(ring) if ring is not None else None
+    ta = after.local_typical(ring) if ring is not None else None
+    best = (0, 0, float("nan"), float("nan"))
+    best_score = -1.0
+    for dy in range(-tol_px, tol_px + 1):
+        for dx in range(-tol_px, tol_px + 1):
+            if dx * dx + dy * dy > tol_px * tol_px:
+                continue
+            cb = outline_coverage(before, sides, dx, dy, tb)
+            ca = outline_coverage(after, sides, dx, dy, ta)
+            score = np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
+            if score > best_score:
+                best, best_score = (dx, dy, cb, ca), float(score)
+    return best
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Percentile ranks in [0, 1] (ties averaged): unchanged by gain, gamma or saturation."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, np.float64)
+    ranks[order] = np.arange(values.size)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    if uniq.size < values.size:  # average the ranks of ties (saturated pixels)
+        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+    return ranks / max(1, values.size - 1)
+
+
+def _cells(core: np.ndarray, n: int = 3) -> list[tuple[slice, slice]]:
+    """An n x n split of the footprint's bounding box (cells holding at least 4 footprint pixels)."""
+    r, c = np.nonzero(core)
+    r0, r1, c0, c1 = r.min(), r.max() + 1, c.min(), c.max() + 1
     out = []
-    for dy in range(-tol_px, tol_px + 1, step):
-        for dx in range(-tol_px, tol_px + 1, step):
-            if dx * dx + dy * dy <= tol_px * tol_px:
-                out.append(np.roll(np.roll(fp, dy, axis=0), dx, axis=1))
+    for i in range(n):
+        for j in range(n):
+            rr = slice(r0 + (r1 - r0) * i // n, r0 + (r1 - r0) * (i + 1) // n)
+            cc = slice(c0 + (c1 - c0) * j // n, c0 + (c1 - c0) * (j + 1) // n)
+            if core[rr, cc].sum() >= 4:
+                out.append((rr, cc))
     return out
 
 
+def _chroma(data: np.ndarray) -> np.ndarray:
+    """Log chromaticity of the first three bands (hue without brightness)."""
+    v = np.clip(data[:3], 1e-3, None)
+    return np.log(v / v.sum(axis=0))
+
+
+def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> float:
+    """How much the inside of a footprint changed relative to itself, in units of the decision
+    threshold (1 = modified).
+
+    The footprint is split into cells. (a) Ranks: a cell's median percentile rank within the
+    footprint, per band; ranks are immune to gain, gamma and saturation and stay near 0.5 in
+    every cell of a flat roof, so noise does not move them, while half a roof removed reorders
+    the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
+    multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
+    ``after`` are (bands, rows, cols).
+    """
+    core = ndimage.binary_erosion(fp, iterations=2)
+    if core.sum() < 36:
+        core = fp
+    if core.sum() < 9:
+        return float("nan")
+    cells = _cells(core)
+    worst_rank = 0.0
+    for b in range(before.shape[0]):
+        rank_b, rank_a = np.zeros(core.shape), np.zeros(core.shape)
+        rank_b[core] = _ranks(before[b][core])
+        rank_a[core] = _ranks(after[b][core])
+        for rr, cc in cells:
+            sub = core[rr, cc]
+            d = abs(float(np.median(rank_b[rr, cc][sub])) - float(np.median(rank_a[rr, cc][sub])))
+            worst_rank = max(worst_rank, d)
+    worst_hue = 0.0
+    if before.shape[0] >= 3:
+        hb, ha = _chroma(before), _chroma(after)
+        for b in range(3):
+            mb, ma = float(np.median(hb[b][core])), float(np.median(ha[b][core]))
+            for rr, cc in cells:
+                sub = core[rr, cc]
+                d = abs(
+                    (float(np.median(hb[b][rr, cc][sub])) - mb)
+                    - (float(np.median(ha[b][rr, cc][sub])) - ma)
+                )
+                worst_hue = max(worst_hue, d)
+    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE)
+
+
+def _footprint_px(grid: Grid, geom: BaseGeometry) -> Polygon | None:
+    poly = (
+        geom
+        if geom.geom_type == "Polygon"
+        else max(getattr(geom, "geoms", [geom]), key=lambda g: g.area)
+    )
+    inv = ~grid.transform
+    xs, ys = inv @ tuple(np.asarray(poly.exterior.coords).T)
+    px = Polygon(np.c_[xs, ys])
+    return px if px.is_valid and px.area > 0 else None
+
+
+def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    observed: float
+    changed: float
+    coverage_before: float
+    coverage_after: float
+    pattern: float
+    offset_m: float
+
+
 def gather_evidence(
-    fp: np.ndarray,
     grid: Grid,
-    before: Scene,
-    after: Scene,
+    geom: BaseGeometry,
+    scenes: tuple[Scene, Scene],
+    before: EdgeImage,
+    after: EdgeImage,
     mask: np.ndarray,
-    imgs: tuple[np.ndarray, np.ndarray],
-    grads: tuple[np.ndarray, np.ndarray],
-    scales: tuple[float, float],
-) -> PairEvidence:
-    """Observed and changed fractions and presence before / after for one footprint."""
-    tol_px = int(round(FOOTPRINT_TOLERANCE_M / grid.resolution))
-    ring_px = max(2, int(round(RING_WIDTH_M / grid.resolution)))
-    candidates = _best_offset_masks(fp, tol_px)
+) -> Evidence:
+    """Every measure for one footprint (``geom`` in the grid's CRS)."""
+    fp = grid.rasterize(geom, all_touched=True)
+    poly = _footprint_px(grid, geom)
+    if not fp.any() or poly is None:
+        return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
+    tol = max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
+    grown = ndimage.binary_dilation(fp, iterations=tol + int(round(8.0 / grid.resolution)))
+    ring = grown & ~ndimage.binary_dilation(fp, iterations=tol + 2)
+    dx, dy, cb, ca = best_offset(before, after, footprint_sides(poly), tol, ring)
+    fp = _shift(fp, dx, dy)
     n = max(1, int(fp.sum()))
-    observable = mask != 255
-    best = None
-    for cand in candidates:
-        obs = float((cand & observable).sum()) / n
-        changed_px = int((cand & (mask == 1)).sum())
-        ch = changed_px / max(1, int((cand & observable).sum()))
-        key = (obs >= 0.5, ch)
-        if best is None or key > best[0]:
-            best = (key, cand, obs, ch)
-    assert best is not None
-    _, cand, obs, ch = best
-    grown = ndimage.binary_dilation(cand, iterations=ring_px)
-    ring = grown & ~ndimage.binary_dilation(cand, iterations=max(1, ring_px // 3))
-    pb = presence(imgs[0], grads[0], before.valid & observable, cand, ring, scales[0])
-    pa = presence(imgs[1], grads[1], after.valid & observable, cand, ring, scales[1])
-    return PairEvidence(obs, ch, pb, pa)
+    observable = (mask != 255) & before.valid & after.valid
+    seen = fp & observable
+    observed = float(seen.sum()) / n
+    changed = float((seen & (mask == 1)).sum()) / max(1, int(seen.sum()))
+    pattern = (
+        pattern_change(scenes[0].data, scenes[1].data, seen) if seen.sum() >= 16 else float("nan")
+    )
+    return Evidence(observed, changed, cb, ca, pattern, math.hypot(dx, dy) * grid.resolution)
 
 
-def decide(ev: PairEvidence, *, min_observed: float, coreg_factor: float) -> tuple[Status, float]:
-    """Status and confidence from one footprint's evidence."""
+def _ramp(x: float, lo: float, hi: float) -> float:
+    """0 at ``lo``, 1 at ``hi``, linear between (either order)."""
+    if not math.isfinite(x):
+        return 0.0
+    t = (x - lo) / (hi - lo)
+    return float(min(1.0, max(0.0, t)))
+
+
+def decide(ev: Evidence, *, min_observed: float) -> tuple[Status, float]:
+    """Status and confidence (before co-registration and observation discounts).
+
+    appeared / removed: the outline is clearly there on one date (coverage >= PRESENT) and has
+    lost or gained at least OUTLINE_JUMP of coverage on the other. modified: outlined on both dates
+    (>= STANDING) and the inside reordered (pattern change >= 1). Anything else shows no structural
+    change: a standing structure that kept its outline and interior, or a footprint with nothing on
+    it at either date.
+    """
     if ev.observed < min_observed or not (
-        math.isfinite(ev.presence_before) and math.isfinite(ev.presence_after)
+        math.isfinite(ev.coverage_before) and math.isfinite(ev.coverage_after)
     ):
-        conf = 0.9 if ev.observed < min_observed * 0.5 else 0.7
-        return "obscured", conf
-    pb, pa, ch = ev.presence_before, ev.presence_after, ev.changed
-    if ch < 0.1:
-        status: Status = "unchanged"
-        conf = 0.6 + 0.4 * (1.0 - ch / 0.1)
-    elif pb < 0.5 <= pa and pa - pb > 0.25:
-        status, conf = "appeared", 0.5 + 0.5 * min(1.0, (pa - pb) / 0.6) * min(1.0, ch / 0.3)
-    elif pa < 0.5 <= pb and pb - pa > 0.25:
-        status, conf = "removed", 0.5 + 0.5 * min(1.0, (pb - pa) / 0.6) * min(1.0, ch / 0.3)
-    elif max(pa, pb) >= 0.5 and ch >= 0.2:
-        status, conf = "modified", 0.5 + 0.4 * min(1.0, ch / 0.5)
-    else:
-        status = "unchanged"
-        conf = 0.55
-    conf *= 0.7 + 0.3 * ev.observed
-    return status, float(min(0.99, conf * coreg_factor))
+        return "obscured", 0.6 + 0.35 * _ramp(ev.observed, min_observed, 0.0)
+    cb, ca = ev.coverage_before, ev.coverage_after
+    jump = ca - cb
+    if ca >= PRESENT and jump >= OUTLINE_JUMP:
+        return "appeared", 0.6 + 0.39 * min(
+            _ramp(jump, OUTLINE_JUMP, 0.85), _ramp(ca, PRESENT, 0.95)
+        )
+    if cb >= PRESENT and -jump >= OUTLINE_JUMP:
+        return "removed", 0.6 + 0.39 * min(
+            _ramp(-jump, OUTLINE_JUMP, 0.85), _ramp(cb, PRESENT, 0.95)
+        )
+    standing = min(cb, ca) >= STANDING
+    if standing and math.isfinite(ev.pattern) and ev.pattern >= 1.0:
+        return "modified", 0.55 + 0.44 * _ramp(ev.pattern, 1.0, 2.0) * _ramp(
+            min(cb, ca), STANDING, PRESENT
+        )
+    if standing:
+        return "unchanged", 0.55 + 0.44 * _ramp(ev.pattern, 1.0, 0.4)
+    # no outline on at least one date and no clear jump: nothing there, or too faint to tell
+    return "unchanged", 0.55 + 0.44 * max(
+        _ramp(abs(jump), OUTLINE_JUMP, 0.1), _ramp(max(cb, ca), PRESENT, 0.2)
+    )
 
 
 def classify_structures(
@@ -197,20 +389,16 @@ def classify_structures(
 ) -> list[StructureCall]:
     """Classify every structure of a site for one pair (scenes on the same, co-registered grid)."""
     grid = before.grid
-    imgs = (before.intensity(), after.intensity())
-    grads = (_gradient(imgs[0]), _gradient(imgs[1]))
-    scales = (_robust_scale(imgs[0][before.valid]), _robust_scale(imgs[1][after.valid]))
+    eb, ea = EdgeImage.of(before), EdgeImage.of(after)
     coreg_factor = 0.6 + 0.4 * max(0.0, min(1.0, coreg_reliability))
     calls = []
     for s in structures:
-        fp = grid.rasterize(
-            grid.geometry_from_lonlat(s.geometry.__geo_interface__), all_touched=True
-        )
-        if not fp.any():
-            ev = PairEvidence(0.0, 0.0, float("nan"), float("nan"))
-        else:
-            ev = gather_evidence(fp, grid, before, after, mask, imgs, grads, scales)
-        status, conf = decide(ev, min_observed=min_observed_fraction, coreg_factor=coreg_factor)
+        geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
+        ev = gather_evidence(grid, geom, (before, after), eb, ea, mask)
+        status, conf = decide(ev, min_observed=min_observed_fraction)
+        if status != "obscured":
+            conf *= 0.8 + 0.2 * ev.observed
+        conf = float(min(0.99, conf * coreg_factor))
         event = EVENTS[status]
         if status == "appeared" and (s.baseline == "present" or (stood_before or {}).get(s.id)):
             event = "rebuilt"
@@ -225,24 +413,50 @@ def classify_structures(
                 observed_fraction=float(min(1.0, ev.observed)),
                 summary=structure_sentence(s.name, status, event, ev.observed, before, after),
                 evidence={
-                    "presence_before": ev.presence_before,
-                    "presence_after": ev.presence_after,
+                    "outline_before": ev.coverage_before,
+                    "outline_after": ev.coverage_after,
+                    "pattern_change": ev.pattern,
+                    "footprint_offset_m": ev.offset_m,
                 },
             )
         )
     return calls
 
 
+def presence(scene: Scene, structure: Structure) -> float:
+    """Outline coverage of one structure in one acquisition (e.g. an earlier one read on a small
+    grid around the footprint), at the best position within the footprint tolerance."""
+    grid = scene.grid
+    poly = _footprint_px(grid, grid.geometry_from_lonlat(structure.geometry.__geo_interface__))
+    if poly is None or not scene.valid.any():
+        return float("nan")
+    edges = EdgeImage.of(scene)
+    sides = footprint_sides(poly)
+    tol = max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
+    values = [
+        outline_coverage(edges, sides, dx, dy)
+        for dy in range(-tol, tol + 1)
+        for dx in range(-tol, tol + 1)
+        if dx * dx + dy * dy <= tol * tol
+    ]
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else float("nan")
+
+
+def _capitalise(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def structure_sentence(
     name: str, status: Status, event: str | None, observed: float, before: Scene, after: Scene
 ) -> str:
+    """The analyst's sentence for one structure and pair."""
     span = date_span(before.date, after.date)
     if event is not None:
         return f"{_capitalise(name)} {event} {span}."
     if status == "obscured":
         return (
-            f"The {name} could not be assessed: only {observed:.0%} of its footprint was "
-            f"observable on both {before.date.strftime('%b')} {before.date.day} and "
-            f"{after.date.strftime('%b')} {after.date.day}."
+            f"The {name} could not be assessed: only {observed:.0%} of its footprint was observable "
+            f"on both {short_date(before.date)} and {short_date(after.date)}."
         )
     return f"No change at the {name} {span}."

@@ -1,0 +1,148 @@
+"""End to end on the shipped Sohae samples: every contract output, and agreement with truth.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from conftest import ROOT, SHARED
+from sohae_watch.cli.main import cli
+
+PAIRS = [
+    ("2018-07-20", "2018-08-03"),
+    ("2018-08-03", "2019-02-16"),
+    ("2019-02-16", "2019-03-02"),
+    ("2019-03-02", "2019-03-06"),
+    ("2018-07-20", "2019-03-02"),
+]
+
+
+@pytest.fixture(scope="module")
+def outputs(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """Run `diff` once per truth pair (module-scoped: the slow part of the suite)."""
+    root = tmp_path_factory.mktemp("e2e")
+    runner = CliRunner()
+    out = {}
+    for before, after in PAIRS:
+        d = root / f"{before}_{after}"
+        res = runner.invoke(
+            cli,
+            [
+                "diff",
+                before,
+                after,
+                "--site",
+                str(ROOT / "configs" / "sohae.yaml"),
+                "--imagery",
+                str(samples / "imagery"),
+                "--out",
+                str(d),
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        out[(before, after)] = d
+    return out
+
+
+def test_demo_pair_finds_the_rebuilt_launch_pad(outputs: dict[tuple[str, str], Path]) -> None:
+    report = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
+    assert "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019." in report["summary"]
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=["_".join(p) for p in PAIRS])
+def test_every_structure_agrees_with_truth(
+    outputs: dict[tuple[str, str], Path], samples: Path, pair: tuple[str, str]
+) -> None:
+    truth = json.loads((samples / "truth.json").read_text())
+    want = next(p for p in truth["pairs"] if (p["before"], p["after"]) == pair)
+    report = json.loads((outputs[pair] / "report.json").read_text())
+    got = {s["id"]: (s["status"], s["event"]) for s in report["structures"]}
+    expected = {k: (v["status"], v["event"]) for k, v in want["structures"].items()}
+    assert got == expected
+
+
+def test_eval_scores_every_pair(outputs: dict[tuple[str, str], Path], samples: Path) -> None:
+    root = next(iter(outputs.values())).parent
+    res = CliRunner().invoke(
+        cli, ["eval", str(root), str(samples / "truth.json"), "--json", str(root / "scores.json")]
+    )
+    assert res.exit_code == 0, res.output
+    scores = json.loads((root / "scores.json").read_text())
+    assert scores["structures"] == 6 * len(PAIRS)
+    assert scores["status_accuracy"] == 1.0
+    assert "structure status: 30/30 correct" in res.output
+
+
+def test_shift_is_measured(outputs: dict[tuple[str, str], Path], samples: Path) -> None:
+    truth = json.loads((samples / "truth.json").read_text())
+    for pair, d in outputs.items():
+        want = next(p for p in truth["pairs"] if (p["before"], p["after"]) == pair)
+        c = json.loads((d / "report.json").read_text())["coregistration"]
+        assert c["status"] in ("ok", "low-confidence")
+        assert abs(c["shift_x_px"] - want["shift_x_px"]) < 0.3, (pair, c)
+        assert abs(c["shift_y_px"] - want["shift_y_px"]) < 0.3, (pair, c)
+
+
+def test_cloud_over_structure_is_not_observable(
+    outputs: dict[tuple[str, str], Path], samples: Path
+) -> None:
+    """The cloud drawn over the processing building on Mar 6 comes out as 255, not change."""
+    from sohae_watch.site import load_site
+
+    site = load_site(ROOT / "configs" / "sohae.yaml")
+    grid = site.grid()
+    s = next(s for s in site.structures if s.id == "processing-building")
+    fp = grid.rasterize(grid.geometry_from_lonlat(s.geometry.__geo_interface__))
+    with rasterio.open(outputs[("2019-03-02", "2019-03-06")] / "change_mask.tif") as ds:
+        mask = ds.read(1)
+    assert (mask[fp] == 255).mean() > 0.8
+    assert (mask[fp] == 1).mean() < 0.05
+
+
+@pytest.mark.skipif(
+    not (SHARED / "bench" / "check_outputs.py").is_file(), reason="../shared/bench not present"
+)
+def test_contract_checker_passes(outputs: dict[tuple[str, str], Path]) -> None:
+    for d in outputs.values():
+        res = subprocess.run(
+            [sys.executable, str(SHARED / "bench" / "check_outputs.py"), str(d)],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stdout
+
+
+def test_outputs_replace_previous_ones(
+    outputs: dict[tuple[str, str], Path], samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "report.json").write_text("stale")
+    (out / "keep.txt").write_text("mine")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "-q",
+            "diff",
+            "2019-02-16",
+            "2019-03-02",
+            "--site",
+            str(ROOT / "configs" / "sohae.yaml"),
+            "--imagery",
+            str(samples / "imagery"),
+            "--out",
+            str(out),
+            "--exit-code",
+        ],
+    )
+    assert res.exit_code == 3
+    assert res.output == ""
+    assert json.loads((out / "report.json").read_text())["schema_version"] == 1
+    assert (out / "keep.txt").read_text() == "mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".sohae-")]
