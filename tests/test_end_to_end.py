@@ -146,3 +146,27 @@ def test_outputs_replace_previous_ones(
     assert json.loads((out / "report.json").read_text())["schema_version"] == 1
     assert (out / "keep.txt").read_text() == "mine"
     assert not [p for p in out.iterdir() if p.name.startswith(".sohae-")]
+
+
+def test_rebuilt_from_an_earlier_acquisition(samples: Path, tmp_path: Path) -> None:
+    """Without `baseline: present`, the launch pad is still `rebuilt`: the catalog's 2018-07-20
+    image shows it standing."""
+    site = (ROOT / "configs" / "sohae.yaml").read_text()
+    assert "baseline: present" in site
+    path = tmp_path / "sohae-nobaseline.yaml"
+    path.write_text(
+        site.replace("baseline: present", "baseline: absent").replace(
+            "../data/samples/sohae/imagery", str(samples / "imagery")
+        )
+    )
+    out = tmp_path / "o"
+    res = CliRunner().invoke(
+        cli, ["diff", "2019-02-16", "2019-03-02", "--site", str(path), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    pad = next(
+        s
+        for s in json.loads((out / "report.json").read_text())["structures"]
+        if s["id"] == "launch-pad"
+    )
+    assert (pad["status"], pad["event"]) == ("appeared", "rebuilt")

@@ -27,7 +27,16 @@ from scipy import ndimage as ndi
 from scipy.stats import chi2, norm
 
 from sohae_watch.areas import ChangeArea, change_areas
-from sohae_watch.cloud import cloud_and_shadow, cloud_reach_px
+from sohae_watch.cloud import (
+    STRONG_EDGE,
+    at_ceiling,
+    cloud_and_shadow,
+    cloud_reach_px,
+    ground_whitening,
+    haze_opacity,
+    scene_ceiling,
+    veil_cloud,
+)
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
     BandFit,
@@ -95,6 +104,8 @@ class ChangeModel:
     threshold: float
     px_m: float
     config: ChangeConfig
+    # per band brightness of a thick cloud on BEFORE and on AFTER (see scene_ceiling)
+    ceiling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
     stats: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -207,12 +218,16 @@ def fit_change_model(
     ga = _gradient(ia, gsig, fill[1])
     gsb = float(np.median(gb.ravel()[idx])) or 1.0
     gsa = float(np.median(ga.ravel()[idx])) or 1.0
-    model = ChangeModel(bands, tuple(fits), gsb, gsa, 1.0, fill, math.inf, px_m, cfg)
+    ceiling = (
+        tuple(float(v) for v in scene_ceiling(b)),
+        tuple(float(v) for v in scene_ceiling(a)),
+    )
+    model = ChangeModel(bands, tuple(fits), gsb, gsa, 1.0, fill, math.inf, px_m, cfg, ceiling)
     ds = _struct_raw(model, gb, ga).ravel()[idx]
     # the structure scatter has the same kind of floor as the spectral one (a share of the
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
-    model = ChangeModel(bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg)
+    model = ChangeModel(bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling)
     provisional = apply_change_model(model, before, after)
     mag = provisional.magnitude[provisional.observable]
     mag = mag[np.isfinite(mag)]
@@ -243,7 +258,7 @@ def fit_change_model(
         "observable_fraction_fit": float(obs.mean()),
     }
     return ChangeModel(
-        bands, tuple(fits), gsb, gsa, s_sigma or 1.0, fill, threshold, px_m, cfg, stats
+        bands, tuple(fits), gsb, gsa, s_sigma or 1.0, fill, threshold, px_m, cfg, ceiling, stats
     )
 
 
@@ -276,16 +291,33 @@ def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> Chang
     # gradients within their support of nodata see the fill value, not the ground
     reach = 2 * int(math.ceil(2 * model.gradient_px)) + 1
     ds[~ndi.minimum_filter(obs, size=reach, mode="nearest")] = 0
+    vis = [i for i, n in enumerate(bands) if n in VISIBLE] or list(range(len(bands)))
+    gbn = gb * np.float32(1.0 / model.grad_scale_before)
+    gan = ga * np.float32(1.0 / model.grad_scale_after)
+    # snow or frost that came or went: its colour is not evidence, only the strong edges it
+    # leaves visible (roads, roofs, shadows) are compared
+    nir = bands.index("nir") if "nir" in bands and len(vis) + 1 == len(bands) else None
+    white = ground_whitening(z, b[vis], a[vis], gbn, gan, model.px_m, nir)
+    spec2[white] = 0
+    ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
     w = np.float32(model.config.structure_weight)
     score = np.sqrt((spec2 + w * ds * ds) / (1.0 + w)).astype(np.float32)
 
     # clouds and their shadows, from the dates' disagreement
-    vis = [i for i, n in enumerate(bands) if n in VISIBLE] or list(range(len(bands)))
     tex_sigma = max(2.0, 30.0 / model.px_m) if model.px_m < 30 else 1.0
     tex_sigma = min(tex_sigma, 8.0)
     tb = ndi.gaussian_filter(gb / np.float32(model.grad_scale_before), tex_sigma, mode="nearest")
     ta = ndi.gaussian_filter(ga / np.float32(model.grad_scale_after), tex_sigma, mode="nearest")
-    cloud_b, cloud_a = cloud_and_shadow(z, b[vis], a[vis], tb, ta, model.px_m)
+    # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
+    # (a white roof in RGB saturates as well)
+    sat_b = at_ceiling(b) if nir is not None else None
+    sat_a = at_ceiling(a) if nir is not None else None
+    cloud_b, cloud_a = cloud_and_shadow(
+        z, b[vis], a[vis], tb, ta, model.px_m, gbn, gan, sat_b, sat_a
+    )
+    veil_b, veil_a = _veils(model, b, a, sat_b, sat_a)
+    cloud_b |= veil_b
+    cloud_a |= veil_a
     cloudy = cloud_b | cloud_a
     obs_final = obs & ~cloudy
 
@@ -331,6 +363,28 @@ def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> Chang
         layers["ndvi_before"] = _ndvi(b, bands)
         layers["ndvi_after"] = _ndvi(a, bands)
     return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
+
+
+def _veils(
+    model: ChangeModel,
+    b: np.ndarray,
+    a: np.ndarray,
+    sat_b: np.ndarray | None,
+    sat_a: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud veils on each date: the opacity of a white veil over the other date's prediction."""
+    if not model.ceiling[0] or (sat_a is None and sat_b is None):
+        z = np.zeros(b.shape[1:], dtype=bool)
+        return z, z
+    ceil_b, ceil_a = (np.asarray(c, dtype=np.float32) for c in model.ceiling)
+    pred_a = np.empty_like(a)
+    pred_b = np.empty_like(b)
+    for i, f in enumerate(model.fits):
+        pred_a[i] = b[i] * np.float32(f.gain) + np.float32(f.offset)
+        pred_b[i] = (a[i] - np.float32(f.offset)) * np.float32(1.0 / f.gain)
+    veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a)
+    veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b)
+    return veil_b, veil_a
 
 
 def _ndvi(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:

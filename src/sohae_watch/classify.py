@@ -304,6 +304,16 @@ class Evidence:
     offset_m: float
 
 
+def _tolerance_px(grid: Grid) -> int:
+    return max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
+
+
+def _ring(fp: np.ndarray, grid: Grid, tol: int) -> np.ndarray:
+    """The ground around a footprint: from just beyond the tolerance to 8 m further out."""
+    grown = ndimage.binary_dilation(fp, iterations=tol + int(round(8.0 / grid.resolution)))
+    return grown & ~ndimage.binary_dilation(fp, iterations=tol + 2)
+
+
 def gather_evidence(
     grid: Grid,
     geom: BaseGeometry,
@@ -317,10 +327,8 @@ def gather_evidence(
     poly = _footprint_px(grid, geom)
     if not fp.any() or poly is None:
         return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
-    tol = max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
-    grown = ndimage.binary_dilation(fp, iterations=tol + int(round(8.0 / grid.resolution)))
-    ring = grown & ~ndimage.binary_dilation(fp, iterations=tol + 2)
-    dx, dy, cb, ca = best_offset(before, after, footprint_sides(poly), tol, ring)
+    tol = _tolerance_px(grid)
+    dx, dy, cb, ca = best_offset(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol))
     fp = _shift(fp, dx, dy)
     n = max(1, int(fp.sum()))
     observable = (mask != 255) & before.valid & after.valid
@@ -424,23 +432,18 @@ def classify_structures(
 
 
 def presence(scene: Scene, structure: Structure) -> float:
-    """Outline coverage of one structure in one acquisition (e.g. an earlier one read on a small
+    """Outline coverage of one structure in one acquisition (e.g. an earlier one, read on a small
     grid around the footprint), at the best position within the footprint tolerance."""
     grid = scene.grid
-    poly = _footprint_px(grid, grid.geometry_from_lonlat(structure.geometry.__geo_interface__))
-    if poly is None or not scene.valid.any():
+    geom = grid.geometry_from_lonlat(structure.geometry.__geo_interface__)
+    fp = grid.rasterize(geom, all_touched=True)
+    poly = _footprint_px(grid, geom)
+    if poly is None or not fp.any() or not scene.valid.any():
         return float("nan")
     edges = EdgeImage.of(scene)
-    sides = footprint_sides(poly)
-    tol = max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
-    values = [
-        outline_coverage(edges, sides, dx, dy)
-        for dy in range(-tol, tol + 1)
-        for dx in range(-tol, tol + 1)
-        if dx * dx + dy * dy <= tol * tol
-    ]
-    finite = [v for v in values if math.isfinite(v)]
-    return max(finite) if finite else float("nan")
+    tol = _tolerance_px(grid)
+    _, _, coverage, _ = best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol))
+    return coverage
 
 
 def _capitalise(text: str) -> str:

@@ -12,9 +12,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["CLOUD_Z", "cloud_and_shadow", "cloud_reach_px"]
+__all__ = [
+    "CLOUD_Z",
+    "at_ceiling",
+    "cloud_and_shadow",
+    "cloud_reach_px",
+    "edge_survival",
+    "ground_whitening",
+    "haze_opacity",
+    "scene_ceiling",
+    "veil_cloud",
+]
 
 CLOUD_Z = 4.0  # standardised residual every band must exceed (about 4 no-change sigmas)
+STRONG_EDGE = 3.0  # a gradient this many times the date's typical one is a "strong edge"
+WHITENED_SHARE = 0.3  # share of a ~200 m neighbourhood whitened on one date: snow, not a lot
+SURVIVAL = 0.4  # share of the other date's strong-edge strength still visible: ground, not cloud
 
 
 def _saturation(vis: np.ndarray) -> np.ndarray:
@@ -23,6 +36,30 @@ def _saturation(vis: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (mx - mn) / np.maximum(np.abs(mx), 1e-6)
     return np.nan_to_num(s, nan=1.0).astype(np.float32)
+
+
+def _survival_sigma(px_m: float) -> float:
+    """Neighbourhood (pixels) over which strong edges are counted (~15 m, bounded)."""
+    return float(max(1.0, min(24.0, 15.0 / px_m)))
+
+
+def edge_survival(grad_this: np.ndarray, grad_other: np.ndarray, px_m: float) -> np.ndarray:
+    """Share of the OTHER date's strong-edge strength that THIS date still shows nearby, in [0, 1].
+
+    Gradients are in units of each date's typical gradient. Snow, haze and new paint lie on the
+    ground: roads, roofs and shadows keep strong edges through them. A thick cloud hides
+    everything, the other date's strongest edges included. Where the other date has no strong edge
+    nearby the answer is 0: no evidence either way, so the other tests decide alone.
+    """
+    strong = grad_other > STRONG_EDGE
+    s = _survival_sigma(px_m)
+    other = np.where(strong, grad_other, 0).astype(np.float32)
+    kept = np.where(strong, np.minimum(grad_this, grad_other), 0).astype(np.float32)
+    num = ndi.gaussian_filter(kept, s, mode="nearest")
+    den = ndi.gaussian_filter(other, s, mode="nearest")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0.05 * STRONG_EDGE, num / den, 0.0)
+    return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
 def _extents(px_m: float) -> tuple[int, int, int]:
@@ -37,7 +74,7 @@ def _extents(px_m: float) -> tuple[int, int, int]:
 def cloud_reach_px(px_m: float) -> int:
     """How far (pixels) the masks of a pixel depend on its neighbours: the window halo needed."""
     size, near, grow = _extents(px_m)
-    return size + 2 * near + 2 * grow + 2
+    return size + 2 * near + 2 * grow + 2 + int(4 * _survival_sigma(px_m)) + 1
 
 
 def cloud_and_shadow(
@@ -47,12 +84,21 @@ def cloud_and_shadow(
     tex_before: np.ndarray,
     tex_after: np.ndarray,
     px_m: float,
+    grad_before: np.ndarray | None = None,
+    grad_after: np.ndarray | None = None,
+    saturated_before: np.ndarray | None = None,
+    saturated_after: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (rows, cols) of cloud or cloud shadow in BEFORE and in AFTER.
 
     ``z``: standardised residuals AFTER minus predicted AFTER, shape (bands, rows, cols), NaN where
     not observable; ``vis_*``: visible bands of each date (3, rows, cols); ``tex_*``: local texture
-    (smoothed gradient magnitude, scale-free units) of each date; ``px_m``: pixel size in metres.
+    (smoothed gradient magnitude, scale-free units) of each date; ``px_m``: pixel size in metres;
+    ``grad_*``: gradient magnitude of each date in units of its typical gradient. With them, a
+    bright patch through which the other date's strong edges still show (snow, frost, haze on the
+    ground) is not a cloud. ``saturated_*``: pixels at the sensor's ceiling in every band
+    (visible and near infrared); brighter there in every band, they are cloud whatever their
+    texture (a saturated cloud has only the sensor's noise for texture).
     """
     zf = np.nan_to_num(z, nan=0.0)
     zmin = zf.min(axis=0)
@@ -67,6 +113,17 @@ def cloud_and_shadow(
     cloud_b = hazier_b & (_saturation(vis_before) < 0.25) & flat_before
     shadow_a = (zmax < -CLOUD_Z) & flat_after
     shadow_b = (zmin > CLOUD_Z) & flat_before
+    if grad_before is not None and grad_after is not None:
+        hidden_a = edge_survival(grad_after, grad_before, px_m) < SURVIVAL
+        hidden_b = edge_survival(grad_before, grad_after, px_m) < SURVIVAL
+        cloud_a &= hidden_a
+        cloud_b &= hidden_b
+        shadow_a &= hidden_a
+        shadow_b &= hidden_b
+    if saturated_after is not None:
+        cloud_a |= hazier_a & saturated_after
+    if saturated_before is not None:
+        cloud_b |= hazier_b & saturated_before
     size, near, grow = _extents(px_m)
     out = []
     for cloud, shadow, haze in ((cloud_b, shadow_b, hazier_b), (cloud_a, shadow_a, hazier_a)):
@@ -86,3 +143,115 @@ def cloud_and_shadow(
         m = ndi.maximum_filter(c | s, size=2 * grow + 1, mode="nearest")
         out.append(m)
     return out[0], out[1]
+
+
+def ground_whitening(
+    z: np.ndarray,
+    vis_before: np.ndarray,
+    vis_after: np.ndarray,
+    grad_before: np.ndarray,
+    grad_after: np.ndarray,
+    px_m: float,
+    nir_index: int | None = None,
+) -> np.ndarray:
+    """Pixels that on one date only are brighter in every band and nearly colourless while the
+    other date's strong edges still show through: snow or frost that came or went. Not change
+    (the ground under it is what is compared, by its structure), and not cloud. ``nir_index``:
+    the near-infrared band's index in ``z`` (all other bands visible), or None without one."""
+    zf = np.nan_to_num(z, nan=0.0)
+    white_a = (zf.min(axis=0) > CLOUD_Z) & (_saturation(vis_after) < 0.25)
+    white_b = (zf.max(axis=0) < -CLOUD_Z) & (_saturation(vis_before) < 0.25)
+    if nir_index is not None:
+        # snow reflects less in the near infrared than in the visible: its NIR rises (or falls)
+        # clearly less than its visible bands, unlike paving, bare soil or a cloud
+        vis_idx = [i for i in range(zf.shape[0]) if i != nir_index]
+        zv = zf[vis_idx].mean(axis=0)
+        zn = zf[nir_index]
+        white_a &= zn < 0.7 * zv
+        white_b &= zn > 0.7 * zv
+    seen_a = edge_survival(grad_after, grad_before, px_m) >= SURVIVAL
+    seen_b = edge_survival(grad_before, grad_after, px_m) >= SURVIVAL
+    # snow and frost cover the landscape, not one lot: a whitened pixel counts only where
+    # whitening covers a good share of its ~200 m neighbourhood (a new pale car park, roof or
+    # road replacing vegetation is whiter and greyer too, but on its own)
+    size = _extents(px_m)[0]
+    out = []
+    for white in (white_a, white_b):
+        if white.any():
+            share = ndi.uniform_filter(white.astype(np.float32), size=size, mode="nearest")
+            white = white & (share > WHITENED_SHARE)
+        out.append(white)
+    return np.asarray((out[0] & seen_a) | (out[1] & seen_b))
+
+
+CEILINGS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scale of 8- to 16-bit sensors
+
+
+def at_ceiling(stack: np.ndarray) -> np.ndarray:
+    """Pixels at a sensor's full-scale value (a 2^k - 1 ceiling) in every band of ``stack``."""
+    lo = np.nan_to_num(stack, nan=0.0).min(axis=0)
+    hi = np.nan_to_num(stack, nan=0.0).max(axis=0)
+    out = np.zeros(lo.shape, dtype=bool)
+    # within 3 % below the ceiling: resampling (co-registration) blurs the exact value
+    for c in CEILINGS:
+        out |= (lo >= 0.97 * c) & (hi <= c + 0.5)
+    return out
+
+
+HAZE_ALPHA = 0.15  # cloud opacity above which the ground is not observable (a consistent veil)
+CORE_ALPHA = 0.6  # opacity of a cloud's thick core
+ALPHA_SPREAD = 0.2  # how much the opacity may differ between bands: a white veil is grey
+
+
+def haze_opacity(this: np.ndarray, predicted: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """Per band opacity ``a`` of a white veil: ``this = (1 - a) * predicted + a * ceiling``.
+
+    ``predicted``: THIS date as the other date predicts it (radiometric normalisation);
+    ``ceiling``: per band brightness of a thick cloud (the sensor's full scale where the scene
+    reaches it, else the scene's brightest value). Returns float32 (bands, rows, cols).
+    """
+    c = ceiling.astype(np.float32).reshape(-1, 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = (this - predicted) / np.maximum(c - predicted, np.float32(1e-6))
+    return np.clip(np.nan_to_num(a, nan=0.0), -1.0, 1.0).astype(np.float32)
+
+
+def veil_cloud(alpha: np.ndarray, px_m: float, saturated: np.ndarray | None) -> np.ndarray:
+    """Cloud (with its semi-transparent rim) on one date from the opacity of a white veil.
+
+    A cloud pixel has the same opacity, above :data:`HAZE_ALPHA`, in every band (a grey veil:
+    snow instead brightens the visible bands more than the near infrared), and belongs to a
+    connected blob whose opacity rises to a thick core that reaches the sensor's ceiling in every
+    band (``saturated``; pass it only where a near-infrared band exists, as a white roof saturates
+    in RGB only, and None otherwise: then no veil is called and the texture tests decide). Snow
+    is the brightest thing of a cloudless scene, but it is not tied to a saturated core. The rim
+    is followed from the core through pixels of consistent opacity, a bounded distance.
+    """
+    if saturated is None or not saturated.any():
+        return np.zeros(alpha.shape[1:], dtype=bool)
+    amin = alpha.min(axis=0)
+    amax = alpha.max(axis=0)
+    veil = (amin > HAZE_ALPHA) & (amax - amin < ALPHA_SPREAD)
+    thick = veil & ((amin > CORE_ALPHA) | saturated)
+    size, near, grow = _extents(px_m)
+    core = ndi.uniform_filter(thick.astype(np.float32), size=size, mode="nearest") > 0.5
+    core &= ndi.maximum_filter(veil & saturated, size=size, mode="nearest")
+    if not core.any():
+        return core
+    core = ndi.binary_dilation(core, iterations=size // 2) & thick | core
+    cloud = ndi.binary_dilation(core, iterations=near, mask=veil | core)
+    return np.asarray(ndi.maximum_filter(cloud, size=2 * grow + 1, mode="nearest"))
+
+
+def scene_ceiling(stack: np.ndarray) -> np.ndarray:
+    """Per band brightness of a thick cloud: the sensor's full scale (a 2^k - 1 ceiling) where the
+    scene comes within 3 % of it, else the brightest value the scene holds."""
+    flat = stack.reshape(stack.shape[0], -1)
+    hi = np.nanmax(flat, axis=1) if np.isfinite(flat).any() else np.ones(stack.shape[0])
+    out = hi.astype(np.float64)
+    for b, v in enumerate(hi):
+        for c in CEILINGS:
+            if 0.97 * c <= v <= c + 0.5:
+                out[b] = c
+                break
+    return out

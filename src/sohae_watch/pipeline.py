@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,17 @@ from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.area import working_area
 from sohae_watch.change import ChangeArea, ChangeResult, change_areas, detect_changes
-from sohae_watch.classify import StructureCall, classify_structures
+from sohae_watch.classify import (
+    PRESENT,
+    StructureCall,
+    classify_structures,
+    presence,
+    structure_sentence,
+)
 from sohae_watch.coregister import CoregResult, coregister_arrays
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, open_acquisition, read_scene
+from sohae_watch.ingest import Acquisition, catalog, open_acquisition, read_scene
 from sohae_watch.scene import Scene
 from sohae_watch.site import Site
 
@@ -148,6 +154,54 @@ def compute_diff(
     )
 
 
+def stood_in_catalog(
+    site: Site, earlier: list[Acquisition], grid: Grid, structure_ids: set[str]
+) -> set[str]:
+    """Which of ``structure_ids`` stood (a clear outline) in any of the ``earlier`` acquisitions,
+    each read only on a small window around the footprint."""
+    found: set[str] = set()
+    for s in site.structures:
+        if s.id not in structure_ids:
+            continue
+        geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
+        window = Grid.from_bounds(grid.crs, geom.buffer(30.0).bounds, grid.resolution)
+        for acq in reversed(earlier):  # the most recent first
+            try:
+                scene = read_scene(acq, window)
+            except InputError as exc:
+                log.warning("earlier acquisition %s skipped: %s", acq.date, exc)
+                continue
+            if presence(scene, s) >= PRESENT:
+                found.add(s.id)
+                break
+    return found
+
+
+def _mark_rebuilt(
+    result: DiffResult,
+    site: Site,
+    catalog_dir: str | Path | None,
+    before: Acquisition,
+    nodata: float | None,
+) -> None:
+    """``built`` becomes ``rebuilt`` where an earlier acquisition in the catalog shows the structure."""
+    built = {c.id for c in result.structures if c.event == "built"}
+    if not built or catalog_dir is None:
+        return
+    acqs, _ = catalog(catalog_dir, nodata=nodata, strict=False)
+    earlier = [a for a in acqs if a.date < before.date]
+    stood = stood_in_catalog(site, earlier, result.grid, built) if earlier else set()
+    for i, c in enumerate(result.structures):
+        if c.id in stood:
+            result.structures[i] = replace(
+                c,
+                event="rebuilt",
+                summary=structure_sentence(
+                    c.name, c.status, "rebuilt", c.observed_fraction, result.before, result.after
+                ),
+            )
+
+
 def run_diff(
     before: str,
     after: str,
@@ -168,5 +222,7 @@ def run_diff(
     if b.date > a.date:
         raise InputError(f"{before}: BEFORE ({b.date}) is later than AFTER ({a.date}); swap them")
     result = compute_diff(b, a, site=site, aoi=aoi, stood_before=stood_before)
+    if site is not None:
+        _mark_rebuilt(result, site, catalog_dir, b, nodata)
     report = write_outputs(result, out_dir)
     return result, report

@@ -120,7 +120,38 @@ def fit_normalisation(
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-    return fits
+    return [_guard(before[b], after[b], f, floors[b]) for b, f in enumerate(fits)]
+
+
+MAX_GAIN = 4.0  # a relative gain beyond this (or below its inverse) is not sun, sensor or haze
+
+
+def _quantile_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Straight line through the matched quantiles (5-95 %) of the two dates: histogram matching
+    made linear. It needs no no-change set, so it survives a scene that changed almost everywhere."""
+    qs = np.linspace(0.05, 0.95, 19)
+    qx = np.quantile(x, qs)
+    qy = np.quantile(y, qs)
+    if float(np.ptp(qx)) <= 0:
+        return 1.0, float(np.median(y) - np.median(x))
+    g, o = np.polyfit(qx, qy, 1)
+    return float(g), float(o)
+
+
+def _guard(x: np.ndarray, y: np.ndarray, fit: BandFit, floor: float) -> BandFit:
+    """Replace a collapsed fit (gain far from any plausible sensor/sun change) by the quantile
+    line, gain bounded, offset matching medians; residual scale from the central half."""
+    lo, hi = 1.0 / MAX_GAIN, MAX_GAIN
+    if lo <= fit.gain <= hi:
+        return fit
+    xd = x.astype(np.float64)
+    yd = y.astype(np.float64)
+    g, o = _quantile_line(xd, yd)
+    if not lo <= g <= hi:
+        g = float(np.clip(g, lo, hi)) if np.isfinite(g) else 1.0
+        o = float(np.median(yd) - g * np.median(xd))
+    r = yd - (o + g * xd)
+    return BandFit(g, o, max(_mad(r), floor))
 
 
 def standardised_residuals(

@@ -153,15 +153,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             "## Structures",
             "",
-            "| structure | status | event | confidence | changed | observed | presence before | presence after |",
-            "|---|---|---|---|---|---|---|---|",
+            "| structure | status | event | confidence | changed | observed | outline before | outline after | inside change |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for s in report["structures"]:
             ev = s.get("evidence", {})
             lines.append(
                 f"| {s['name']} | {s['status']} | {_fmt(s['event'])} | {s['confidence']:.2f} | "
                 f"{s['changed_fraction']:.0%} | {s['observed_fraction']:.0%} | "
-                f"{_fmt(ev.get('presence_before'))} | {_fmt(ev.get('presence_after'))} |"
+                f"{_fmt(ev.get('outline_before'))} | {_fmt(ev.get('outline_after'))} | {_fmt(ev.get('pattern_change'))} |"
             )
         lines.append("")
     ch = report["change"]
@@ -250,8 +250,8 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
     if report["structures"]:
         parts.append(
             "<h2>Structures</h2><table><tr><th>structure</th><th>status</th><th>event</th>"
-            "<th>confidence</th><th>changed</th><th>observed</th><th>presence before</th>"
-            "<th>presence after</th></tr>"
+            "<th>confidence</th><th>changed</th><th>observed</th><th>outline before</th>"
+            "<th>outline after</th><th>inside change</th></tr>"
         )
         for s in report["structures"]:
             ev = s.get("evidence", {})
@@ -259,7 +259,8 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
                 f'<tr><td>{e(s["name"])}</td><td class="status-{e(s["status"])}">{e(s["status"])}</td>'
                 f"<td>{e(_fmt(s['event']))}</td><td>{s['confidence']:.2f}</td>"
                 f"<td>{s['changed_fraction']:.0%}</td><td>{s['observed_fraction']:.0%}</td>"
-                f"<td>{e(_fmt(ev.get('presence_before')))}</td><td>{e(_fmt(ev.get('presence_after')))}</td></tr>"
+                f"<td>{e(_fmt(ev.get('outline_before')))}</td><td>{e(_fmt(ev.get('outline_after')))}</td>"
+                f"<td>{e(_fmt(ev.get('pattern_change')))}</td></tr>"
             )
         parts.append("</table>")
         for s in report["structures"]:

@@ -63,7 +63,7 @@ class Scene:
         """A single-band image for registration and structure evidence: mean of the visible bands
         (all bands when none is named visible). NaN where invalid."""
         idx = [i for i, b in enumerate(self.bands) if b in VISIBLE] or list(range(len(self.bands)))
-        return np.mean(self.data[idx], axis=0, dtype=np.float32)
+        return np.asarray(np.mean(self.data[idx], axis=0, dtype=np.float32))
 
     def ndvi(self) -> np.ndarray | None:
         """Normalised difference vegetation index, or None without red and near-infrared bands."""
