@@ -1,0 +1,71 @@
+"""`sohae-watch coregister REFERENCE TARGET --out FILE`: co-register TARGET onto REFERENCE's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sohae_watch.cli.options import echo, nodata_option
+
+
+@click.command("coregister")
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="Corrected TARGET as a GeoTIFF on REFERENCE's grid.",
+)  # fmt: skip
+@click.option(
+    "--points", "points", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the tie-point table as GeoJSON.",
+)  # fmt: skip
+@click.option(
+    "--mode", type=click.Choice(["auto", "global", "local"]), default="auto", show_default=True,
+    help="global: one translation; local: affine from the tie points; auto: by evidence.",
+)  # fmt: skip
+@nodata_option
+@click.pass_context
+def command(
+    ctx: click.Context,
+    reference: Path,
+    target: Path,
+    out: Path,
+    points: Path | None,
+    mode: str,
+    nodata: float | None,
+) -> None:
+    """Co-register TARGET to REFERENCE (sub-pixel) and write the corrected TARGET.
+
+    Prints the shift (contract convention: a feature at (c, r) in REFERENCE is at
+    (c + x, r + y) in TARGET), the reliability and a summary of the tie points.
+    """
+    from sohae_watch.coreg_files import coregister_files, native_grid, summary_lines
+    from sohae_watch.errors import InputError, ProcessingError
+    from sohae_watch.ingest import open_acquisition
+
+    if out.exists() and out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name for --out")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: folder does not exist; create it or change --out")
+    result = coregister_files(
+        reference,
+        target,
+        out,
+        nodata=nodata,
+        points_out=points,
+        mode=mode,  # type: ignore[arg-type]
+    )
+    grid = native_grid(open_acquisition(reference, nodata=nodata))
+    for line in summary_lines(result, grid):
+        echo(ctx, line)
+    if points is not None:
+        echo(ctx, f"tie points written to {points}")
+    if result.status == "failed":
+        raise ProcessingError(
+            f"{target}: co-registration to {reference} failed (no common texture); "
+            f"{out} was not written"
+        )
+    if result.status == "low-confidence":
+        click.echo("warning: low-confidence co-registration; check the tie points", err=True)
+    echo(ctx, f"corrected target written to {out}")

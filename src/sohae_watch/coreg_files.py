@@ -1,0 +1,411 @@
+"""Co-register raster files window by window (bounded memory) and write the corrected target.
+
+The reference grid is the native grid of REFERENCE. Tie-point windows are read through
+:class:`sohae_watch.ingest.GridReader` (only the windows measured are decoded); the fitted model is
+applied when the target is read from its source files (one resampling), block by block.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from scipy import ndimage as ndi
+
+from sohae_watch.coregister import CoregResult, Mode, coregister_readers
+from sohae_watch.errors import InputError
+from sohae_watch.grid import Grid
+from sohae_watch.ingest import (
+    Acquisition,
+    GridReader,
+    ResamplingName,
+    _aligned_offset,
+    open_acquisition,
+)
+from sohae_watch.scene import VISIBLE
+
+#: output block size (px) and GDAL block cache (MB) of the file path
+BLOCK = 512
+CACHE_MB = 256
+#: pixels per strip read (bounds memory; few large reads suit JPEG2000, which decodes per call)
+STRIP_PIXELS = 8_000_000
+#: source rows/columns read beyond the spline's support (prefilter boundary)
+_SPLINE_MARGIN = 8
+
+
+def native_grid(acq: Acquisition) -> Grid:
+    """The acquisition's own grid: its single raster's, else its bounds at its finest resolution."""
+    if len(acq.sources) == 1:
+        return acq.sources[0].grid
+    crs = acq.sources[0].crs
+    return Grid.from_bounds(crs, acq.bounds_in(crs), acq.resolution)
+
+
+class StripReader:
+    """A :data:`WindowReader` over a GridReader: the mean of the visible bands, served from
+    full-width strips of the grid (one strip cached), so measuring many windows row by row
+    costs a few large reads."""
+
+    def __init__(self, reader: GridReader, pad: int = 64) -> None:
+        reader.roles = tuple(r for r in reader.roles if r in VISIBLE) or tuple(reader.roles)
+        self.reader = reader
+        self.pad = pad
+        self.rows = max(512, STRIP_PIXELS // max(reader.grid.width, 1))
+        self._r0 = self._r1 = 0
+        self._data = np.empty((0, reader.grid.width), np.float32)
+        self._valid = np.empty((0, reader.grid.width), bool)
+        self.reads = 0
+
+    def _load(self, row: int, height: int) -> None:
+        g = self.reader.grid
+        r0 = max(0, row - self.pad)
+        r1 = min(g.height, max(r0 + self.rows, row + height + self.pad))
+        self._data = np.empty((0, g.width), np.float32)  # release before reading the next
+        data, valid = self.reader.read(r0, 0, r1 - r0, g.width)
+        img = data[0] if data.shape[0] == 1 else np.mean(data, axis=0, dtype=np.float32)
+        self._data = np.where(valid, img, np.nan).astype(np.float32)
+        self._valid = valid
+        self._r0, self._r1 = r0, r1
+        self.reads += 1
+
+    def __call__(
+        self, row: int, col: int, height: int, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        g = self.reader.grid
+        out = np.full((height, width), np.nan, np.float32)
+        ok = np.zeros((height, width), bool)
+        a0, a1 = max(row, 0), min(row + height, g.height)
+        b0, b1 = max(col, 0), min(col + width, g.width)
+        if a0 >= a1 or b0 >= b1:
+            return out, ok
+        if a0 < self._r0 or a1 > self._r1:
+            self._load(a0, a1 - a0)
+        dst = (slice(a0 - row, a1 - row), slice(b0 - col, b1 - col))
+        src = (slice(a0 - self._r0, a1 - self._r0), slice(b0, b1))
+        out[dst] = self._data[src]
+        ok[dst] = self._valid[src]
+        return out, ok
+
+
+def _check_overlap(tgt: Acquisition, grid: Grid, target: Path) -> None:
+    a = tgt.bounds_in(grid.crs)
+    b = grid.bounds
+    if not (a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]):
+        raise InputError(f"{target}: does not overlap the reference; give a pair that overlaps")
+
+
+@contextmanager
+def _gdal_env() -> Iterator[None]:
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_MB):
+        yield
+
+
+def measure_files(
+    reference: Path,
+    target: Path,
+    *,
+    nodata: float | None = None,
+    mode: Mode = "auto",
+    max_points: int | None = None,
+) -> tuple[CoregResult, Grid, Acquisition]:
+    """Co-register TARGET to REFERENCE's native grid without writing anything.
+
+    Returns the result, the reference grid and the target acquisition (for :func:`write_corrected`).
+    """
+    ref_acq = open_acquisition(reference, nodata=nodata)
+    tgt_acq = open_acquisition(target, nodata=nodata)
+    grid = native_grid(ref_acq)
+    _check_overlap(tgt_acq, grid, Path(target))
+    kwargs = {} if max_points is None else {"max_points": max_points}
+    with _gdal_env(), GridReader(ref_acq, grid) as rr, GridReader(tgt_acq, grid) as tr:
+        result = coregister_readers(
+            StripReader(rr), StripReader(tr), grid.shape, mode=mode, **kwargs
+        )
+    return result, grid, tgt_acq
+
+
+def _bspline_taps(t: float) -> np.ndarray:
+    """Cubic B-spline weights of samples floor-1 .. floor+2 at fraction ``t``."""
+    s = 1.0 - t
+    return np.array(
+        [s**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6],
+        dtype=np.float32,
+    )
+
+
+def _fill_invalid(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    for b in range(data.shape[0]):
+        fill = float(data[b][valid].mean()) if valid.any() else 0.0
+        np.copyto(data[b], np.float32(fill), where=~valid)
+    return data
+
+
+def _shift_strip(
+    reader: GridReader, model: Affine, row: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A translation ``model``: separable cubic B-spline (prefilter, then 4 taps per axis)."""
+    m = _SPLINE_MARGIN
+    ix, iy = math.floor(model.c), math.floor(model.f)
+    wx, wy = _bspline_taps(model.c - ix), _bspline_taps(model.f - iy)
+    r0, c0 = row + iy - 1 - m, ix - 1 - m
+    data, valid = reader.read(r0, c0, height + 3 + 2 * m, width + 3 + 2 * m)
+    coef = ndi.spline_filter(_fill_invalid(data, valid)[0] if data.shape[0] == 1 else data,
+                             order=3, mode="mirror", output=np.float32)  # fmt: skip
+    coef = coef.reshape(data.shape)
+    del data
+    tmp = sum(wx[k] * coef[:, :, m + k : m + k + width] for k in range(4))
+    out = sum(wy[k] * tmp[:, m + k : m + k + height, :] for k in range(4))
+    vx = np.logical_and.reduce([valid[:, m + k : m + k + width] for k in range(4)])
+    ok = np.logical_and.reduce([vx[m + k : m + k + height, :] for k in range(4)])
+    out = np.asarray(out, dtype=np.float32)
+    out[:, ~ok] = np.nan
+    return out, ok
+
+
+def _spline_strip(
+    reader: GridReader, model: Affine, row: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[row, row + height)`` of the grid with ``model`` applied by cubic-spline resampling
+    of the target's own pixels (read unresampled through the aligned path): one resampling."""
+    if (model.a, model.b, model.d, model.e) == (1.0, 0.0, 0.0, 1.0):
+        return _shift_strip(reader, model, row, height, width)
+    rows, cols = np.mgrid[row : row + height, 0:width].astype(np.float64)
+    u = model.a * (cols + 0.5) + model.b * (rows + 0.5) + model.c - 0.5
+    v = model.d * (cols + 0.5) + model.e * (rows + 0.5) + model.f - 0.5
+    del rows, cols
+    m = _SPLINE_MARGIN
+    c0, r0 = math.floor(float(u.min())) - m, math.floor(float(v.min())) - m
+    c1, r1 = math.ceil(float(u.max())) + m + 1, math.ceil(float(v.max())) + m + 1
+    data, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
+    u -= c0
+    v -= r0
+    # validity: all pixels of the spline's 4x4 support valid (nearest sample of the eroded mask)
+    core = ndi.binary_erosion(valid, np.ones((4, 4), bool), border_value=0, origin=(-1, -1))
+    iu = np.clip(np.floor(u).astype(np.intp), 0, core.shape[1] - 1)
+    iv = np.clip(np.floor(v).astype(np.intp), 0, core.shape[0] - 1)
+    ok = core[iv, iu]
+    del iu, iv
+    coef = ndi.spline_filter(_fill_invalid(data, valid)[0] if data.shape[0] == 1 else data,
+                             order=3, mode="mirror", output=np.float32)  # fmt: skip
+    coef = coef.reshape(data.shape)
+    out = np.empty((data.shape[0], height, width), np.float32)
+    half = height // 2
+
+    def part(b: int, a0: int, a1: int) -> None:
+        ndi.map_coordinates(
+            coef[b], [v[a0:a1], u[a0:a1]], order=3, mode="nearest", prefilter=False,
+            output=out[b, a0:a1],
+        )  # fmt: skip
+
+    # scipy.ndimage releases the GIL: two threads share the interpolation
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(part, b, a0, a1) for b in range(data.shape[0])
+                for a0, a1 in ((0, half), (half, height))]  # fmt: skip
+        for j in jobs:
+            j.result()
+    out[:, ~ok] = np.nan
+    return out, ok
+
+
+def write_corrected(
+    tgt_acq: Acquisition,
+    grid: Grid,
+    result: CoregResult,
+    out: Path,
+    *,
+    resampling: ResamplingName = "cubic",
+) -> None:
+    """Write every band of the target on ``grid`` with ``result.model`` applied, block by block.
+
+    Invalid pixels get the target's nodata value when it has one (else NaN for float data), and
+    the validity is also written as the dataset mask. When every target raster shares the grid's
+    CRS and pixel lattice, the model is applied by cubic-spline resampling of the source pixels
+    (GDAL's kernels pull fractional shifts towards whole pixels measurably); otherwise GDAL warps
+    with ``resampling``. Either way each pixel is resampled from the source once.
+    """
+    if result.model is None:
+        raise ValueError("a failed co-registration has no model to apply")
+    src0 = tgt_acq.sources[0]
+    with rasterio.open(src0.path) as ds:
+        dtype = ds.dtypes[src0.data_bands[0] - 1]
+        descriptions = [ds.descriptions[i - 1] for i in src0.data_bands]
+    nodata = src0.nodata
+    if nodata is None and np.issubdtype(np.dtype(dtype), np.floating):
+        nodata = float("nan")
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": len(tgt_acq.roles),
+        "dtype": dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "predictor": 2 if np.issubdtype(np.dtype(dtype), np.integer) else 3,
+        "nodata": nodata,
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    model = result.model
+    # an affine whose linear part moves no pixel of the grid by 0.005 px is applied as the
+    # equivalent translation (the separable fast path)
+    lin = np.array([[model.a - 1.0, model.b], [model.d, model.e - 1.0]])
+    corners = np.array([[0, 0], [grid.width, 0], [0, grid.height], [grid.width, grid.height]])
+    centre = np.array([grid.width / 2.0, grid.height / 2.0])
+    if np.abs((corners - centre) @ lin.T).max() < 0.005:
+        sx, sy = model * tuple(centre)
+        model = Affine.translation(sx - centre[0], sy - centre[1])
+    aligned = resampling == "cubic" and all(
+        _aligned_offset(s, grid) is not None for s in tgt_acq.sources
+    )
+    out = Path(out)
+    tmp = out.with_name(out.name + ".partial.tif")
+    try:
+        with (
+            _gdal_env(),
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            GridReader(
+                tgt_acq, grid, model=None if aligned else model, resampling=resampling
+            ) as reader,
+            rasterio.open(tmp, "w", **profile) as dst,
+        ):
+            for i, role in enumerate(tgt_acq.roles):
+                dst.set_band_description(
+                    i + 1, descriptions[i] if i < len(descriptions) and descriptions[i] else role
+                )
+            dst.update_tags(
+                COREGISTRATION=json.dumps(result.to_dict(grid)),
+                TIFFTAG_DATETIME=tgt_acq.date.strftime("%Y:%m:%d 00:00:00"),
+            )
+            info = np.iinfo(dtype) if np.issubdtype(np.dtype(dtype), np.integer) else None
+            # full-width strips, a multiple of the block height, within the pixel budget
+            per_band = STRIP_PIXELS // max(1, len(tgt_acq.roles)) // (2 if aligned else 1)
+            rows = max(BLOCK, (per_band // max(grid.width, 1)) // BLOCK * BLOCK)
+            for r in range(0, grid.height, rows):
+                h = min(rows, grid.height - r)
+                if aligned:
+                    data, valid = _spline_strip(reader, model, r, h, grid.width)
+                else:
+                    data, valid = reader.read(r, 0, h, grid.width)
+                if info is not None:
+                    data = np.clip(np.rint(np.nan_to_num(data)), info.min, info.max)
+                if nodata is not None:
+                    data[:, ~valid] = nodata
+                win = rasterio.windows.Window(0, r, grid.width, h)
+                dst.write(data.astype(dtype), window=win)
+                dst.write_mask(valid.astype(np.uint8) * 255, window=win)
+                del data, valid
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_points(result: CoregResult, grid: Grid, path: Path) -> None:
+    """The tie-point table as a GeoJSON FeatureCollection (lon/lat points at window centres)."""
+    tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    t = grid.transform
+    feats = []
+    for p in result.points:
+        x, y = t * (p.col, p.row)
+        lon, lat = tr.transform(x, y)
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [float(lon), float(lat)]},
+                "properties": {
+                    "col": p.col,
+                    "row": p.row,
+                    "dx_px": round(p.dx, 4),
+                    "dy_px": round(p.dy, 4),
+                    "dx_m": round(t.a * p.dx + t.b * p.dy, 3),
+                    "dy_m": round(t.d * p.dx + t.e * p.dy, 3),
+                    "reliability": round(p.reliability, 4),
+                    "valid": p.valid,
+                },
+            }
+        )
+    doc = {
+        "type": "FeatureCollection",
+        "coregistration": result.to_dict(grid),
+        "features": feats,
+    }
+    tmp = Path(path).with_name(Path(path).name + ".partial")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False))
+    tmp.replace(path)
+
+
+def coregister_files(
+    reference: Path,
+    target: Path,
+    out: Path,
+    *,
+    nodata: float | None = None,
+    points_out: Path | None = None,
+    mode: Mode = "auto",
+    resampling: ResamplingName = "cubic",
+) -> CoregResult:
+    """Co-register TARGET to REFERENCE and write the corrected target on REFERENCE's grid.
+
+    Parameters
+    ----------
+    reference, target : Path
+        Rasters (or folders of tiles) GDAL reads; the reference's native grid is the output grid.
+    out : Path
+        The corrected GeoTIFF (all target bands; nodata/mask where invalid). Not written when the
+        co-registration failed: the failed result is returned and the caller reports it.
+    nodata : float, optional
+        Nodata value for rasters that do not declare one (0 for Sentinel-2 L1C).
+    points_out : Path, optional
+        Where to write the tie-point table as GeoJSON (written even when failed).
+    mode : {"auto", "global", "local"}
+        See :func:`sohae_watch.coregister.coregister_arrays`.
+    resampling : {"nearest", "bilinear", "cubic"}
+        Kernel of the single resampling of the target.
+    """
+    result, grid, tgt_acq = measure_files(reference, target, nodata=nodata, mode=mode)
+    if points_out is not None:
+        write_points(result, grid, Path(points_out))
+    if result.status != "failed":
+        write_corrected(tgt_acq, grid, result, Path(out), resampling=resampling)
+    return result
+
+
+def summary_lines(result: CoregResult, grid: Grid | None = None) -> list[str]:
+    """Human-readable lines: shift, reliability and the tie-point summary."""
+    if result.status == "failed":
+        return [
+            f"co-registration FAILED ({result.method}): no common texture found "
+            f"({result.n_points} windows measured, {result.n_valid_points} usable); "
+            "the target was not corrected"
+        ]
+    assert result.shift_x_px is not None and result.shift_y_px is not None
+    line = f"shift: x {result.shift_x_px:+.3f} px, y {result.shift_y_px:+.3f} px"
+    if grid is not None:
+        d = result.to_dict(grid)
+        line += f" ({d['shift_x_m']:+.2f} m east, {d['shift_y_m']:+.2f} m north)"
+    rel = [p.reliability for p in result.points if p.valid]
+    dxs = np.array([p.dx for p in result.points if p.valid])
+    dys = np.array([p.dy for p in result.points if p.valid])
+    lines = [
+        line,
+        f"method: {result.method} ({result.model_kind}), status: {result.status}, "
+        f"reliability: {result.reliability:.2f}",
+        f"tie points: {result.n_valid_points} valid of {result.n_points} measured",
+    ]
+    if len(rel):
+        lines.append(
+            f"  dx range {dxs.min():+.2f}..{dxs.max():+.2f} px, dy range {dys.min():+.2f}.."
+            f"{dys.max():+.2f} px, median peak reliability {float(np.median(rel)):.2f}"
+        )
+    return lines

@@ -1,0 +1,365 @@
+"""Co-registration: the sub-pixel shift (or affine) of a target acquisition against a reference.
+
+Coarse to fine on a tie-point grid:
+
+1. coarse: large windows (up to 7 x 7, 3 rows on large images) block-averaged by 2-4, a robust
+   model fitted; this finds shifts of tens of pixels;
+2. fine: a grid of 128 px windows (up to ``MAX_POINTS``), each target window placed at the coarse
+   model's whole-pixel offset, phase-correlated with sub-pixel peaks (see :mod:`coreg_phase`);
+3. fit: robust translation and RANSAC affine (see :mod:`coreg_fit`); the affine is kept only
+   when it is significantly better. Never a silent zero: no agreeing tie points means ``failed``.
+
+Windows with too little valid data (nodata, saturated cloud) are not measured; windows without
+common texture (cloud, water, snow) give low correlation peaks and are rejected by reliability
+and by the robust fit.
+
+Shift convention (``../shared/CONTRACT.md``): a feature at ``(c, r)`` in the reference is at
+``(c + shift_x_px, r + shift_y_px)`` in the target. ``CoregResult.model`` maps reference pixel
+coordinates to target pixel coordinates, so a target resampled with
+``dst_transform = grid.transform * model`` lies on the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from affine import Affine
+from scipy import ndimage as ndi
+
+from sohae_watch.coreg_fit import ModelFit, choose_model, fit_translation
+from sohae_watch.coreg_phase import correlate_windows
+from sohae_watch.grid import Grid
+
+Mode = Literal["auto", "global", "local"]
+Status = Literal["ok", "low-confidence", "failed"]
+#: reads ``(row, col, height, width)`` -> (float32 data NaN-invalid, bool valid), padding outside
+WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+#: most tie points measured on the fine grid
+MAX_POINTS = 2500
+#: fine window size (px), smaller only for small images
+FINE_WINDOW = 128
+#: a tie point below this peak reliability is not used
+MIN_POINT_RELIABILITY = 0.15
+#: windows correlated per FFT batch (bounds memory)
+BATCH = 128
+
+
+@dataclass(frozen=True)
+class TiePoint:
+    """One measured window: centre ``(col, row)`` in the reference, displacement ``(dx, dy)``."""
+
+    col: float
+    row: float
+    dx: float
+    dy: float
+    reliability: float
+    valid: bool
+
+
+@dataclass(frozen=True)
+class CoregResult:
+    """Outcome of co-registration (see the module docstring for the conventions)."""
+
+    method: str
+    status: Status
+    reliability: float
+    shift_x_px: float | None
+    shift_y_px: float | None
+    model: Affine | None
+    n_points: int
+    n_valid_points: int
+    points: tuple[TiePoint, ...]
+
+    @property
+    def model_kind(self) -> str | None:
+        """``translation``, ``affine`` or None when failed."""
+        if self.model is None:
+            return None
+        m = self.model
+        return "translation" if (m.a, m.b, m.d, m.e) == (1.0, 0.0, 0.0, 1.0) else "affine"
+
+    def to_dict(self, grid: Grid) -> dict[str, Any]:
+        """The contract's ``coregistration`` record (map shifts east and north positive)."""
+        sx_m = sy_m = None
+        if self.shift_x_px is not None and self.shift_y_px is not None:
+            t = grid.transform
+            sx_m = float(t.a * self.shift_x_px + t.b * self.shift_y_px)
+            sy_m = float(t.d * self.shift_x_px + t.e * self.shift_y_px)
+        return {
+            "method": self.method,
+            "shift_x_px": self.shift_x_px,
+            "shift_y_px": self.shift_y_px,
+            "shift_x_m": sx_m,
+            "shift_y_m": sy_m,
+            "reliability": self.reliability,
+            "status": self.status,
+            "n_points": self.n_points,
+            "n_valid_points": self.n_valid_points,
+            "model": self.model_kind,
+        }
+
+
+def failed(method: str, points: tuple[TiePoint, ...] = ()) -> CoregResult:
+    """A failed result: no shift, no model."""
+    return CoregResult(method, "failed", 0.0, None, None, None, len(points), 0, points)
+
+
+# ---------------------------------------------------------------------------------------------
+# window access
+
+
+def array_reader(data: np.ndarray, valid: np.ndarray | None) -> WindowReader:
+    """A :data:`WindowReader` over an in-memory single-band array (pads outside with invalid)."""
+    h, w = data.shape
+
+    def read(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        ok = np.zeros((height, width), dtype=bool)
+        r0, r1 = max(row, 0), min(row + height, h)
+        c0, c1 = max(col, 0), min(col + width, w)
+        if r0 < r1 and c0 < c1:
+            sl = (slice(r0, r1), slice(c0, c1))
+            dst = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+            out[dst] = data[sl]
+            ok[dst] = np.isfinite(data[sl]) if valid is None else valid[sl] & np.isfinite(data[sl])
+        return out, ok
+
+    return read
+
+
+def mask_saturated(data: np.ndarray, valid: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Validity with clipped highlights removed, per window of a (n, h, w) stack.
+
+    A window whose maximum value is shared by more than ``min_fraction`` of its pixels is
+    clipped (saturated cloud, snow, roofs): those pixels and a 2 px border are made invalid.
+    """
+    top = np.nanmax(np.where(valid, data, -np.inf), axis=(1, 2))
+    at_top = valid & (data >= top[:, None, None] - 1e-6 * np.abs(top)[:, None, None])
+    frac = at_top.mean(axis=(1, 2))
+    hit = np.flatnonzero(frac > min_fraction)
+    if hit.size == 0:
+        return valid
+    out = valid.copy()
+    grown = ndi.maximum_filter(at_top[hit], size=(1, 5, 5))
+    out[hit] &= ~grown
+    return out
+
+
+def _read_stack(
+    reader: WindowReader, boxes: list[tuple[int, int]], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    data = np.empty((len(boxes), size, size), dtype=np.float32)
+    valid = np.empty((len(boxes), size, size), dtype=bool)
+    for i, (r, c) in enumerate(boxes):
+        data[i], valid[i] = reader(r, c, size, size)
+    return data, mask_saturated(data, valid)
+
+
+def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average (n, h, w) stacks over f x f blocks using valid pixels only."""
+    if f == 1:
+        return data, valid
+    n, h, w = data.shape
+    shp = (n, h // f, f, w // f, f)
+    v = valid.reshape(shp)
+    s = np.where(valid, data, 0.0).reshape(shp).sum(axis=(2, 4))
+    cnt = v.sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (s / cnt).astype(np.float32)
+    ok = cnt >= (f * f) / 2
+    return np.where(ok, out, np.nan).astype(np.float32), ok
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+
+def _positions(extent: int, size: int, count: int) -> list[int]:
+    """``count`` window origins spread evenly over ``extent`` (windows fully inside)."""
+    if extent <= size:
+        return [0]
+    count = max(1, min(count, extent - size + 1))
+    return sorted({round(i * (extent - size) / max(count - 1, 1)) for i in range(count)})
+
+
+def _measure(
+    ref: WindowReader,
+    tgt: WindowReader,
+    origins: list[tuple[int, int]],
+    offsets: list[tuple[int, int]],
+    size: int,
+    factor: int,
+) -> list[TiePoint]:
+    """Correlate reference windows at ``origins`` with target windows at origin + offset."""
+    points: list[TiePoint] = []
+    for k in range(0, len(origins), BATCH):
+        chunk = origins[k : k + BATCH]
+        offs = offsets[k : k + BATCH]
+        a, av = _read_stack(ref, chunk, size)
+        b, bv = _read_stack(
+            tgt, [(r + oy, c + ox) for (r, c), (ox, oy) in zip(chunk, offs, strict=True)], size
+        )
+        a, av = _block_mean(a, av, factor)
+        b, bv = _block_mean(b, bv, factor)
+        res = correlate_windows(a, b, av, bv)
+        for i, ((r, c), (ox, oy)) in enumerate(zip(chunk, offs, strict=True)):
+            if not res.measured[i]:
+                continue
+            points.append(
+                TiePoint(
+                    col=c + size / 2.0,
+                    row=r + size / 2.0,
+                    dx=float(ox + res.dx[i] * factor),
+                    dy=float(oy + res.dy[i] * factor),
+                    reliability=float(res.reliability[i]),
+                    valid=bool(res.reliability[i] >= MIN_POINT_RELIABILITY),
+                )
+            )
+    return points
+
+
+def _arrays(points: list[TiePoint]) -> tuple[np.ndarray, ...]:
+    c = np.array([p.col for p in points], dtype=float)
+    r = np.array([p.row for p in points], dtype=float)
+    d = np.array([[p.dx, p.dy] for p in points], dtype=float).reshape(-1, 2)
+    w = np.array([p.reliability for p in points], dtype=float)
+    return c, r, d, w
+
+
+def _coarse(
+    ref: WindowReader, tgt: WindowReader, shape: tuple[int, int]
+) -> tuple[ModelFit | None, int]:
+    """Coarse model from up to 7 x 7 large, block-averaged windows; None without agreement."""
+    h, w = shape
+    f = 4 if min(h, w) >= 2048 else 2 if min(h, w) >= 256 else 1
+    size = min(128 * f, (min(h, w) // f) * f)
+    size -= size % (2 * f)
+    # on large images three rows of coarse windows are plenty, and they cost less reading
+    rows = _positions(h, size, min(7 if h < 4096 else 3, math.ceil(2 * h / size)))
+    cols = _positions(w, size, min(7, math.ceil(2 * w / size)))
+    origins = [(r, c) for r in rows for c in cols]
+    pts = [p for p in _measure(ref, tgt, origins, [(0, 0)] * len(origins), size, f) if p.valid]
+    if not pts:
+        return None, size
+    c, r, d, wt = _arrays(pts)
+    if len(pts) < 3:
+        fit = fit_translation(c, r, d, wt, tol=1.0 * f)
+        best = float(wt.max())
+        return (fit if fit.inliers.sum() >= 2 or best >= 0.5 else None), size
+    fit, _ = choose_model(c, r, d, wt, (float(w), float(h)), "auto", tol=1.0 * f)
+    if fit.inliers.sum() < 2:
+        return None, size
+    return fit, size
+
+
+def coregister_readers(
+    ref: WindowReader,
+    tgt: WindowReader,
+    shape: tuple[int, int],
+    *,
+    mode: Mode = "auto",
+    max_points: int = MAX_POINTS,
+) -> CoregResult:
+    """Co-register through window readers over a reference grid of ``shape`` (rows, cols).
+
+    The engine behind :func:`coregister_arrays` and the file path: it only reads the windows it
+    measures, so memory is bounded by ``BATCH`` windows.
+    """
+    if mode not in ("auto", "global", "local"):
+        raise ValueError(f"mode must be 'auto', 'global' or 'local', got {mode!r}")
+    h, w = shape
+    if min(h, w) < 32:
+        raise ValueError(f"images of {h} x {w} px are too small to co-register (need >= 32)")
+    coarse, _ = _coarse(ref, tgt, shape)
+    if coarse is None:
+        return failed("tie-points")
+    size = FINE_WINDOW if min(h, w) >= 2 * FINE_WINDOW else 64 if min(h, w) >= 128 else 32
+    step = max(size // 2, int(math.ceil(math.sqrt(h * w / max_points))))
+    rows = list(range(0, max(h - size, 0) + 1, step))
+    cols = list(range(0, max(w - size, 0) + 1, step))
+    origins = [(r, c) for r in rows for c in cols]
+    ctr = coarse.displacement(
+        np.array([c + size / 2.0 for _, c in origins]),
+        np.array([r + size / 2.0 for r, _ in origins]),
+    )
+    offsets = [(round(float(x)), round(float(y))) for x, y in zip(ctr[0], ctr[1], strict=True)]
+    pts = _measure(ref, tgt, origins, offsets, size, 1)
+    cand = [p for p in pts if p.valid]
+    method = "tie-points"
+    if len(cand) < 3:
+        return failed(method, tuple(pts))
+    c, r, d, wt = _arrays(cand)
+    fit, _ = choose_model(c, r, d, wt, (float(w), float(h)), mode, tol=0.5)
+    inl = fit.inliers
+    n_in = int(inl.sum())
+    flags = iter(inl)
+    points = tuple(
+        TiePoint(p.col, p.row, p.dx, p.dy, p.reliability, bool(next(flags)) if p.valid else False)
+        for p in pts
+    )
+    method = "tie-points-affine" if fit.kind == "affine" else "phase-correlation-global"
+    if n_in < 3:
+        return failed(method, points)
+    mean_rel = float((wt[inl] * wt[inl]).sum() / wt[inl].sum())
+    support = min(1.0, n_in / 10.0) * min(1.0, 2.0 * n_in / max(len(pts), 1)) ** 0.5
+    precision = math.exp(-((fit.rms / 0.5) ** 2))
+    reliability = float(np.clip(mean_rel * support * precision, 0.0, 1.0))
+    sx, sy = fit.displacement(w / 2.0, h / 2.0)
+    status: Status = "ok" if reliability >= 0.4 and n_in >= 6 else "low-confidence"
+    return CoregResult(
+        method=method,
+        status=status,
+        reliability=round(reliability, 4),
+        shift_x_px=float(sx),
+        shift_y_px=float(sy),
+        model=fit.to_affine(),
+        n_points=len(pts),
+        n_valid_points=n_in,
+        points=points,
+    )
+
+
+def coregister_arrays(
+    reference: np.ndarray,
+    target: np.ndarray,
+    reference_valid: np.ndarray | None = None,
+    target_valid: np.ndarray | None = None,
+    *,
+    mode: Mode = "auto",
+) -> CoregResult:
+    """Co-register two single-band images on the same grid.
+
+    Parameters
+    ----------
+    reference, target : ndarray of shape (rows, cols)
+        Float images (e.g. the mean of the visible bands), NaN where invalid.
+    reference_valid, target_valid : ndarray of shape (rows, cols), optional
+        Boolean validity (default: finite pixels).
+    mode : {"auto", "global", "local"}
+        ``global``: one translation; ``local``: an affine from the tie points; ``auto``: the
+        affine only when it is significantly better than a translation.
+
+    Returns
+    -------
+    CoregResult
+        ``model`` maps reference pixel coordinates to target pixel coordinates.
+    """
+    if reference.ndim != 2 or reference.shape != target.shape:
+        raise ValueError(
+            f"reference and target must be 2-D arrays of one shape, got {reference.shape} "
+            f"and {target.shape}"
+        )
+    for name, m in (("reference_valid", reference_valid), ("target_valid", target_valid)):
+        if m is not None and m.shape != reference.shape:
+            raise ValueError(f"{name} has shape {m.shape}, expected {reference.shape}")
+    return coregister_readers(
+        array_reader(reference, reference_valid),
+        array_reader(target, target_valid),
+        (int(reference.shape[0]), int(reference.shape[1])),
+        mode=mode,
+    )

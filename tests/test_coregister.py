@@ -1,0 +1,187 @@
+"""Co-registration on synthetic images: sign convention, models, failure, records, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from scipy import ndimage as ndi
+
+from sohae_watch.coreg_fit import choose_model
+from sohae_watch.coreg_phase import correlate_windows
+from sohae_watch.coregister import coregister_arrays
+from sohae_watch.grid import Grid
+
+N = 384
+
+
+def texture(seed: int = 0, n: int = N + 80) -> np.ndarray:
+    """A smooth random texture with fine detail (float64)."""
+    rng = np.random.default_rng(seed)
+    coarse = ndi.gaussian_filter(rng.normal(0, 1, (n, n)), 6) * 40
+    fine = ndi.gaussian_filter(rng.normal(0, 1, (n, n)), 1.2) * 3
+    return 100 + coarse + fine
+
+
+def moved(img: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """``img`` with its content moved by ``(sx, sy)`` (Fourier shift), cropped to N x N."""
+    f = ndi.fourier_shift(np.fft.fft2(img), (sy, sx))
+    return np.fft.ifft2(f).real[40 : 40 + N, 40 : 40 + N].astype(np.float32)
+
+
+def pair(sx: float, sy: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    img = texture(seed)
+    return moved(img, 0, 0), moved(img, sx, sy)
+
+
+@pytest.mark.parametrize("shift", [(0.25, -0.4), (3.6, 1.2), (-17.3, 9.8)])
+def test_shift_sign_follows_the_contract(shift: tuple[float, float]) -> None:
+    ref, tgt = pair(*shift)
+    res = coregister_arrays(ref, tgt)
+    assert res.status == "ok"
+    assert res.shift_x_px == pytest.approx(shift[0], abs=0.03)
+    assert res.shift_y_px == pytest.approx(shift[1], abs=0.03)
+    assert res.model is not None and res.model_kind == "translation"
+    assert res.model.c == pytest.approx(shift[0], abs=0.03)
+    assert 0.0 <= res.reliability <= 1.0
+    assert res.n_valid_points >= 6 and res.n_points >= res.n_valid_points
+
+
+def test_gain_gamma_noise_and_nan() -> None:
+    ref, tgt = pair(1.3, -2.7, seed=1)
+    rng = np.random.default_rng(3)
+    t = 1.7 * (tgt / tgt.max()) ** 0.7 * 1000 + rng.normal(0, 5, tgt.shape)
+    t[:, :60] = np.nan  # nodata strip
+    res = coregister_arrays(ref, t.astype(np.float32))
+    assert res.status == "ok"
+    assert res.shift_x_px == pytest.approx(1.3, abs=0.05)
+    assert res.shift_y_px == pytest.approx(-2.7, abs=0.05)
+
+
+def test_window_correlation_sign_and_reliability() -> None:
+    img = texture(2)
+    ref = moved(img, 0, 0)[:128, :128][None]
+    tgt = moved(img, 2.5, -1.25)[:128, :128][None]
+    v = np.ones_like(ref, dtype=bool)
+    res = correlate_windows(ref, tgt, v, v)
+    assert res.dx[0] == pytest.approx(2.5, abs=0.03)
+    assert res.dy[0] == pytest.approx(-1.25, abs=0.03)
+    assert res.reliability[0] > 0.8
+    noise = np.random.default_rng(0).normal(0, 1, ref.shape).astype(np.float32)
+    assert correlate_windows(ref, noise, v, v).reliability[0] < 0.15
+
+
+def test_featureless_target_fails_without_a_shift() -> None:
+    ref, _ = pair(0, 0)
+    rng = np.random.default_rng(0)
+    cloud = (5000 + rng.normal(0, 10, ref.shape)).astype(np.float32)
+    res = coregister_arrays(ref, cloud)
+    assert res.status == "failed"
+    assert res.shift_x_px is None and res.shift_y_px is None and res.model is None
+    saturated = np.full(ref.shape, 255.0, dtype=np.float32)
+    assert coregister_arrays(ref, saturated).status == "failed"
+    assert coregister_arrays(ref, np.full(ref.shape, np.nan, np.float32)).status == "failed"
+
+
+def test_rotation_chooses_affine_and_translation_stays_global() -> None:
+    img = texture(4, n=N + 80)
+    ref = img[40 : 40 + N, 40 : 40 + N].astype(np.float32)
+    c = N / 2.0
+    m = (
+        Affine.translation(0.8, -0.5)
+        * Affine.translation(c, c)
+        * Affine.rotation(0.5)
+        * Affine.translation(-c, -c)
+    )
+    inv = ~m
+    yy, xx = np.mgrid[0:N, 0:N].astype(float)
+    sx, sy = inv * (xx + 0.5, yy + 0.5)
+    tgt = ndi.map_coordinates(img, [sy - 0.5 + 40, sx - 0.5 + 40], order=3).astype(np.float32)
+    res = coregister_arrays(ref, tgt)
+    assert res.method == "tie-points-affine"
+    assert res.model is not None
+    for p in [(10.0, 10.0), (370.0, 20.0), (200.0, 360.0)]:
+        got = np.array(res.model * p)
+        want = np.array(m * p)
+        assert np.abs(got - want).max() < 0.08
+    forced = coregister_arrays(ref, tgt, mode="global")
+    assert forced.model_kind == "translation"
+
+
+def test_model_choice_f_test() -> None:
+    rng = np.random.default_rng(0)
+    c, r = np.meshgrid(np.arange(64, 1000, 100.0), np.arange(64, 1000, 100.0))
+    c, r = c.ravel(), r.ravel()
+    d = np.stack([1.5 + rng.normal(0, 0.03, c.size), -0.5 + rng.normal(0, 0.03, c.size)], 1)
+    d[3] = [9.0, 9.0]  # an outlier
+    w = np.ones(c.size)
+    fit, _ = choose_model(c, r, d, w, (1000.0, 1000.0))
+    assert fit.kind == "translation" and not fit.inliers[3]
+    d2 = d.copy()
+    d2[:, 0] += 0.002 * (r - 500)  # a rotation-like gradient, 1 px over the area
+    fit2, f = choose_model(c, r, d2, w, (1000.0, 1000.0))
+    assert fit2.kind == "affine" and f > 25
+    assert fit2.displacement(500.0, 500.0)[0] == pytest.approx(1.5, abs=0.03)
+
+
+def test_bad_arguments() -> None:
+    a = np.zeros((64, 64), np.float32)
+    with pytest.raises(ValueError, match="one shape"):
+        coregister_arrays(a, np.zeros((64, 65), np.float32))
+    with pytest.raises(ValueError, match="mode"):
+        coregister_arrays(a, a, mode="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="too small"):
+        coregister_arrays(a[:16, :16], a[:16, :16])
+
+
+def test_to_dict_metres_east_and_north() -> None:
+    ref, tgt = pair(0.6, -1.8, seed=5)
+    res = coregister_arrays(ref, tgt)
+    grid = Grid(CRS.from_epsg(32633), Affine(10, 0, 330000, 0, -10, 5862000), N, N)
+    d = res.to_dict(grid)
+    assert d["shift_x_m"] == pytest.approx(6.0, abs=0.3)
+    assert d["shift_y_m"] == pytest.approx(18.0, abs=0.3)  # north positive
+    assert d["status"] == "ok" and d["model"] == "translation"
+    json.dumps(d)
+
+
+def _write(path: Path, data: np.ndarray, transform: Affine, nodata: float | None = None) -> None:
+    with rasterio.open(
+        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
+        dtype="uint16", crs="EPSG:32633", transform=transform, nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(data.astype(np.uint16)[None])
+        dst.update_tags(TIFFTAG_DATETIME="2020:01:01 00:00:00")
+
+
+def test_coregister_files_writes_corrected_target(tmp_path: Path) -> None:
+    from sohae_watch.coreg_files import coregister_files
+
+    img = texture(6) * 20
+    ref, tgt = moved(img, 0, 0), moved(img, 2.4, -1.7)
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    _write(tmp_path / "ref.tif", ref, t0)
+    # the target covers a different extent: 30 px further east (same lattice)
+    tgt = tgt[:, 30:]
+    _write(tmp_path / "tgt.tif", tgt, t0 * Affine.translation(30, 0), nodata=0)
+    out, pts = tmp_path / "out.tif", tmp_path / "pts.geojson"
+    res = coregister_files(tmp_path / "ref.tif", tmp_path / "tgt.tif", out, points_out=pts)
+    assert res.status == "ok"
+    assert res.shift_x_px == pytest.approx(2.4, abs=0.05)
+    assert res.shift_y_px == pytest.approx(-1.7, abs=0.05)
+    with rasterio.open(out) as ds:
+        assert ds.transform == t0 and ds.shape == ref.shape
+        corr = ds.read(1).astype(np.float32)
+        valid = ds.read_masks(1) > 0
+    assert not valid[:, :25].any()  # outside the target
+    inner = (slice(20, -20), slice(60, -20))
+    assert valid[inner].all()
+    err = np.abs(corr[inner] - np.rint(ref[inner]))
+    assert float(np.median(err)) < 1.0 + 0.02 * float(np.std(ref))  # uint16 rounding
+    doc = json.loads(pts.read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == res.n_points
