@@ -19,6 +19,7 @@ Evidence, all measured in each image's own units so gain, offset, haze and snow 
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -419,7 +420,9 @@ def classify_structures(
                 confidence=conf,
                 changed_fraction=float(min(1.0, ev.changed)),
                 observed_fraction=float(min(1.0, ev.observed)),
-                summary=structure_sentence(s.name, status, event, ev.observed, before, after),
+                summary=structure_sentence(
+                    s.name, status, event, ev.observed, before.date, after.date
+                ),
                 evidence={
                     "outline_before": ev.coverage_before,
                     "outline_after": ev.coverage_after,
@@ -451,15 +454,15 @@ def _capitalise(text: str) -> str:
 
 
 def structure_sentence(
-    name: str, status: Status, event: str | None, observed: float, before: Scene, after: Scene
+    name: str, status: Status, event: str | None, observed: float, before: dt.date, after: dt.date
 ) -> str:
     """The analyst's sentence for one structure and pair."""
-    span = date_span(before.date, after.date)
+    span = date_span(before, after)
     if event is not None:
         return f"{_capitalise(name)} {event} {span}."
     if status == "obscured":
         return (
             f"The {name} could not be assessed: only {observed:.0%} of its footprint was observable "
-            f"on both {short_date(before.date)} and {short_date(after.date)}."
+            f"on both {short_date(before)} and {short_date(after)}."
         )
     return f"No change at the {name} {span}."

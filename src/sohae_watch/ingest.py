@@ -477,12 +477,19 @@ class GridReader:
         return data, mask
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Bands (float32, NaN where invalid) and validity of a window of the grid."""
-        window = Window(col, row, width, height)
+        """Bands (float32, NaN where invalid) and validity of a window of the grid; the parts of
+        the window outside the grid are invalid."""
         out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
+        r0, c0 = max(0, row), max(0, col)
+        r1, c1 = min(self.grid.height, row + height), min(self.grid.width, col + width)
+        if r1 <= r0 or c1 <= c0:
+            return out, valid
+        inner = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        sub_out, sub_valid = out[(slice(None), *inner)], valid[inner]
         for n, (src, ds) in enumerate(self._datasets):
-            if not _overlaps(src, self.grid.crop(row, col, height, width), margin=self._margin()):
+            if not _overlaps(src, self.grid.crop(r0, c0, r1 - r0, c1 - c0), margin=self._margin()):
                 continue
             try:
                 data, mask = self._read_source(n, src, ds, window)
@@ -491,11 +498,10 @@ class GridReader:
                     f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
                     "corrupt, replace it"
                 ) from exc
-            take = mask & ~valid
-            if take.any():
-                out[:, take] = data[:, take]
-                valid |= take
-            if valid.all():
+            take = mask & ~sub_valid
+            np.copyto(sub_out, data, where=take[None])
+            sub_valid |= take
+            if sub_valid.all():
                 break
         return out, valid
 

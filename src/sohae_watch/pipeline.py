@@ -1,20 +1,43 @@
-"""The `diff` pipeline: ingest -> co-register -> change -> classify -> report."""
+"""The `diff` pipeline: ingest -> co-register -> change -> classify -> report.
+
+Every pair goes through the same window-by-window path, so a scene larger than memory is just
+more tiles: co-registration reads only its tie-point windows, the change statistics come from a
+sample of windows, then each tile (with the change model's halo) is read once, scored, and its
+core written straight into the output rasters. Structures are classified on small windows
+around their footprints.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
+import os
+import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 from affine import Affine
+from shapely.geometry import LineString, MultiLineString
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.area import working_area
-from sohae_watch.change import ChangeArea, ChangeResult, change_areas, detect_changes
+from sohae_watch.change import (
+    ChangeArea,
+    ChangeModel,
+    ChangeResult,
+    apply_change_model,
+    change_areas,
+    fit_change_model,
+)
+from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.classify import (
     PRESENT,
     StructureCall,
@@ -22,34 +45,67 @@ from sohae_watch.classify import (
     presence,
     structure_sentence,
 )
-from sohae_watch.coregister import CoregResult, coregister_arrays
+from sohae_watch.coregister import CoregResult, coregister_readers, failed
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, catalog, open_acquisition, read_scene
-from sohae_watch.scene import Scene
-from sohae_watch.site import Site
+from sohae_watch.ingest import Acquisition, GridReader, catalog, open_acquisition, read_scene
+from sohae_watch.outputs import geotiff_profile
+from sohae_watch.scene import Scene, SunPosition
+from sohae_watch.site import Site, Structure
+from sohae_watch.stream import (
+    SAMPLE_WINDOW,
+    TILE,
+    Tile,
+    intensity_reader,
+    merge_areas,
+    sample_grid,
+    sample_mosaic,
+    sample_origins,
+    tiles,
+)
 
 log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
+CHIP_MARGIN_M = 15.0
+OVERVIEW_SIDE = 900
+WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the reports say about one acquisition."""
+
+    date: dt.date
+    sources: tuple[str, ...]
+    sun: SunPosition | None
 
 
 @dataclass
 class DiffResult:
-    """Everything one comparison produced; the report module writes it out."""
+    """Everything one comparison produced; the report module writes it out.
+
+    The two rasters are already on disk (``rasters``: change_mask, change_magnitude) in
+    ``workdir``; everything else is small.
+    """
 
     site: Site | None
     grid: Grid
     area: BaseGeometry
-    before: Scene
-    after: Scene
+    before: Side
+    after: Side
     coreg: CoregResult
-    change: ChangeResult
+    threshold: float
+    counts: dict[str, int]
     areas: list[ChangeArea]
     structures: list[StructureCall]
     new_activity: list[ChangeArea]
+    chips: dict[str, dict[str, bytes]]
+    rasters: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
+    workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -62,15 +118,303 @@ def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
     return roles
 
 
-def _restrict(scene: Scene, area_mask: np.ndarray, role: str, acq: Acquisition) -> Scene:
-    scene.valid &= area_mask
-    scene.data[:, ~scene.valid] = np.nan
-    if not scene.valid.any():
+def _is_identity(model: Affine | None) -> bool:
+    return model is None or model.almost_equals(Affine.identity(), precision=1e-4)
+
+
+class _Readers:
+    """Per-thread GridReaders of both acquisitions (rasterio datasets are not shared by threads)."""
+
+    def __init__(
+        self,
+        before: Acquisition,
+        after: Acquisition,
+        grid: Grid,
+        roles: tuple[str, ...],
+        model: Affine | None,
+    ) -> None:
+        self.args = (before, after, grid, roles, model)
+        self.local = threading.local()
+        self.opened: list[GridReader] = []
+        self.lock = threading.Lock()
+
+    def get(self) -> tuple[GridReader, GridReader]:
+        pair = getattr(self.local, "pair", None)
+        if pair is None:
+            before, after, grid, roles, model = self.args
+            rb = GridReader(before, grid).__enter__()
+            ra = GridReader(after, grid, model=None if _is_identity(model) else model).__enter__()
+            rb.roles = ra.roles = roles
+            pair = (rb, ra)
+            self.local.pair = pair
+            with self.lock:
+                self.opened += [rb, ra]
+        return pair
+
+    def close(self) -> None:
+        for r in self.opened:
+            r.close()
+
+
+def _area_valid(
+    grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
+) -> np.ndarray:
+    return grid.crop(row, col, height, width).rasterize(area, all_touched=True)
+
+
+def _window_scene(
+    reader: GridReader,
+    grid: Grid,
+    area: BaseGeometry,
+    acq: Acquisition,
+    row: int,
+    col: int,
+    height: int,
+    width: int,
+) -> Scene:
+    data, valid = reader.read(row, col, height, width)
+    valid &= _area_valid(grid, area, row, col, height, width)
+    data[:, ~valid] = np.nan
+    return Scene(
+        data,
+        valid,
+        tuple(reader.roles),
+        grid.crop(row, col, height, width),
+        acq.date,
+        acq.paths,
+        acq.sun,
+    )
+
+
+def _check_observable(
+    acq: Acquisition, role: str, grid: Grid, area: BaseGeometry, roles: tuple[str, ...]
+) -> None:
+    """InputError unless some pixel of the area is valid (checked on a coarse grid first)."""
+    factor = max(1.0, math.sqrt(grid.width * grid.height / 250_000))
+    coarse = (
+        Grid.from_bounds(grid.crs, grid.bounds, grid.resolution * factor) if factor > 1 else grid
+    )
+    with GridReader(acq, coarse, resampling="nearest") as r:
+        r.roles = roles
+        _, valid = r.read_all()
+    if not (valid & coarse.rasterize(area, all_touched=True)).any():
         raise InputError(
             f"{acq.sources[0].path}: {role} ({acq.date}) has no valid pixel over the area compared "
             "(all nodata or NaN there); give imagery that covers it"
         )
-    return scene
+
+
+def _coregister(
+    readers: tuple[GridReader, GridReader], grid: Grid, area: BaseGeometry
+) -> CoregResult:
+    def masked(
+        read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
+    ) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+        def inner(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+            img, valid = read(row, col, height, width)
+            return img, valid & _area_valid(grid, area, row, col, height, width)
+
+        return inner
+
+    try:
+        return coregister_readers(
+            masked(intensity_reader(readers[0])), masked(intensity_reader(readers[1])), grid.shape
+        )
+    except ValueError as exc:  # too small to measure: say so rather than assume no shift
+        log.warning("co-registration not possible: %s", exc)
+        return failed("tie-points")
+
+
+def _fit_model(
+    readers: tuple[GridReader, GridReader],
+    grid: Grid,
+    area: BaseGeometry,
+    before: Acquisition,
+    after: Acquisition,
+) -> ChangeModel:
+    """Fit the change statistics on a sample of full-resolution windows (the whole grid when small)."""
+    small = grid.width * grid.height <= WHOLE_FIT_PIXELS
+    origins = [(0, 0)] if small else sample_origins(grid.shape)
+    size = SAMPLE_WINDOW
+    gap = 128
+
+    def reader(r: GridReader) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+        def read(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+            data, valid = r.read(row, col, height, width)
+            return data, valid & _area_valid(grid, area, row, col, height, width)
+
+        return read
+
+    if small:
+        scenes = [
+            _window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
+            for r, a in zip(readers, (before, after), strict=True)
+        ]
+    else:
+        scenes = []
+        for r, a in zip(readers, (before, after), strict=True):
+            data, valid = sample_mosaic(reader(r), origins, size, grid.shape, gap)
+            data[:, ~valid] = np.nan
+            scenes.append(
+                Scene(
+                    data,
+                    valid,
+                    tuple(r.roles),
+                    sample_grid(grid, valid.shape),
+                    a.date,
+                    a.paths,
+                    a.sun,
+                )
+            )
+    try:
+        return fit_change_model(scenes[0], scenes[1])
+    except ValueError as exc:
+        raise InputError(
+            f"{after.sources[0].path}: no pixel of the area is observable in both BEFORE and AFTER ({exc}); "
+            "give two acquisitions that overlap where they have data"
+        ) from exc
+
+
+def _crop_result(res: ChangeResult, core: tuple[slice, slice]) -> ChangeResult:
+    return ChangeResult(
+        magnitude=res.magnitude[core],
+        mask=res.mask[core],
+        threshold=res.threshold,
+        observable=res.observable[core],
+        stats=res.stats,
+        layers={k: v[core] for k, v in res.layers.items()},
+    )
+
+
+def _crop_scene(scene: Scene, core: tuple[slice, slice]) -> Scene:
+    r, c = core
+    return Scene(
+        scene.data[:, r, c],
+        scene.valid[r, c],
+        scene.bands,
+        scene.grid.crop(r.start, c.start, r.stop - r.start, c.stop - c.start),
+        scene.date,
+        scene.sources,
+        scene.sun,
+    )
+
+
+def _seams(grid: Grid, size: int) -> BaseGeometry | None:
+    lines = []
+    t = grid.transform
+    for r in range(size, grid.height, size):
+        lines.append(LineString([t @ (0, r), t @ (grid.width, r)]))
+    for c in range(size, grid.width, size):
+        lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
+    return MultiLineString(lines) if lines else None
+
+
+class _Outputs:
+    """The two output rasters, written tile by tile, plus the running counts and the overview."""
+
+    def __init__(self, workdir: Path, grid: Grid) -> None:
+        self.paths = {
+            "change_mask": workdir / "change_mask.tif",
+            "change_magnitude": workdir / "change_magnitude.tif",
+        }
+        self.mask = rasterio.open(
+            self.paths["change_mask"], "w", **geotiff_profile(grid, "uint8", 255)
+        )
+        self.magnitude = rasterio.open(
+            self.paths["change_magnitude"], "w", **geotiff_profile(grid, "float32", float("nan"))
+        )
+        self.lock = threading.Lock()
+        self.counts = {"changed": 0, "observable": 0, "pixels": grid.width * grid.height}
+        self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
+        oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
+        self.overview = np.full((oh, ow), 255, np.uint8)
+
+    def write(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        f = self.factor
+        with self.lock:
+            w = Window(tile.col, tile.row, tile.width, tile.height)
+            self.mask.write(mask, 1, window=w)
+            self.magnitude.write(magnitude.astype(np.float32), 1, window=w)
+            self.counts["changed"] += int((mask == 1).sum())
+            self.counts["observable"] += int((mask != 255).sum())
+            if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
+                small = mask[::f, ::f].copy()
+                changed = mask == 1
+                if changed.any():
+                    hh, ww = small.shape
+                    pad = np.zeros((hh * f, ww * f), bool)
+                    pad[: changed.shape[0], : changed.shape[1]] = changed
+                    small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
+                r0, c0 = tile.row // f, tile.col // f
+                self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
+
+    def close(self) -> None:
+        self.mask.close()
+        self.magnitude.close()
+
+
+def _tile_size(factor: int) -> int:
+    return max(factor, (TILE // factor) * factor)
+
+
+def _structure_chips(
+    s: Structure, grid: Grid, before: Scene, after: Scene, mask: np.ndarray
+) -> dict[str, bytes]:
+    from sohae_watch.report import outline_rings
+
+    full = (0, 0, before.grid.height, before.grid.width)
+    fp = before.grid.geometry_from_lonlat(s.geometry.__geo_interface__)
+    rings = outline_rings(before.grid, fp, full)
+    return {
+        "before": png(rgb(before, full, stretch(before)), outlines=rings),
+        "after": png(rgb(after, full, stretch(after)), outlines=rings),
+        "change": png(mask_rgb(mask, full), outlines=rings),
+    }
+
+
+def _classify(
+    site: Site,
+    readers: tuple[GridReader, GridReader],
+    grid: Grid,
+    area: BaseGeometry,
+    acqs: tuple[Acquisition, Acquisition],
+    mask_path: Path,
+    reliability: float,
+    stood_before: Mapping[str, bool] | None,
+) -> tuple[list[StructureCall], dict[str, dict[str, bytes]]]:
+    """Classify each structure on a window around its footprint; its before / after / change chips."""
+    calls: list[StructureCall] = []
+    chips: dict[str, dict[str, bytes]] = {}
+    with rasterio.open(mask_path) as mask_ds:
+        for s in site.structures:
+            fp = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
+            r0, c0, r1, c1 = box_around(
+                grid, fp.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution)
+            )
+            if r1 <= r0 or c1 <= c0:
+                r0, c0, r1, c1 = 0, 0, min(grid.height, 8), min(grid.width, 8)
+            h, w = r1 - r0, c1 - c0
+            scenes = [
+                _window_scene(r, grid, area, a, r0, c0, h, w)
+                for r, a in zip(readers, acqs, strict=True)
+            ]
+            from rasterio.windows import Window
+
+            mask = mask_ds.read(1, window=Window(c0, r0, w, h))
+            call = classify_structures(
+                [s],
+                scenes[0],
+                scenes[1],
+                mask,
+                min_observed_fraction=site.thresholds["min_observed_fraction"],
+                coreg_reliability=reliability,
+                stood_before=stood_before,
+            )[0]
+            calls.append(call)
+            chips[s.id] = _structure_chips(s, grid, scenes[0], scenes[1], mask)
+    return calls, chips
 
 
 def compute_diff(
@@ -80,36 +424,39 @@ def compute_diff(
     site: Site | None = None,
     aoi: BaseGeometry | None = None,
     stood_before: Mapping[str, bool] | None = None,
+    workdir: Path | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
 ) -> DiffResult:
-    """Compare two acquisitions over the site's AOI (or ``aoi``, or their overlap)."""
+    """Compare two acquisitions over the site's AOI (or ``aoi``, or their overlap).
+
+    The rasters are written into ``workdir`` (default: a temporary folder kept with the result).
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     grid, area = working_area(before_acq, after_acq, site=site, aoi=aoi)
-    area_mask = grid.rasterize(area, all_touched=True)
     roles = _common_roles(before_acq, after_acq)
     log.info(
         "working grid %s at %.3g m, %d x %d px", grid.crs, grid.resolution, grid.width, grid.height
     )
-    before = _restrict(read_scene(before_acq, grid, roles=roles), area_mask, "BEFORE", before_acq)
-    after = _restrict(read_scene(after_acq, grid, roles=roles), area_mask, "AFTER", after_acq)
-    timings["ingest"] = time.perf_counter() - t0
+    _check_observable(before_acq, "BEFORE", grid, area, roles)
+    _check_observable(after_acq, "AFTER", grid, area, roles)
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="sohae-diff-")
+        workdir = Path(tmp.name)
+    timings["plan"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    coreg = coregister_arrays(before.intensity(), after.intensity(), before.valid, after.valid)
+    plain = _Readers(before_acq, after_acq, grid, roles, None)
+    try:
+        coreg = _coregister(plain.get(), grid, area)
+    finally:
+        plain.close()
     if coreg.status == "failed":
         log.warning(
-            "co-registration failed: comparing the images as delivered; calls get lower confidence"
+            "co-registration failed: comparing the images as delivered; structure calls get lower confidence"
         )
-    elif coreg.model is not None and not coreg.model.almost_equals(
-        Affine.identity(), precision=1e-4
-    ):
-        after = _restrict(
-            read_scene(after_acq, grid, roles=roles, model=coreg.model),
-            area_mask,
-            "AFTER",
-            after_acq,
-        )
-    timings["coregister"] = time.perf_counter() - t0
     log.info(
         "co-registration %s: shift %s, %s px, reliability %.2f",
         coreg.status,
@@ -117,41 +464,147 @@ def compute_diff(
         coreg.shift_y_px,
         coreg.reliability,
     )
+    timings["coregister"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    change = detect_changes(before, after)
-    areas = change_areas(change, before, after)
-    timings["change"] = time.perf_counter() - t0
+    readers = _Readers(
+        before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
+    )
+    outputs = _Outputs(workdir, grid)
+    try:
+        t0 = time.perf_counter()
+        model = _fit_model(readers.get(), grid, area, before_acq, after_acq)
+        timings["fit"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        size = _tile_size(outputs.factor)
+        plan = list(tiles(grid.shape, model.halo_px, size))
+        areas: list[ChangeArea] = []
+        done = 0
+
+        def run(tile: Tile) -> list[ChangeArea]:
+            rb, ra = readers.get()
+            b = _window_scene(
+                rb,
+                grid,
+                area,
+                before_acq,
+                tile.read_row,
+                tile.read_col,
+                tile.read_height,
+                tile.read_width,
+            )
+            a = _window_scene(
+                ra,
+                grid,
+                area,
+                after_acq,
+                tile.read_row,
+                tile.read_col,
+                tile.read_height,
+                tile.read_width,
+            )
+            res = _crop_result(apply_change_model(model, b, a), tile.core)
+            outputs.write(tile, res.mask, res.magnitude)
+            return change_areas(res, _crop_scene(b, tile.core), _crop_scene(a, tile.core))
+
+        n_workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            for found in pool.map(run, plan):
+                areas.extend(found)
+                done += 1
+                if progress is not None:
+                    progress(done, len(plan))
+        areas = merge_areas(areas, _seams(grid, size))
+        timings["change"] = time.perf_counter() - t0
+    finally:
+        outputs.close()
+        readers.close()
 
     t0 = time.perf_counter()
     structures: list[StructureCall] = []
+    chips: dict[str, dict[str, bytes]] = {}
     new_activity: list[ChangeArea] = []
-    if site is not None:
-        reliability = coreg.reliability if coreg.status != "failed" else 0.0
-        structures = classify_structures(
-            site.structures,
-            before,
-            after,
-            change.mask,
-            min_observed_fraction=site.thresholds["min_observed_fraction"],
-            coreg_reliability=reliability,
-            stood_before=stood_before,
-        )
-        footprints = [
-            grid.geometry_from_lonlat(s.geometry.__geo_interface__) for s in site.structures
-        ]
-        new_activity = [
-            a
-            for a in areas
-            if a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
-            and a.confidence >= NEW_ACTIVITY_MIN_CONFIDENCE
-            and a.change_type in ("new_structure", "removed_structure")
-            and not any(a.geometry.intersects(f.buffer(3.0)) for f in footprints)
-        ]
-    timings["classify"] = time.perf_counter() - t0
-    return DiffResult(
-        site, grid, area, before, after, coreg, change, areas, structures, new_activity, timings
+    readers = _Readers(
+        before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
     )
+    try:
+        if site is not None:
+            reliability = coreg.reliability if coreg.status != "failed" else 0.0
+            structures, chips = _classify(
+                site,
+                readers.get(),
+                grid,
+                area,
+                (before_acq, after_acq),
+                outputs.paths["change_mask"],
+                reliability,
+                stood_before,
+            )
+            footprints = [
+                grid.geometry_from_lonlat(s.geometry.__geo_interface__).buffer(3.0)
+                for s in site.structures
+            ]
+            new_activity = [
+                a
+                for a in areas
+                if a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
+                and a.confidence >= NEW_ACTIVITY_MIN_CONFIDENCE
+                and a.change_type in ("new_structure", "removed_structure")
+                and not any(a.geometry.intersects(f) for f in footprints)
+            ]
+        footprints_ll = [s.geometry for s in site.structures] if site is not None else []
+        chips["_overview"] = {"map": _overview_png(readers.get()[1], grid, outputs, footprints_ll)}
+    finally:
+        readers.close()
+    timings["classify"] = time.perf_counter() - t0
+    for k, v in timings.items():
+        log.info("stage %-10s %.2f s", k, v)
+    return DiffResult(
+        site=site,
+        grid=grid,
+        area=area,
+        before=Side(before_acq.date, before_acq.paths, before_acq.sun),
+        after=Side(after_acq.date, after_acq.paths, after_acq.sun),
+        coreg=coreg,
+        threshold=model.threshold,
+        counts=outputs.counts,
+        areas=areas,
+        structures=structures,
+        new_activity=new_activity,
+        chips=chips,
+        rasters=outputs.paths,
+        timings=timings,
+        workdir=tmp,
+    )
+
+
+def _overview_png(
+    after: GridReader, grid: Grid, outputs: _Outputs, footprints: list[BaseGeometry]
+) -> bytes:
+    """The AFTER image at overview scale, change in red, structure footprints (lon/lat) outlined."""
+    from sohae_watch.report import outline_rings
+
+    f = outputs.factor
+    coarse = Grid(
+        grid.crs,
+        grid.transform @ Affine.scale(f),
+        outputs.overview.shape[1],
+        outputs.overview.shape[0],
+    )
+    with GridReader(after.acq, coarse, resampling="nearest") as r:
+        r.roles = after.roles
+        data, valid = r.read_all()
+    scene = Scene(data, valid, tuple(after.roles), coarse, after.acq.date)
+    full = (0, 0, coarse.height, coarse.width)
+    img = rgb(scene, full, stretch(scene))
+    m = outputs.overview == 1
+    img[m] = (0.5 * img[m] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
+    rings = [
+        r
+        for g in footprints
+        for r in outline_rings(coarse, coarse.geometry_from_lonlat(g.__geo_interface__), full)
+    ]
+    return png(img, outlines=rings, max_side=OVERVIEW_SIDE)
 
 
 def stood_in_catalog(
@@ -193,13 +646,15 @@ def _mark_rebuilt(
     stood = stood_in_catalog(site, earlier, result.grid, built) if earlier else set()
     for i, c in enumerate(result.structures):
         if c.id in stood:
-            result.structures[i] = replace(
-                c,
-                event="rebuilt",
-                summary=structure_sentence(
-                    c.name, c.status, "rebuilt", c.observed_fraction, result.before, result.after
-                ),
+            sentence = structure_sentence(
+                c.name,
+                c.status,
+                "rebuilt",
+                c.observed_fraction,
+                result.before.date,
+                result.after.date,
             )
+            result.structures[i] = replace(c, event="rebuilt", summary=sentence)
 
 
 def run_diff(
@@ -212,17 +667,30 @@ def run_diff(
     aoi: BaseGeometry | None = None,
     nodata: float | None = None,
     stood_before: Mapping[str, bool] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[DiffResult, dict[str, Any]]:
     """Resolve BEFORE / AFTER, compare them, write the contract's outputs into ``out_dir``."""
-    from sohae_watch.report import write_outputs
+    from sohae_watch.outputs import staged_dir
+    from sohae_watch.report import write_reports
 
     catalog_dir = imagery if imagery is not None else (site.imagery if site is not None else None)
     b = open_acquisition(before, nodata=nodata, imagery=catalog_dir)
     a = open_acquisition(after, nodata=nodata, imagery=catalog_dir)
     if b.date > a.date:
         raise InputError(f"{before}: BEFORE ({b.date}) is later than AFTER ({a.date}); swap them")
-    result = compute_diff(b, a, site=site, aoi=aoi, stood_before=stood_before)
-    if site is not None:
-        _mark_rebuilt(result, site, catalog_dir, b, nodata)
-    report = write_outputs(result, out_dir)
+    with staged_dir(Path(out_dir)) as tmp:
+        result = compute_diff(
+            b,
+            a,
+            site=site,
+            aoi=aoi,
+            stood_before=stood_before,
+            workdir=tmp,
+            workers=workers,
+            progress=progress,
+        )
+        if site is not None:
+            _mark_rebuilt(result, site, catalog_dir, b, nodata)
+        report = write_reports(result, tmp)
     return result, report

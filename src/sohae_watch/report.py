@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sohae_watch import __version__
-from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.dates import date_span
-from sohae_watch.outputs import staged_dir, write_raster
+from sohae_watch.grid import Grid
+from sohae_watch.outputs import staged_dir
 
 if TYPE_CHECKING:
     from sohae_watch.change import ChangeArea
@@ -95,8 +96,7 @@ def build_report(result: DiffResult) -> dict[str, Any]:
                 "change_type": a.change_type,
             }
         )
-    mask = result.change.mask
-    observable = mask != 255
+    counts = result.counts
     return {
         "schema_version": SCHEMA_VERSION,
         "generator": f"sohae-watch {__version__}",
@@ -106,11 +106,14 @@ def build_report(result: DiffResult) -> dict[str, Any]:
         "grid": result.grid.to_dict(),
         "coregistration": result.coreg.to_dict(result.grid),
         "change": {
-            "threshold": round(float(result.change.threshold), 6),
-            "changed_fraction": round(float((mask == 1).sum()) / max(1, int(observable.sum())), 6),
-            "not_observable_fraction": round(1.0 - float(observable.mean()), 6),
+            "threshold": round(float(result.threshold), 6),
+            "changed_fraction": round(counts["changed"] / max(1, counts["observable"]), 6),
+            "not_observable_fraction": round(
+                1.0 - counts["observable"] / max(1, counts["pixels"]), 6
+            ),
             "areas": len(result.areas),
         },
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "structures": [c.to_dict() for c in result.structures],
         "new_activity": new_activity,
         "summary": summary_sentences(result),
@@ -181,44 +184,20 @@ def _b64(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _outline(result: DiffResult, geom: Any, box: tuple[int, int, int, int]) -> list[np.ndarray]:
-    inv = ~result.grid.transform
+def outline_rings(grid: Grid, geom: Any, box: tuple[int, int, int, int]) -> list[np.ndarray]:
+    """Exterior rings of ``geom`` (grid CRS) as (col, row) vertices relative to ``box``'s corner."""
+    inv = ~grid.transform
     rings = []
-    polys = getattr(geom, "geoms", [geom])
-    for p in polys:
+    for p in getattr(geom, "geoms", [geom]):
         coords = np.asarray(p.exterior.coords)
         cols, rows = inv @ (coords[:, 0], coords[:, 1])
         rings.append(np.stack([np.asarray(cols) - box[1], np.asarray(rows) - box[0]], axis=1))
     return rings
 
 
-def chips(result: DiffResult) -> dict[str, dict[str, str]]:
-    """Per structure (and the overview): before / after / change PNGs as data URIs."""
-    lim_b, lim_a = stretch(result.before), stretch(result.after)
-    out: dict[str, dict[str, str]] = {}
-    structures = result.site.structures if result.site else ()
-    for s in structures:
-        fp = result.grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-        box = box_around(result.grid, fp.bounds)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            continue
-        rings = _outline(result, fp, box)
-        out[s.id] = {
-            "before": _b64(png(rgb(result.before, box, lim_b), outlines=rings)),
-            "after": _b64(png(rgb(result.after, box, lim_a), outlines=rings)),
-            "change": _b64(png(mask_rgb(result.change.mask, box), outlines=rings)),
-        }
-    full = (0, 0, result.grid.height, result.grid.width)
-    overview = rgb(result.after, full, lim_a)
-    m = result.change.mask == 1
-    overview[m] = (0.5 * overview[m] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
-    rings = []
-    for s in structures:
-        rings += _outline(
-            result, result.grid.geometry_from_lonlat(s.geometry.__geo_interface__), full
-        )
-    out["_overview"] = {"map": _b64(png(overview, outlines=rings, max_side=900))}
-    return out
+def chip_uris(result: DiffResult) -> dict[str, dict[str, str]]:
+    """The result's PNG chips as data URIs for the self-contained page."""
+    return {k: {kind: _b64(data) for kind, data in v.items()} for k, v in result.chips.items()}
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -295,23 +274,21 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
     return "\n".join(parts)
 
 
+def write_reports(result: DiffResult, folder: Path) -> dict[str, Any]:
+    """Write report.json / .md / .html and changes.geojson into ``folder`` (beside the rasters)."""
+    report = build_report(result)
+    (folder / "changes.geojson").write_text(json.dumps(changes_geojson(result)), encoding="utf-8")
+    (folder / "report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(report, chip_uris(result)), encoding="utf-8")
+    return report
+
+
 def write_outputs(result: DiffResult, out_dir: Path) -> dict[str, Any]:
     """Write the six contract outputs into ``out_dir`` (replacing those there) atomically."""
-    report = build_report(result)
     with staged_dir(Path(out_dir)) as tmp:
-        write_raster(
-            tmp / "change_mask.tif", result.change.mask.astype(np.uint8), result.grid, nodata=255
-        )
-        write_raster(
-            tmp / "change_magnitude.tif",
-            result.change.magnitude.astype(np.float32),
-            result.grid,
-            nodata=float("nan"),
-        )
-        (tmp / "changes.geojson").write_text(json.dumps(changes_geojson(result)), encoding="utf-8")
-        (tmp / "report.json").write_text(
-            json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
-        )
-        (tmp / "report.md").write_text(render_markdown(report), encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(report, chips(result)), encoding="utf-8")
-    return report
+        for name, path in result.rasters.items():
+            shutil.copyfile(path, tmp / f"{name}.tif")
+        return write_reports(result, tmp)

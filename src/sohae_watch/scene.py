@@ -12,6 +12,12 @@ from sohae_watch.grid import Grid
 VISIBLE = ("red", "green", "blue")
 
 
+def intensity_of(data: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """Mean of the visible bands of a (bands, rows, cols) stack (all bands when none is visible)."""
+    idx = [i for i, b in enumerate(bands) if b in VISIBLE] or list(range(len(bands)))
+    return np.asarray(np.mean(data[idx], axis=0, dtype=np.float32))
+
+
 @dataclass(frozen=True)
 class SunPosition:
     """Sun azimuth (degrees clockwise from north) and elevation (degrees above the horizon)."""
@@ -62,8 +68,7 @@ class Scene:
     def intensity(self) -> np.ndarray:
         """A single-band image for registration and structure evidence: mean of the visible bands
         (all bands when none is named visible). NaN where invalid."""
-        idx = [i for i, b in enumerate(self.bands) if b in VISIBLE] or list(range(len(self.bands)))
-        return np.asarray(np.mean(self.data[idx], axis=0, dtype=np.float32))
+        return intensity_of(self.data, self.bands)
 
     def ndvi(self) -> np.ndarray | None:
         """Normalised difference vegetation index, or None without red and near-infrared bands."""

@@ -69,15 +69,11 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
-    import importlib
+    from sohae_watch.cli import coregister, diff, evaluate, history, ingest, samples, watch
 
-    for name in ("diff", "watch", "history", "ingest", "coregister", "evaluate", "samples"):
-        try:
-            mod = importlib.import_module(f"sohae_watch.cli.{name}")
-        except ImportError:  # TEMPORARY during integration
-            continue
+    for mod in (diff, watch, history, ingest, coregister, evaluate, samples):
         cli.add_command(mod.command)
-    cli.add_command(importlib.import_module("sohae_watch.cli.ingest").command, name="catalog")
+    cli.add_command(ingest.command, name="catalog")
 
 
 _register()

@@ -1,0 +1,180 @@
+"""Window-by-window processing of a pair on the working grid: bounded memory for any scene size.
+
+A pair is processed in tiles with a halo (the change model's reach), each input window decoded
+once; statistics come from a sample of windows first. Change polygons cut by tile borders are
+merged afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
+
+from sohae_watch.areas import ChangeArea
+from sohae_watch.grid import Grid
+from sohae_watch.ingest import GridReader
+from sohae_watch.scene import Scene, intensity_of
+
+TILE = 1024  # core tile size in pixels (plus the model's halo on each side)
+SAMPLE_WINDOW = 512  # size of the windows the change statistics are fitted on
+SAMPLE_WINDOWS = 16  # how many of them (at most), spread over the grid
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A core window of the grid and the window read for it (core plus halo, clipped)."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+    read_row: int
+    read_col: int
+    read_height: int
+    read_width: int
+
+    @property
+    def core(self) -> tuple[slice, slice]:
+        """The core inside the read window."""
+        r, c = self.row - self.read_row, self.col - self.read_col
+        return slice(r, r + self.height), slice(c, c + self.width)
+
+
+def tiles(shape: tuple[int, int], halo: int, size: int = TILE) -> Iterator[Tile]:
+    """Row-major tiles covering ``shape`` (rows, cols), each with ``halo`` pixels of context."""
+    h, w = shape
+    for r in range(0, h, size):
+        for c in range(0, w, size):
+            th, tw = min(size, h - r), min(size, w - c)
+            r0, c0 = max(0, r - halo), max(0, c - halo)
+            r1, c1 = min(h, r + th + halo), min(w, c + tw + halo)
+            yield Tile(r, c, th, tw, r0, c0, r1 - r0, c1 - c0)
+
+
+def scene_window(
+    reader: GridReader, grid: Grid, row: int, col: int, height: int, width: int, template: Scene
+) -> Scene:
+    """A window of an acquisition as a Scene on the cropped grid (date, sources, sun from ``template``)."""
+    data, valid = reader.read(row, col, height, width)
+    return Scene(
+        data,
+        valid,
+        tuple(reader.roles),
+        grid.crop(row, col, height, width),
+        template.date,
+        template.sources,
+        template.sun,
+    )
+
+
+def sample_origins(
+    shape: tuple[int, int], size: int = SAMPLE_WINDOW, count: int = SAMPLE_WINDOWS
+) -> list[tuple[int, int]]:
+    """Origins of up to ``count`` windows of ``size`` spread evenly over ``shape``."""
+    h, w = shape
+    if h <= size and w <= size:
+        return [(0, 0)]
+    per_side = max(1, int(math.ceil(math.sqrt(count))))
+    rows = sorted({int(round(v)) for v in np.linspace(0, max(0, h - size), per_side)})
+    cols = sorted({int(round(v)) for v in np.linspace(0, max(0, w - size), per_side)})
+    return [(r, c) for r in rows for c in cols][:count]
+
+
+def sample_mosaic(
+    read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
+    origins: Sequence[tuple[int, int]],
+    size: int,
+    shape: tuple[int, int],
+    gap: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows read at ``origins`` laid side by side in one array, separated by ``gap`` invalid
+    pixels so no filter of the change model reaches from one window into the next."""
+    hs = min(size, shape[0])
+    ws = min(size, shape[1])
+    n = len(origins)
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    valid = np.zeros((rows * (hs + gap), cols * (ws + gap)), bool)
+    out: np.ndarray | None = None
+    for k, (r, c) in enumerate(origins):
+        d, v = read(r, c, hs, ws)
+        if out is None:
+            out = np.full((d.shape[0], *valid.shape), np.nan, np.float32)
+        i, j = divmod(k, cols)
+        rr, cc = i * (hs + gap), j * (ws + gap)
+        out[:, rr : rr + hs, cc : cc + ws] = d
+        valid[rr : rr + hs, cc : cc + ws] = v
+    assert out is not None
+    return out, valid
+
+
+def sample_grid(grid: Grid, shape: tuple[int, int]) -> Grid:
+    """A grid of ``shape`` with the working grid's CRS and pixel size (for the sample mosaic)."""
+    t = grid.transform
+    return Grid(grid.crs, Affine(t.a, t.b, t.c, t.d, t.e, t.f), shape[1], shape[0])
+
+
+def intensity_reader(
+    reader: GridReader,
+) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """A single-band window reader (mean of the visible bands) over an acquisition reader."""
+
+    def read(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = reader.read(row, col, height, width)
+        return intensity_of(data, tuple(reader.roles)), valid
+
+    return read
+
+
+def merge_areas(areas: Sequence[ChangeArea], seams: BaseGeometry | None) -> list[ChangeArea]:
+    """Join the pieces of change areas that tile borders (``seams``) cut apart."""
+    if seams is None or not areas:
+        return list(areas)
+    touching = [
+        a for a in areas if a.geometry.distance(seams) <= 1e-6 or a.geometry.intersects(seams)
+    ]
+    if not touching:
+        return list(areas)
+    keep = [a for a in areas if a not in touching]
+    geoms = [a.geometry.buffer(1e-6) for a in touching]
+    tree = STRtree(geoms)
+    parent = list(range(len(geoms)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, g in enumerate(geoms):
+        for j in tree.query(g, predicate="intersects"):
+            a, b = find(i), find(int(j))
+            if a != b:
+                parent[a] = b
+    groups: dict[int, list[int]] = {}
+    for i in range(len(geoms)):
+        groups.setdefault(find(i), []).append(i)
+    for members in groups.values():
+        parts = [touching[i] for i in members]
+        if len(parts) == 1:
+            keep.append(parts[0])
+            continue
+        total = sum(p.area_m2 for p in parts)
+        main = max(parts, key=lambda p: p.area_m2)
+        keep.append(
+            ChangeArea(
+                geometry=unary_union([p.geometry for p in parts]),
+                area_m2=total,
+                mean_magnitude=sum(p.mean_magnitude * p.area_m2 for p in parts) / total,
+                change_type=main.change_type,
+                confidence=sum(p.confidence * p.area_m2 for p in parts) / total,
+            )
+        )
+    return sorted(keep, key=lambda a: -a.area_m2)
