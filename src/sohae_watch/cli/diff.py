@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from sohae_watch.cli.options import echo, imagery_option, nodata_option, site_option
+from sohae_watch.cli.options import (
+    echo,
+    imagery_option,
+    nodata_option,
+    progress_reporter,
+    site_option,
+)
 
 
 @click.command("diff")
@@ -25,6 +31,13 @@ from sohae_watch.cli.options import echo, imagery_option, nodata_option, site_op
     is_flag=True,
     help="Exit 3 when a structure changed or new activity was found.",
 )
+@click.option(
+    "--threads",
+    "threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tiles processed at once (default: up to 2 cores).",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -36,6 +49,7 @@ def command(
     aoi: str | None,
     nodata: float | None,
     exit_code: bool,
+    threads: int | None,
 ) -> None:
     """Compare two acquisitions (raster files, tile folders or YYYY-MM-DD dates) and write the reports."""
     from sohae_watch.area import parse_aoi
@@ -49,7 +63,15 @@ def command(
             "give either --site or --aoi, not both (the site file holds the AOI)"
         )
     result, report = run_diff(
-        before, after, out, site=site_obj, imagery=imagery, aoi=aoi_geom, nodata=nodata
+        before,
+        after,
+        out,
+        site=site_obj,
+        imagery=imagery,
+        aoi=aoi_geom,
+        nodata=nodata,
+        workers=threads,
+        progress=progress_reporter(ctx, "tiles"),
     )
     for sentence in report["summary"]:
         echo(ctx, sentence)

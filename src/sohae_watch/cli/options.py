@@ -34,3 +34,24 @@ def echo(ctx: click.Context, message: str, *, min_verbosity: int = 0) -> None:
     """Print to stdout unless quieter than ``min_verbosity`` (-q silences normal output)."""
     if (ctx.obj or {}).get("verbosity", 0) >= min_verbosity:
         click.echo(message)
+
+
+def progress_reporter(ctx: click.Context, label: str) -> Callable[[int, int], None] | None:
+    """A progress callback drawing a bar on a terminal; None when quiet or not on a TTY."""
+    import sys
+
+    if (ctx.obj or {}).get("verbosity", 0) < 0 or not sys.stderr.isatty():
+        return None
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar.__enter__()
+            state["bar"] = bar
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    return update
