@@ -16,7 +16,9 @@ Box = tuple[int, int, int, int]  # row0, col0, row1, col1
 
 def stretch(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Per-band 2nd and 98th percentiles of the valid pixels (for a contrast stretch)."""
-    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(scene.bands[:1])
+    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(
+        scene.bands[:1]
+    )
     idx = [scene.bands.index(r) for r in roles]
     lo, hi = [], []
     step = max(1, int(np.sqrt(scene.valid.size / 250_000)))
@@ -36,7 +38,9 @@ def stretch(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
 def rgb(scene: Scene, box: Box, limits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """uint8 (rows, cols, 3) of the scene inside ``box``; invalid pixels dark grey."""
     r0, c0, r1, c1 = box
-    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(scene.bands[:1])
+    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(
+        scene.bands[:1]
+    )
     idx = [scene.bands.index(r) for r in roles]
     arr = scene.data[idx, r0:r1, c0:c1]
     lo, hi = limits

@@ -186,7 +186,7 @@ def load_site(spec: str | Path) -> Site:
         structures.append(
             Structure(s["id"], sname, _geometry(path, f"{where}.geometry", s["geometry"]), baseline)
         )
-    base = path.parent
+    base = path.resolve().parent  # a symlinked (packaged) site resolves paths where it lives
     imagery = _relpath(base, doc["imagery"], "imagery", path) if doc.get("imagery") else None
     state = _relpath(base, doc["state"], "state", path) if doc.get("state") else None
     return Site(
