@@ -37,6 +37,7 @@ from sohae_watch.cloud import (
     scene_ceiling,
     veil_cloud,
 )
+from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
     BandFit,
@@ -306,8 +307,8 @@ def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> Chang
     # clouds and their shadows, from the dates' disagreement
     tex_sigma = max(2.0, 30.0 / model.px_m) if model.px_m < 30 else 1.0
     tex_sigma = min(tex_sigma, 8.0)
-    tb = ndi.gaussian_filter(gb / np.float32(model.grad_scale_before), tex_sigma, mode="nearest")
-    ta = ndi.gaussian_filter(ga / np.float32(model.grad_scale_after), tex_sigma, mode="nearest")
+    tb = smooth(gb / np.float32(model.grad_scale_before), tex_sigma)
+    ta = smooth(ga / np.float32(model.grad_scale_after), tex_sigma)
     # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
     # (a white roof in RGB saturates as well)
     sat_b = at_ceiling(b) if nir is not None else None
@@ -326,8 +327,8 @@ def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> Chang
     # change: a strong change would otherwise spill beyond its edge)
     s = model.smooth_px
     wgt = obs_final.astype(np.float32)
-    num = ndi.gaussian_filter(np.where(obs_final, score, 0).astype(np.float32), s, mode="nearest")
-    den = ndi.gaussian_filter(wgt, s, mode="nearest")
+    num = smooth(np.where(obs_final, score, 0).astype(np.float32), s)
+    den = smooth(wgt, s)
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = (num / den).astype(np.float32)
     quiet = score < np.float32(model.pixel_cut)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from sohae_watch.filters import smooth
+
 __all__ = [
     "CLOUD_Z",
     "at_ceiling",
@@ -55,8 +57,8 @@ def edge_survival(grad_this: np.ndarray, grad_other: np.ndarray, px_m: float) ->
     s = _survival_sigma(px_m)
     other = np.where(strong, grad_other, 0).astype(np.float32)
     kept = np.where(strong, np.minimum(grad_this, grad_other), 0).astype(np.float32)
-    num = ndi.gaussian_filter(kept, s, mode="nearest")
-    den = ndi.gaussian_filter(other, s, mode="nearest")
+    num = smooth(kept, s)
+    den = smooth(other, s)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(den > 0.05 * STRONG_EDGE, num / den, 0.0)
     return np.nan_to_num(out, nan=0.0).astype(np.float32)

@@ -1,0 +1,107 @@
+"""Whole-scene `diff` against the read floor, in one run (issues 4 and 7).
+
+usage: python benchmarks/bench_diff.py BIG_DIR [--threads N]
+BIG_DIR holds before.tif / after.tif from ../shared/bench/make_big_pair.py (10980 x 10980 x 4
+uint16, not committed). Times, in the same run and with /usr/bin/time -v for peak resident memory:
+1. ../shared/bench/read_floor.py on the pair (decode every block once, single-threaded);
+2. `sohae-watch diff before.tif after.tif` (no site: the whole overlap);
+3. `sohae-watch diff` with a site whose AOI is 1 km x 1 km inside the scene.
+Prints one row per run and the ratios to the read floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import rasterio
+from rasterio.warp import transform
+
+ROOT = Path(__file__).resolve().parents[1]
+READ_FLOOR = ROOT.parent / "shared" / "bench" / "read_floor.py"
+CLI = Path(sys.executable).with_name("sohae-watch")
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident MB of ``cmd`` (via /usr/bin/time -v)."""
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    if res.returncode not in (0, 3):
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time .*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    assert wall and rss, res.stderr[-500:]
+    h, m, s = wall.groups()
+    seconds = (int(h) * 3600 if h else 0) + int(m) * 60 + float(s)
+    return seconds, int(rss.group(1)) / 1024
+
+
+def aoi_site(big: Path, folder: Path) -> Path:
+    """A site file with a 1 km x 1 km AOI in the middle of the scene."""
+    with rasterio.open(big / "before.tif") as ds:
+        left, bottom, right, top = ds.bounds
+        crs = ds.crs
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    xs, ys = transform(
+        crs,
+        "EPSG:4326",
+        [cx - 500, cx + 500, cx + 500, cx - 500],
+        [cy - 500, cy - 500, cy + 500, cy + 500],
+    )
+    ring = ", ".join(f"[{x:.7f}, {y:.7f}]" for x, y in zip([*xs, xs[0]], [*ys, ys[0]], strict=True))
+    site = folder / "bigsite.yaml"
+    site.write_text(
+        f"id: big\nname: Benchmark site\ngrid: {{crs: '{crs.to_string()}', resolution: 0.5}}\n"
+        f"aoi: {{type: Polygon, coordinates: [[{ring}]]}}\nstructures: []\n"
+    )
+    return site
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("big", type=Path)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    before, after = args.big / "before.tif", args.big / "after.tif"
+    work = Path(tempfile.mkdtemp(prefix="bench-diff-"))
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    try:
+        rows = []
+        floor = timed([sys.executable, str(READ_FLOOR), str(before), str(after)])
+        rows.append(("read floor (both inputs once)", *floor))
+        whole = timed(
+            [str(CLI), "-q", "diff", str(before), str(after), "--out", str(work / "whole"), *extra]
+        )
+        rows.append(("diff, whole scene", *whole))
+        site = aoi_site(args.big, work)
+        small = timed(
+            [
+                str(CLI),
+                "-q",
+                "diff",
+                str(before),
+                str(after),
+                "--site",
+                str(site),
+                "--out",
+                str(work / "aoi"),
+                *extra,
+            ]
+        )
+        rows.append(("diff, 1 km x 1 km site AOI", *small))
+        print(f"{'run':<32} {'seconds':>8} {'x read':>7} {'peak MB':>8}")
+        for name, sec, mb in rows:
+            print(f"{name:<32} {sec:8.1f} {sec / floor[0]:7.2f} {mb:8.0f}")
+        print(f"AOI diff / whole diff: {small[0] / whole[0]:.3f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

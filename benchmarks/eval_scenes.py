@@ -1,0 +1,87 @@
+"""Structure-status accuracy on generated scenes the classifier was not tuned on (issue 5).
+
+usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR]
+For each seed: generate a random scene (`sohae-watch samples --scene --seed N`), run `diff` on every
+pair in its truth.json with its own site file, and compare each structure's status with truth.
+Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
+changed, and a calibration table (accuracy of the calls made with confidence in each bin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+CLI = Path(sys.executable).with_name("sohae-watch")
+
+
+def seeds(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--seeds", default="20-25")
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
+    confusion: Counter[tuple[str, str]] = Counter()
+    calls: list[tuple[float, bool]] = []
+    for seed in seeds(args.seeds):
+        scene = work / f"scene-{seed}"
+        if not (scene / "truth.json").is_file():
+            subprocess.run(
+                [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed)], check=True
+            )
+        truth = json.loads((scene / "truth.json").read_text())
+        right = total = 0
+        for pair in truth["pairs"]:
+            out = scene / "out" / f"{pair['before']}_{pair['after']}"
+            cmd = [
+                str(CLI),
+                "-q",
+                "diff",
+                pair["before"],
+                pair["after"],
+                "--site",
+                str(scene / "site.yaml"),
+                "--out",
+                str(out),
+            ]
+            subprocess.run(cmd, check=True)
+            report = json.loads((out / "report.json").read_text())
+            for s in report["structures"]:
+                want = pair["structures"][s["id"]]["status"]
+                confusion[(want, s["status"])] += 1
+                calls.append((s["confidence"], s["status"] == want))
+                right += s["status"] == want
+                total += 1
+        print(f"seed {seed}: {right}/{total} statuses right", flush=True)
+    n = sum(confusion.values())
+    ok = sum(v for (t, p), v in confusion.items() if t == p)
+    false_change = sum(
+        v for (t, p), v in confusion.items() if t == "unchanged" and p != "unchanged"
+    )
+    print(
+        f"status accuracy {ok}/{n} = {ok / max(1, n):.3f}; unchanged called changed: {false_change}"
+    )
+    for (t, p), v in sorted(confusion.items()):
+        print(f"  truth {t:<10} called {p:<10} {v}")
+    for lo, hi in ((0.5, 0.7), (0.7, 0.85), (0.85, 0.95), (0.95, 1.01)):
+        sel = [good for c, good in calls if lo <= c < hi]
+        if sel:
+            print(
+                f"  confidence [{lo:.2f}, {min(hi, 1.0):.2f}): {len(sel)} calls, {sum(sel) / len(sel):.2f} right"
+            )
+
+
+if __name__ == "__main__":
+    main()

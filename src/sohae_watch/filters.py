@@ -1,0 +1,37 @@
+"""Fast local filters shared by the change stage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+
+BOX_FROM_SIGMA = 3.0  # from this sigma (pixels) a Gaussian is approximated by three box filters
+
+
+def box_sizes(sigma: float, passes: int = 3) -> list[int]:
+    """Odd box widths whose repeated application has the variance of a Gaussian of ``sigma``
+    (Kovesi 2010, "Fast almost-Gaussian filtering")."""
+    ideal = math.sqrt(12.0 * sigma * sigma / passes + 1.0)
+    lower = int(math.floor(ideal))
+    if lower % 2 == 0:
+        lower -= 1
+    upper = lower + 2
+    m = round(
+        (12.0 * sigma * sigma - passes * lower * lower - 4 * passes * lower - 3 * passes)
+        / (-4.0 * lower - 4.0)
+    )
+    return [lower if i < m else upper for i in range(passes)]
+
+
+def smooth(x: np.ndarray, sigma: float, mode: str = "nearest") -> np.ndarray:
+    """Gaussian smoothing of a 2-D array. Below ``BOX_FROM_SIGMA`` pixels an exact Gaussian; above,
+    three box filters of matched variance: the same shape within a few per cent at a cost that does
+    not grow with sigma (a 20-pixel sigma costs 6 running sums instead of 2 x 161 taps)."""
+    if sigma < BOX_FROM_SIGMA:
+        return np.asarray(ndi.gaussian_filter(x, sigma, mode=mode))
+    out = np.asarray(x, dtype=np.float32)
+    for size in box_sizes(sigma):
+        out = ndi.uniform_filter(out, size=size, mode=mode)
+    return out
