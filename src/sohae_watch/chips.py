@@ -31,7 +31,7 @@ def stretch(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
             continue
         a, b = np.percentile(v, [2, 98])
         lo.append(float(a))
-        hi.append(float(max(b, a + 1e-6)))
+        hi.append(float(max(b, a + max(1e-6, 1e-3 * abs(a)))))
     return np.array(lo, np.float32), np.array(hi, np.float32)
 
 

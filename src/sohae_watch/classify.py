@@ -82,6 +82,20 @@ class StructureCall:
         }
 
 
+def gradient_levels(scene: Scene) -> tuple[float, float]:
+    """The scene's typical gradient magnitude (median) and that of flat ground (10th percentile)."""
+    img = scene.intensity()
+    valid = scene.valid
+    if not valid.any():
+        return 1.0, 1.0
+    f = ndimage.gaussian_filter(
+        np.where(valid, img, float(np.median(img[valid]))).astype(np.float32), 1.0
+    )
+    mag = np.hypot(ndimage.sobel(f, axis=1) / 8.0, ndimage.sobel(f, axis=0) / 8.0)[valid]
+    typical, floor = np.percentile(mag, [50, 10])
+    return float(typical), float(floor)
+
+
 @dataclass(frozen=True)
 class EdgeImage:
     """Gradients of one acquisition's intensity and the scene's typical gradient magnitude."""
@@ -94,17 +108,16 @@ class EdgeImage:
     valid: np.ndarray
 
     @classmethod
-    def of(cls, scene: Scene) -> EdgeImage:
+    def of(cls, scene: Scene, levels: tuple[float, float] | None = None) -> EdgeImage:
+        """Gradients of ``scene``; ``levels`` (typical, floor) measured on the whole scene when the
+        scene given is a window around one footprint (default: measured on ``scene`` itself)."""
         img = scene.intensity()
         valid = scene.valid
         fill = float(np.median(img[valid])) if valid.any() else 0.0
         f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
         gx = ndimage.sobel(f, axis=1) / 8.0
         gy = ndimage.sobel(f, axis=0) / 8.0
-        mag = np.hypot(gx, gy)[valid]
-        typical, floor = (
-            (float(v) for v in np.percentile(mag, [50, 10])) if mag.size else (1.0, 1.0)
-        )
+        typical, floor = levels if levels is not None else gradient_levels(scene)
         return cls(gx, gy, max(typical, 1e-6), max(floor, 1e-6), img, valid)
 
     def local_typical(self, ring: np.ndarray) -> float:
@@ -395,10 +408,16 @@ def classify_structures(
     min_observed_fraction: float = 0.5,
     coreg_reliability: float = 1.0,
     stood_before: Mapping[str, bool] | None = None,
+    levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> list[StructureCall]:
-    """Classify every structure of a site for one pair (scenes on the same, co-registered grid)."""
+    """Classify every structure of a site for one pair (scenes on the same, co-registered grid).
+
+    ``levels``: each date's :func:`gradient_levels` measured on the whole scene, when ``before``
+    and ``after`` are windows around the structures.
+    """
     grid = before.grid
-    eb, ea = EdgeImage.of(before), EdgeImage.of(after)
+    eb = EdgeImage.of(before, levels[0] if levels else None)
+    ea = EdgeImage.of(after, levels[1] if levels else None)
     coreg_factor = 0.6 + 0.4 * max(0.0, min(1.0, coreg_reliability))
     calls = []
     for s in structures:
