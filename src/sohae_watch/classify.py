@@ -78,7 +78,9 @@ class StructureCall:
             "changed_fraction": round(self.changed_fraction, 3),
             "observed_fraction": round(self.observed_fraction, 3),
             "summary": self.summary,
-            "evidence": {k: round(v, 3) for k, v in self.evidence.items()},
+            "evidence": {
+                k: round(v, 3) if math.isfinite(v) else None for k, v in self.evidence.items()
+            },
         }
 
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -33,8 +31,6 @@ from sohae_watch.change import (
     ChangeArea,
     ChangeModel,
     ChangeResult,
-    apply_change_model,
-    change_areas,
     fit_change_model,
 )
 from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
@@ -42,6 +38,7 @@ from sohae_watch.classify import (
     PRESENT,
     StructureCall,
     classify_structures,
+    gradient_levels,
     presence,
     structure_sentence,
 )
@@ -63,6 +60,9 @@ from sohae_watch.stream import (
     sample_origins,
     tiles,
 )
+
+if TYPE_CHECKING:
+    from sohae_watch.distributed import Executor
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,9 @@ def _fit_model(
     area: BaseGeometry,
     before: Acquisition,
     after: Acquisition,
-) -> ChangeModel:
-    """Fit the change statistics on a sample of full-resolution windows (the whole grid when small)."""
+) -> tuple[ChangeModel, tuple[tuple[float, float], tuple[float, float]]]:
+    """Fit the change statistics on a sample of full-resolution windows (the whole grid when small);
+    also each date's gradient levels for the structure classifier."""
     small = grid.width * grid.height <= WHOLE_FIT_PIXELS
     origins = [(0, 0)] if small else sample_origins(grid.shape)
     size = SAMPLE_WINDOW
@@ -267,7 +268,10 @@ def _fit_model(
                 )
             )
     try:
-        return fit_change_model(scenes[0], scenes[1])
+        return fit_change_model(scenes[0], scenes[1]), (
+            gradient_levels(scenes[0]),
+            gradient_levels(scenes[1]),
+        )
     except ValueError as exc:
         raise InputError(
             f"{after.sources[0].path}: no pixel of the area is observable in both BEFORE and AFTER ({exc}); "
@@ -383,6 +387,7 @@ def _classify(
     mask_path: Path,
     reliability: float,
     stood_before: Mapping[str, bool] | None,
+    levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]]]:
     """Classify each structure on a window around its footprint; its before / after / change chips."""
     calls: list[StructureCall] = []
@@ -411,6 +416,7 @@ def _classify(
                 min_observed_fraction=site.thresholds["min_observed_fraction"],
                 coreg_reliability=reliability,
                 stood_before=stood_before,
+                levels=levels,
             )[0]
             calls.append(call)
             chips[s.id] = _structure_chips(s, grid, scenes[0], scenes[1], mask)
@@ -426,12 +432,23 @@ def compute_diff(
     stood_before: Mapping[str, bool] | None = None,
     workdir: Path | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> DiffResult:
     """Compare two acquisitions over the site's AOI (or ``aoi``, or their overlap).
 
     The rasters are written into ``workdir`` (default: a temporary folder kept with the result).
+    Tiles run on ``executor`` (e.g. a Dask cluster), else on ``workers`` threads (default: up
+    to 2 cores).
     """
+    from sohae_watch.distributed import (
+        ThreadExecutor,
+        TileJob,
+        default_workers,
+        new_run_id,
+        process_tile,
+    )
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     grid, area = working_area(before_acq, after_acq, site=site, aoi=aoi)
@@ -472,48 +489,40 @@ def compute_diff(
     outputs = _Outputs(workdir, grid)
     try:
         t0 = time.perf_counter()
-        model = _fit_model(readers.get(), grid, area, before_acq, after_acq)
+        model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq)
         timings["fit"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         size = _tile_size(outputs.factor)
         plan = list(tiles(grid.shape, model.halo_px, size))
-        areas: list[ChangeArea] = []
-        done = 0
-
-        def run(tile: Tile) -> list[ChangeArea]:
-            rb, ra = readers.get()
-            b = _window_scene(
-                rb,
-                grid,
-                area,
+        after_model = coreg.model if coreg.status != "failed" else None
+        run_id = new_run_id()
+        jobs = (
+            TileJob(
+                run_id,
                 before_acq,
-                tile.read_row,
-                tile.read_col,
-                tile.read_height,
-                tile.read_width,
-            )
-            a = _window_scene(
-                ra,
+                after_acq,
                 grid,
                 area,
-                after_acq,
-                tile.read_row,
-                tile.read_col,
-                tile.read_height,
-                tile.read_width,
+                roles,
+                None if _is_identity(after_model) else after_model,
+                model,
+                tile,
             )
-            res = _crop_result(apply_change_model(model, b, a), tile.core)
-            outputs.write(tile, res.mask, res.magnitude)
-            return change_areas(res, _crop_scene(b, tile.core), _crop_scene(a, tile.core))
-
-        n_workers = max(1, workers if workers is not None else min(2, os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            for found in pool.map(run, plan):
-                areas.extend(found)
-                done += 1
+            for tile in plan
+        )
+        pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
+        index = {tile: i for i, tile in enumerate(plan)}
+        found: dict[int, list[ChangeArea]] = {}
+        try:
+            for res in pool.map_unordered(process_tile, jobs):  # in any order
+                outputs.write(res.tile, res.mask, res.magnitude)
+                found[index[res.tile]] = res.areas
                 if progress is not None:
-                    progress(done, len(plan))
+                    progress(len(found), len(plan))
+        finally:
+            pool.release(run_id)
+        areas = [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
         areas = merge_areas(areas, _seams(grid, size))
         timings["change"] = time.perf_counter() - t0
     finally:
@@ -539,6 +548,7 @@ def compute_diff(
                 outputs.paths["change_mask"],
                 reliability,
                 stood_before,
+                levels,
             )
             footprints = [
                 grid.geometry_from_lonlat(s.geometry.__geo_interface__).buffer(3.0)
@@ -668,6 +678,7 @@ def run_diff(
     nodata: float | None = None,
     stood_before: Mapping[str, bool] | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> tuple[DiffResult, dict[str, Any]]:
     """Resolve BEFORE / AFTER, compare them, write the contract's outputs into ``out_dir``."""
@@ -688,6 +699,7 @@ def run_diff(
             stood_before=stood_before,
             workdir=tmp,
             workers=workers,
+            executor=executor,
             progress=progress,
         )
         if site is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,17 @@ def summary_sentences(result: DiffResult) -> list[str]:
             f"Co-registration {result.coreg.status}: structure calls of this pair carry lower confidence."
         )
     return out
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def build_report(result: DiffResult) -> dict[str, Any]:
@@ -276,10 +288,11 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
 
 def write_reports(result: DiffResult, folder: Path) -> dict[str, Any]:
     """Write report.json / .md / .html and changes.geojson into ``folder`` (beside the rasters)."""
-    report = build_report(result)
-    (folder / "changes.geojson").write_text(json.dumps(changes_geojson(result)), encoding="utf-8")
+    report = finite(build_report(result))
+    geojson = json.dumps(finite(changes_geojson(result)), allow_nan=False)
+    (folder / "changes.geojson").write_text(geojson, encoding="utf-8")
     (folder / "report.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
+        json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
     )
     (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
     (folder / "report.html").write_text(render_html(report, chip_uris(result)), encoding="utf-8")

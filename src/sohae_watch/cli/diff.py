@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from sohae_watch.cli.options import (
+    cluster_executor,
+    cluster_options,
     echo,
     imagery_option,
     nodata_option,
@@ -36,8 +38,9 @@ from sohae_watch.cli.options import (
     "threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Tiles processed at once (default: up to 2 cores).",
+    help="Tiles processed at once by local threads (default: up to 2 cores).",
 )
+@cluster_options
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -50,6 +53,8 @@ def command(
     nodata: float | None,
     exit_code: bool,
     threads: int | None,
+    scheduler: str | None,
+    dask_workers: int | None,
 ) -> None:
     """Compare two acquisitions (raster files, tile folders or YYYY-MM-DD dates) and write the reports."""
     from sohae_watch.area import parse_aoi
@@ -62,17 +67,21 @@ def command(
         raise click.UsageError(
             "give either --site or --aoi, not both (the site file holds the AOI)"
         )
-    result, report = run_diff(
-        before,
-        after,
-        out,
-        site=site_obj,
-        imagery=imagery,
-        aoi=aoi_geom,
-        nodata=nodata,
-        workers=threads,
-        progress=progress_reporter(ctx, "tiles"),
-    )
+    if threads is not None and (scheduler is not None or dask_workers is not None):
+        raise click.UsageError("--threads is for local threads; with a Dask cluster leave it out")
+    with cluster_executor(ctx, scheduler, dask_workers) as executor:
+        result, report = run_diff(
+            before,
+            after,
+            out,
+            site=site_obj,
+            imagery=imagery,
+            aoi=aoi_geom,
+            nodata=nodata,
+            workers=threads,
+            executor=executor,
+            progress=progress_reporter(ctx, "tiles"),
+        )
     for sentence in report["summary"]:
         echo(ctx, sentence)
     echo(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from sohae_watch.distributed import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,3 +59,40 @@ def progress_reporter(ctx: click.Context, label: str) -> Callable[[int, int], No
             bar.__exit__(None, None, None)
 
     return update
+
+
+def cluster_options(f: F) -> F:
+    """``--scheduler ADDRESS`` / ``--workers N``: run on a Dask cluster (shared by diff and watch)."""
+    f = click.option(
+        "--workers",
+        "dask_workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Start a local Dask cluster of N worker processes (loopback) for this run.",
+    )(f)
+    f = click.option(
+        "--scheduler",
+        "scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="Run on the Dask cluster at ADDRESS (tcp://host:port); its workers must see the "
+        "same files at the same paths.",
+    )(f)
+    return f
+
+
+@contextmanager
+def cluster_executor(
+    ctx: click.Context, scheduler: str | None, workers: int | None
+) -> Iterator[Executor | None]:
+    """A Dask executor for ``--scheduler`` / ``--workers``, closed after the run; None without either."""
+    if scheduler is not None and workers is not None:
+        raise click.UsageError("give either --scheduler or --workers, not both")
+    if scheduler is None and workers is None:
+        yield None
+        return
+    from sohae_watch.distributed import DaskExecutor, dask_client
+
+    verbosity = (ctx.obj or {}).get("verbosity", 0)
+    with dask_client(scheduler, workers, log_level=max(10, 30 - 10 * verbosity)) as client:
+        yield DaskExecutor(client)

@@ -1,16 +1,36 @@
-"""`sohae-watch watch --site SITE --imagery DIR`: the cron entry."""
+"""`sohae-watch watch --site SITE --imagery DIR` (or `--sites DIR_OR_LIST`): the cron entry."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from sohae_watch.cli.options import echo, nodata_option, site_option
+from sohae_watch.cli.options import (
+    cluster_executor,
+    cluster_options,
+    echo,
+    nodata_option,
+    progress_reporter,
+    site_option,
+)
+
+if TYPE_CHECKING:
+    from sohae_watch.distributed import SiteRun
+    from sohae_watch.site import Site
+    from sohae_watch.watch import WatchSummary
 
 
 @click.command("watch")
 @site_option
+@click.option(
+    "--sites",
+    "sites",
+    metavar="DIR_OR_LIST",
+    help="Many sites: a folder of site files (*.yaml), or a comma-separated list of site files "
+    "or names; each uses its file's imagery: and state:.",
+)
 @click.option(
     "--imagery",
     "imagery",
@@ -28,7 +48,7 @@ from sohae_watch.cli.options import echo, nodata_option, site_option
     "out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Reports folder: OUT/<before>_<after>/ per pair, OUT/timeline.png "
-    "(default: <site>-reports beside the database).",
+    "(default: <site>-reports beside the database); with --sites, OUT/<site id>/ per site.",
 )
 @nodata_option
 @click.option(
@@ -42,63 +62,159 @@ from sohae_watch.cli.options import echo, nodata_option, site_option
 @click.option(
     "--exit-code", "exit_code", is_flag=True, help="Exit 3 when this run recorded new events."
 )
+@cluster_options
 @click.pass_context
 def command(
     ctx: click.Context,
     site: str | None,
+    sites: str | None,
     imagery: Path | None,
     state: Path | None,
     out: Path | None,
     nodata: float | None,
     wait: float,
     exit_code: bool,
+    scheduler: str | None,
+    dask_workers: int | None,
 ) -> None:
-    """Process acquisitions not yet processed, record events in the history, write reports."""
+    """Process acquisitions not yet processed, record events in the history, write reports.
+
+    With --sites, or on a Dask cluster (--scheduler / --workers), each site's watch is one task;
+    every site keeps its own history database and lock.
+    """
+    from sohae_watch.distributed import SiteRun, watch_sites
     from sohae_watch.site import load_site
     from sohae_watch.state import LockBusy
     from sohae_watch.watch import resolve_state_path, run_watch
 
-    if not site:
-        raise click.UsageError("watch needs --site SITE (a site file or name)")
-    site_obj = load_site(site)
-    folder = imagery if imagery is not None else site_obj.imagery
-    if folder is None:
-        raise click.UsageError("give --imagery DIR (the site file has no imagery:)")
-    db_path = resolve_state_path(site_obj, state)
-    out_dir = out if out is not None else db_path.parent / f"{site_obj.id}-reports"
-    try:
-        summary = run_watch(site_obj, folder, db_path, out_dir, nodata=nodata, lock_wait=wait)
-    except LockBusy as exc:
-        click.echo(str(exc), err=True)
+    if bool(site) == bool(sites):
+        raise click.UsageError("watch needs --site SITE or --sites DIR_OR_LIST (one of them)")
+    if site:
+        site_obj = load_site(site)
+        folder = imagery if imagery is not None else site_obj.imagery
+        if folder is None:
+            raise click.UsageError("give --imagery DIR (the site file has no imagery:)")
+        db_path = resolve_state_path(site_obj, state)
+        out_dir = out if out is not None else db_path.parent / f"{site_obj.id}-reports"
+        runs = [SiteRun(site_obj, Path(folder), db_path, out_dir, nodata, wait)]
+    else:
+        assert sites is not None
+        if imagery is not None or state is not None:
+            raise click.UsageError(
+                "with --sites each site uses its file's imagery: and state:; "
+                "leave out --imagery and --state"
+            )
+        runs = _site_runs([load_site(s) for s in _site_specs(sites)], out, nodata, wait)
+    if scheduler is None and dask_workers is None and len(runs) == 1:
+        run = runs[0]
+        try:
+            summary = run_watch(
+                run.site, run.imagery, run.db_path, run.out_dir, nodata=nodata, lock_wait=wait
+            )
+        except LockBusy as exc:
+            click.echo(str(exc), err=True)
+            return
+        new = _report(ctx, summary, run.imagery, "")
+        if exit_code and new:
+            ctx.exit(3)
         return
+    with cluster_executor(ctx, scheduler, dask_workers) as executor:
+        outcomes = watch_sites(runs, executor, progress=progress_reporter(ctx, "sites"))
+    verbosity = (ctx.obj or {}).get("verbosity", 0)
+    failed = 0
+    new_events = False
+    for o in outcomes:
+        indent = "  " if len(outcomes) > 1 else ""
+        if len(outcomes) > 1:
+            echo(ctx, f"{o.run.site.id} ({o.run.site.name}):")
+        if o.busy:
+            click.echo(f"{indent}{o.error}", err=True)
+        elif o.summary is None:
+            click.echo(f"Error: {o.run.site.id}: {o.error}", err=True)
+            if o.details and verbosity > 0:
+                click.echo(o.details, err=True)
+            failed = max(failed, o.exit_code)
+        else:
+            new_events = _report(ctx, o.summary, o.run.imagery, indent) or new_events
+    if failed:
+        ctx.exit(failed)
+    if exit_code and new_events:
+        ctx.exit(3)
+
+
+def _site_specs(sites: str) -> list[str]:
+    """The site files of a folder (*.yaml, *.yml), else the items of a comma-separated list."""
+    folder = Path(sites)
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
+        if not files:
+            raise click.UsageError(f"{folder}: no site file (*.yaml) in this folder")
+        return [str(p) for p in files]
+    specs = [s.strip() for s in sites.split(",") if s.strip()]
+    if not specs:
+        raise click.UsageError("--sites: give a folder of site files or a comma-separated list")
+    return specs
+
+
+def _site_runs(
+    sites: list[Site], out: Path | None, nodata: float | None, wait: float
+) -> list[SiteRun]:
+    """One run per site: its imagery:, its state database, reports in OUT/<id>/ (default:
+    <id>-reports beside the database)."""
+    from sohae_watch.distributed import SiteRun
+    from sohae_watch.errors import InputError
+    from sohae_watch.watch import resolve_state_path
+
+    runs: list[SiteRun] = []
+    seen: dict[object, str] = {}
+    for s in sites:
+        where = s.path if s.path is not None else s.id
+        if s.imagery is None:
+            raise InputError(
+                f"{where}: no imagery: in the site file; add one (--sites takes each "
+                "site's imagery from its file)"
+            )
+        db_path = resolve_state_path(s, None)
+        for key in (s.id, db_path.resolve()):
+            if key in seen:
+                raise click.UsageError(
+                    f"sites {seen[key]} and {s.id} share {key}; give each site its own id and state:"
+                )
+            seen[key] = s.id
+        out_dir = out / s.id if out is not None else db_path.parent / f"{s.id}-reports"
+        runs.append(SiteRun(s, Path(s.imagery), db_path, out_dir, nodata, wait))
+    return runs
+
+
+def _report(ctx: click.Context, summary: WatchSummary, folder: Path, indent: str) -> bool:
+    """Print what one site's run did; whether it recorded new events."""
+    db_path, out_dir = summary.db_path, summary.out_dir
+
+    def say(message: str) -> None:
+        echo(ctx, indent + message)
+
     if summary.skipped_files or summary.failed:
         # each was logged as a warning with its reason; one line for the summary
-        echo(
-            ctx,
+        say(
             f"{len(summary.skipped_files)} unreadable file(s) skipped, {len(summary.failed)} "
-            "date(s) set aside; both are retried on the next run.",
+            "date(s) set aside; both are retried on the next run."
         )
     if summary.nothing_new:
         latest = max(summary.usable).isoformat() if summary.usable else "none"
-        echo(
-            ctx,
+        say(
             f"Nothing new: {summary.acquisitions} acquisition(s) in {folder} already processed "
-            f"(latest usable {latest}); {len(summary.events)} event(s) in the history {db_path}.",
+            f"(latest usable {latest}); {len(summary.events)} event(s) in the history {db_path}."
         )
-        return
+        return False
     for note in summary.notes:
-        echo(ctx, note[:1].upper() + note[1:] + ".")
+        say(note[:1].upper() + note[1:] + ".")
     for b, a in summary.pairs_computed:
-        echo(ctx, f"Compared {b.isoformat()} with {a.isoformat()}: {out_dir / f'{b}_{a}'}/")
+        say(f"Compared {b.isoformat()} with {a.isoformat()}: {out_dir / f'{b}_{a}'}/")
     for e in summary.withdrawn_events:
-        echo(ctx, f"Withdrawn (history corrected): {e.sentence}")
+        say(f"Withdrawn (history corrected): {e.sentence}")
     for e in summary.new_events:
-        echo(ctx, f"New event: {e.sentence} (confidence {e.confidence:.2f})")
+        say(f"New event: {e.sentence} (confidence {e.confidence:.2f})")
     if not summary.new_events:
-        echo(ctx, "No new events.")
-    echo(
-        ctx,
-        f"History: {len(summary.events)} event(s) in {db_path}; timeline {summary.timeline}",
-    )
-    if exit_code and summary.new_events:
-        ctx.exit(3)
+        say("No new events.")
+    say(f"History: {len(summary.events)} event(s) in {db_path}; timeline {summary.timeline}")
+    return bool(summary.new_events)
