@@ -70,6 +70,7 @@ NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
 CHIP_MARGIN_M = 15.0
 OVERVIEW_SIDE = 900
+GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 Progress = Callable[[int, int], None]
 
@@ -441,6 +442,32 @@ def compute_diff(
     Tiles run on ``executor`` (e.g. a Dask cluster), else on ``workers`` threads (default: up
     to 2 cores).
     """
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):  # tiles are read once: a big cache buys nothing
+        return _compute_diff(
+            before_acq,
+            after_acq,
+            site=site,
+            aoi=aoi,
+            stood_before=stood_before,
+            workdir=workdir,
+            workers=workers,
+            executor=executor,
+            progress=progress,
+        )
+
+
+def _compute_diff(
+    before_acq: Acquisition,
+    after_acq: Acquisition,
+    *,
+    site: Site | None,
+    aoi: BaseGeometry | None,
+    stood_before: Mapping[str, bool] | None,
+    workdir: Path | None,
+    workers: int | None,
+    executor: Executor | None,
+    progress: Progress | None,
+) -> DiffResult:
     from sohae_watch.distributed import (
         ThreadExecutor,
         TileJob,

@@ -24,7 +24,7 @@ from sohae_watch.scene import Scene, intensity_of
 
 TILE = 1024  # core tile size in pixels (plus the model's halo on each side)
 SAMPLE_WINDOW = 512  # size of the windows the change statistics are fitted on
-SAMPLE_WINDOWS = 16  # how many of them (at most), spread over the grid
+SAMPLE_WINDOWS = 9  # how many of them (at most), spread over the grid: 2.4 Mpx of statistics
 
 
 @dataclass(frozen=True)
