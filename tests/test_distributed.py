@@ -84,10 +84,10 @@ def _same_outputs(a: Path, b: Path) -> None:
 def test_diff_tiles_on_a_local_cluster_match_threads(
     cluster: str, scenes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sohae_watch.pipeline as pipeline
+    import sohae_watch.stream as stream
 
     # a 600 x 560 grid in 4 tiles (the change model's halo makes each read most of the grid)
-    monkeypatch.setattr(pipeline, "TILE", 320)
+    monkeypatch.setattr(stream, "TILE", 320)
     imagery = scenes[0] / "imagery"
     dates = [a.date.isoformat() for a in catalog(imagery, strict=False)[0]]
     runner = CliRunner()

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
+from sohae_watch.stream import Tile
 
 
 @contextlib.contextmanager
@@ -96,3 +100,50 @@ def write_raster(
         dst.write(array, 1)
         if tags:
             dst.update_tags(**tags)
+
+
+OVERVIEW_SIDE = 900  # longest side of the overview map, pixels
+
+
+class TileOutputs:
+    """The two output rasters, written tile by tile, plus the running counts and the overview."""
+
+    def __init__(self, workdir: Path, grid: Grid) -> None:
+        self.paths = {
+            "change_mask": workdir / "change_mask.tif",
+            "change_magnitude": workdir / "change_magnitude.tif",
+        }
+        self.mask = rasterio.open(
+            self.paths["change_mask"], "w", **geotiff_profile(grid, "uint8", 255)
+        )
+        self.magnitude = rasterio.open(
+            self.paths["change_magnitude"], "w", **geotiff_profile(grid, "float32", float("nan"))
+        )
+        self.lock = threading.Lock()
+        self.counts = {"changed": 0, "observable": 0, "pixels": grid.width * grid.height}
+        self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
+        oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
+        self.overview = np.full((oh, ow), 255, np.uint8)
+
+    def write(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
+        f = self.factor
+        with self.lock:
+            w = Window(tile.col, tile.row, tile.width, tile.height)
+            self.mask.write(mask, 1, window=w)
+            self.magnitude.write(magnitude.astype(np.float32), 1, window=w)
+            self.counts["changed"] += int((mask == 1).sum())
+            self.counts["observable"] += int((mask != 255).sum())
+            if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
+                small = mask[::f, ::f].copy()
+                changed = mask == 1
+                if changed.any():
+                    hh, ww = small.shape
+                    pad = np.zeros((hh * f, ww * f), bool)
+                    pad[: changed.shape[0], : changed.shape[1]] = changed
+                    small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
+                r0, c0 = tile.row // f, tile.col // f
+                self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
+
+    def close(self) -> None:
+        self.mask.close()
+        self.magnitude.close()

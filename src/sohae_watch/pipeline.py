@@ -16,50 +16,47 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
 from affine import Affine
-from shapely.geometry import LineString, MultiLineString
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.area import working_area
 from sohae_watch.change import (
     ChangeArea,
     ChangeModel,
-    ChangeResult,
     fit_change_model,
 )
-from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
+from sohae_watch.chips import png, rgb, stretch
 from sohae_watch.classify import (
-    PRESENT,
     StructureCall,
-    classify_structures,
     gradient_levels,
-    presence,
-    structure_sentence,
 )
 from sohae_watch.coregister import CoregResult, coregister_readers, failed
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader, catalog, open_acquisition, read_scene
-from sohae_watch.outputs import geotiff_profile
+from sohae_watch.ingest import Acquisition, GridReader, open_acquisition
+from sohae_watch.outputs import OVERVIEW_SIDE, TileOutputs
 from sohae_watch.scene import Scene, SunPosition
-from sohae_watch.site import Site, Structure
+from sohae_watch.site import Site
 from sohae_watch.stream import (
     SAMPLE_WINDOW,
-    TILE,
-    Tile,
+    area_valid,
     intensity_reader,
     merge_areas,
     sample_grid,
     sample_mosaic,
     sample_origins,
+    seams,
+    tile_size,
     tiles,
+    window_scene,
 )
+from sohae_watch.structures import classify_windows, mark_rebuilt
 
 if TYPE_CHECKING:
     from sohae_watch.distributed import Executor
@@ -68,8 +65,6 @@ log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
-CHIP_MARGIN_M = 15.0
-OVERVIEW_SIDE = 900
 GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 Progress = Callable[[int, int], None]
@@ -157,36 +152,6 @@ class _Readers:
             r.close()
 
 
-def _area_valid(
-    grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
-) -> np.ndarray:
-    return grid.crop(row, col, height, width).rasterize(area, all_touched=True)
-
-
-def _window_scene(
-    reader: GridReader,
-    grid: Grid,
-    area: BaseGeometry,
-    acq: Acquisition,
-    row: int,
-    col: int,
-    height: int,
-    width: int,
-) -> Scene:
-    data, valid = reader.read(row, col, height, width)
-    valid &= _area_valid(grid, area, row, col, height, width)
-    data[:, ~valid] = np.nan
-    return Scene(
-        data,
-        valid,
-        tuple(reader.roles),
-        grid.crop(row, col, height, width),
-        acq.date,
-        acq.paths,
-        acq.sun,
-    )
-
-
 def _check_observable(
     acq: Acquisition, role: str, grid: Grid, area: BaseGeometry, roles: tuple[str, ...]
 ) -> None:
@@ -213,7 +178,7 @@ def _coregister(
     ) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
         def inner(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
             img, valid = read(row, col, height, width)
-            return img, valid & _area_valid(grid, area, row, col, height, width)
+            return img, valid & area_valid(grid, area, row, col, height, width)
 
         return inner
 
@@ -243,13 +208,13 @@ def _fit_model(
     def reader(r: GridReader) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
         def read(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
             data, valid = r.read(row, col, height, width)
-            return data, valid & _area_valid(grid, area, row, col, height, width)
+            return data, valid & area_valid(grid, area, row, col, height, width)
 
         return read
 
     if small:
         scenes = [
-            _window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
+            window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
             for r, a in zip(readers, (before, after), strict=True)
         ]
     else:
@@ -278,150 +243,6 @@ def _fit_model(
             f"{after.sources[0].path}: no pixel of the area is observable in both BEFORE and AFTER ({exc}); "
             "give two acquisitions that overlap where they have data"
         ) from exc
-
-
-def _crop_result(res: ChangeResult, core: tuple[slice, slice]) -> ChangeResult:
-    return ChangeResult(
-        magnitude=res.magnitude[core],
-        mask=res.mask[core],
-        threshold=res.threshold,
-        observable=res.observable[core],
-        stats=res.stats,
-        layers={k: v[core] for k, v in res.layers.items()},
-    )
-
-
-def _crop_scene(scene: Scene, core: tuple[slice, slice]) -> Scene:
-    r, c = core
-    return Scene(
-        scene.data[:, r, c],
-        scene.valid[r, c],
-        scene.bands,
-        scene.grid.crop(r.start, c.start, r.stop - r.start, c.stop - c.start),
-        scene.date,
-        scene.sources,
-        scene.sun,
-    )
-
-
-def _seams(grid: Grid, size: int) -> BaseGeometry | None:
-    lines = []
-    t = grid.transform
-    for r in range(size, grid.height, size):
-        lines.append(LineString([t @ (0, r), t @ (grid.width, r)]))
-    for c in range(size, grid.width, size):
-        lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
-    return MultiLineString(lines) if lines else None
-
-
-class _Outputs:
-    """The two output rasters, written tile by tile, plus the running counts and the overview."""
-
-    def __init__(self, workdir: Path, grid: Grid) -> None:
-        self.paths = {
-            "change_mask": workdir / "change_mask.tif",
-            "change_magnitude": workdir / "change_magnitude.tif",
-        }
-        self.mask = rasterio.open(
-            self.paths["change_mask"], "w", **geotiff_profile(grid, "uint8", 255)
-        )
-        self.magnitude = rasterio.open(
-            self.paths["change_magnitude"], "w", **geotiff_profile(grid, "float32", float("nan"))
-        )
-        self.lock = threading.Lock()
-        self.counts = {"changed": 0, "observable": 0, "pixels": grid.width * grid.height}
-        self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
-        oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
-        self.overview = np.full((oh, ow), 255, np.uint8)
-
-    def write(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
-        from rasterio.windows import Window
-
-        f = self.factor
-        with self.lock:
-            w = Window(tile.col, tile.row, tile.width, tile.height)
-            self.mask.write(mask, 1, window=w)
-            self.magnitude.write(magnitude.astype(np.float32), 1, window=w)
-            self.counts["changed"] += int((mask == 1).sum())
-            self.counts["observable"] += int((mask != 255).sum())
-            if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
-                small = mask[::f, ::f].copy()
-                changed = mask == 1
-                if changed.any():
-                    hh, ww = small.shape
-                    pad = np.zeros((hh * f, ww * f), bool)
-                    pad[: changed.shape[0], : changed.shape[1]] = changed
-                    small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
-                r0, c0 = tile.row // f, tile.col // f
-                self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
-
-    def close(self) -> None:
-        self.mask.close()
-        self.magnitude.close()
-
-
-def _tile_size(factor: int) -> int:
-    return max(factor, (TILE // factor) * factor)
-
-
-def _structure_chips(
-    s: Structure, grid: Grid, before: Scene, after: Scene, mask: np.ndarray
-) -> dict[str, bytes]:
-    from sohae_watch.report import outline_rings
-
-    full = (0, 0, before.grid.height, before.grid.width)
-    fp = before.grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-    rings = outline_rings(before.grid, fp, full)
-    return {
-        "before": png(rgb(before, full, stretch(before)), outlines=rings),
-        "after": png(rgb(after, full, stretch(after)), outlines=rings),
-        "change": png(mask_rgb(mask, full), outlines=rings),
-    }
-
-
-def _classify(
-    site: Site,
-    readers: tuple[GridReader, GridReader],
-    grid: Grid,
-    area: BaseGeometry,
-    acqs: tuple[Acquisition, Acquisition],
-    mask_path: Path,
-    reliability: float,
-    stood_before: Mapping[str, bool] | None,
-    levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
-) -> tuple[list[StructureCall], dict[str, dict[str, bytes]]]:
-    """Classify each structure on a window around its footprint; its before / after / change chips."""
-    calls: list[StructureCall] = []
-    chips: dict[str, dict[str, bytes]] = {}
-    with rasterio.open(mask_path) as mask_ds:
-        for s in site.structures:
-            fp = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-            r0, c0, r1, c1 = box_around(
-                grid, fp.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution)
-            )
-            if r1 <= r0 or c1 <= c0:
-                r0, c0, r1, c1 = 0, 0, min(grid.height, 8), min(grid.width, 8)
-            h, w = r1 - r0, c1 - c0
-            scenes = [
-                _window_scene(r, grid, area, a, r0, c0, h, w)
-                for r, a in zip(readers, acqs, strict=True)
-            ]
-            from rasterio.windows import Window
-
-            mask = mask_ds.read(1, window=Window(c0, r0, w, h))
-            call = classify_structures(
-                [s],
-                scenes[0],
-                scenes[1],
-                mask,
-                min_observed_fraction=site.thresholds["min_observed_fraction"],
-                coreg_reliability=reliability,
-                stood_before=stood_before,
-                levels=levels,
-            )[0]
-            calls.append(call)
-            chips[s.id] = _structure_chips(s, grid, scenes[0], scenes[1], mask)
-    return calls, chips
 
 
 def compute_diff(
@@ -513,14 +334,14 @@ def _compute_diff(
     readers = _Readers(
         before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
     )
-    outputs = _Outputs(workdir, grid)
+    outputs = TileOutputs(workdir, grid)
     try:
         t0 = time.perf_counter()
         model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq)
         timings["fit"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        size = _tile_size(outputs.factor)
+        size = tile_size(outputs.factor)
         plan = list(tiles(grid.shape, model.halo_px, size))
         after_model = coreg.model if coreg.status != "failed" else None
         run_id = new_run_id()
@@ -550,7 +371,7 @@ def _compute_diff(
         finally:
             pool.release(run_id)
         areas = [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
-        areas = merge_areas(areas, _seams(grid, size))
+        areas = merge_areas(areas, seams(grid, size))
         timings["change"] = time.perf_counter() - t0
     finally:
         outputs.close()
@@ -566,7 +387,7 @@ def _compute_diff(
     try:
         if site is not None:
             reliability = coreg.reliability if coreg.status != "failed" else 0.0
-            structures, chips = _classify(
+            structures, chips = classify_windows(
                 site,
                 readers.get(),
                 grid,
@@ -616,7 +437,7 @@ def _compute_diff(
 
 
 def _overview_png(
-    after: GridReader, grid: Grid, outputs: _Outputs, footprints: list[BaseGeometry]
+    after: GridReader, grid: Grid, outputs: TileOutputs, footprints: list[BaseGeometry]
 ) -> bytes:
     """The AFTER image at overview scale, change in red, structure footprints (lon/lat) outlined."""
     from sohae_watch.report import outline_rings
@@ -642,56 +463,6 @@ def _overview_png(
         for r in outline_rings(coarse, coarse.geometry_from_lonlat(g.__geo_interface__), full)
     ]
     return png(img, outlines=rings, max_side=OVERVIEW_SIDE)
-
-
-def stood_in_catalog(
-    site: Site, earlier: list[Acquisition], grid: Grid, structure_ids: set[str]
-) -> set[str]:
-    """Which of ``structure_ids`` stood (a clear outline) in any of the ``earlier`` acquisitions,
-    each read only on a small window around the footprint."""
-    found: set[str] = set()
-    for s in site.structures:
-        if s.id not in structure_ids:
-            continue
-        geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-        window = Grid.from_bounds(grid.crs, geom.buffer(30.0).bounds, grid.resolution)
-        for acq in reversed(earlier):  # the most recent first
-            try:
-                scene = read_scene(acq, window)
-            except InputError as exc:
-                log.warning("earlier acquisition %s skipped: %s", acq.date, exc)
-                continue
-            if presence(scene, s) >= PRESENT:
-                found.add(s.id)
-                break
-    return found
-
-
-def _mark_rebuilt(
-    result: DiffResult,
-    site: Site,
-    catalog_dir: str | Path | None,
-    before: Acquisition,
-    nodata: float | None,
-) -> None:
-    """``built`` becomes ``rebuilt`` where an earlier acquisition in the catalog shows the structure."""
-    built = {c.id for c in result.structures if c.event == "built"}
-    if not built or catalog_dir is None:
-        return
-    acqs, _ = catalog(catalog_dir, nodata=nodata, strict=False)
-    earlier = [a for a in acqs if a.date < before.date]
-    stood = stood_in_catalog(site, earlier, result.grid, built) if earlier else set()
-    for i, c in enumerate(result.structures):
-        if c.id in stood:
-            sentence = structure_sentence(
-                c.name,
-                c.status,
-                "rebuilt",
-                c.observed_fraction,
-                result.before.date,
-                result.after.date,
-            )
-            result.structures[i] = replace(c, event="rebuilt", summary=sentence)
 
 
 def run_diff(
@@ -730,6 +501,6 @@ def run_diff(
             progress=progress,
         )
         if site is not None:
-            _mark_rebuilt(result, site, catalog_dir, b, nodata)
+            mark_rebuilt(result, site, catalog_dir, b, nodata)
         report = write_reports(result, tmp)
     return result, report

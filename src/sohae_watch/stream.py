@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 from shapely import STRtree
+from shapely.geometry import LineString, MultiLineString
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from sohae_watch.areas import ChangeArea
+from sohae_watch.change import ChangeResult
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import GridReader
+from sohae_watch.ingest import Acquisition, GridReader
 from sohae_watch.scene import Scene, intensity_of
 
 TILE = 1024  # core tile size in pixels (plus the model's halo on each side)
@@ -178,3 +180,71 @@ def merge_areas(areas: Sequence[ChangeArea], seams: BaseGeometry | None) -> list
             )
         )
     return sorted(keep, key=lambda a: -a.area_m2)
+
+
+def area_valid(
+    grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
+) -> np.ndarray:
+    return grid.crop(row, col, height, width).rasterize(area, all_touched=True)
+
+
+def window_scene(
+    reader: GridReader,
+    grid: Grid,
+    area: BaseGeometry,
+    acq: Acquisition,
+    row: int,
+    col: int,
+    height: int,
+    width: int,
+) -> Scene:
+    data, valid = reader.read(row, col, height, width)
+    valid &= area_valid(grid, area, row, col, height, width)
+    data[:, ~valid] = np.nan
+    return Scene(
+        data,
+        valid,
+        tuple(reader.roles),
+        grid.crop(row, col, height, width),
+        acq.date,
+        acq.paths,
+        acq.sun,
+    )
+
+
+def crop_result(res: ChangeResult, core: tuple[slice, slice]) -> ChangeResult:
+    return ChangeResult(
+        magnitude=res.magnitude[core],
+        mask=res.mask[core],
+        threshold=res.threshold,
+        observable=res.observable[core],
+        stats=res.stats,
+        layers={k: v[core] for k, v in res.layers.items()},
+    )
+
+
+def crop_scene(scene: Scene, core: tuple[slice, slice]) -> Scene:
+    r, c = core
+    return Scene(
+        scene.data[:, r, c],
+        scene.valid[r, c],
+        scene.bands,
+        scene.grid.crop(r.start, c.start, r.stop - r.start, c.stop - c.start),
+        scene.date,
+        scene.sources,
+        scene.sun,
+    )
+
+
+def seams(grid: Grid, size: int) -> BaseGeometry | None:
+    lines = []
+    t = grid.transform
+    for r in range(size, grid.height, size):
+        lines.append(LineString([t @ (0, r), t @ (grid.width, r)]))
+    for c in range(size, grid.width, size):
+        lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
+    return MultiLineString(lines) if lines else None
+
+
+def tile_size(factor: int) -> int:
+    return max(factor, (TILE // factor) * factor)
