@@ -36,7 +36,7 @@ from sohae_watch.classify import (
     StructureCall,
     gradient_levels,
 )
-from sohae_watch.coregister import CoregResult, coregister_readers, failed
+from sohae_watch.coregister import CoregResult, array_reader, coregister_readers, failed
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, open_acquisition
@@ -65,7 +65,9 @@ log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
-GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
+GDAL_CACHE_MB = (
+    1024  # GDAL block cache: co-registration reads overlapping windows; tiles are read once
+)
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 Progress = Callable[[int, int], None]
 
@@ -173,19 +175,28 @@ def _check_observable(
 def _coregister(
     readers: tuple[GridReader, GridReader], grid: Grid, area: BaseGeometry
 ) -> CoregResult:
-    def masked(
-        read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]],
-    ) -> Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]:
+    """Measure AFTER against BEFORE. A grid small enough is read once into memory (a reprojected
+    source costs a warp set-up per window read); a large one is read only where tie points are."""
+    Reader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+    def masked(read: Reader) -> Reader:
         def inner(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
             img, valid = read(row, col, height, width)
             return img, valid & area_valid(grid, area, row, col, height, width)
 
         return inner
 
+    pair: list[Reader] = []
+    for r in readers:
+        if grid.width * grid.height <= WHOLE_FIT_PIXELS:
+            img, valid = intensity_reader(r)(0, 0, grid.height, grid.width)
+            pair.append(
+                array_reader(img, valid & area_valid(grid, area, 0, 0, grid.height, grid.width))
+            )
+        else:
+            pair.append(masked(intensity_reader(r)))
     try:
-        return coregister_readers(
-            masked(intensity_reader(readers[0])), masked(intensity_reader(readers[1])), grid.shape
-        )
+        return coregister_readers(pair[0], pair[1], grid.shape)
     except ValueError as exc:  # too small to measure: say so rather than assume no shift
         log.warning("co-registration not possible: %s", exc)
         return failed("tie-points")
