@@ -65,9 +65,7 @@ log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
-GDAL_CACHE_MB = (
-    1024  # GDAL block cache: co-registration reads overlapping windows; tiles are read once
-)
+GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 Progress = Callable[[int, int], None]
 
