@@ -6,17 +6,12 @@ from pathlib import Path
 
 import click
 
-from sohae_watch.cli.options import site_option
+from sohae_watch.cli.options import site_option, state_option
 
 
 @click.command("history")
 @site_option
-@click.option(
-    "--state",
-    "state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="History database (default: the site's state:, else ~/.local/share/sohae-watch/<site>.db).",
-)
+@state_option
 @click.option(
     "--format",
     "fmt",

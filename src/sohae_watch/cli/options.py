@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -24,6 +25,12 @@ imagery_option = click.option(
     "imagery",
     type=click.Path(file_okay=False, path_type=str),
     help="Imagery folder to look dates up in (default: the site file's imagery:).",
+)
+state_option = click.option(
+    "--state",
+    "state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="History database (default: the site's state:, else ~/.local/share/sohae-watch/<site>.db).",
 )
 nodata_option = click.option(
     "--nodata",

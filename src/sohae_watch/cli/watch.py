@@ -14,6 +14,7 @@ from sohae_watch.cli.options import (
     nodata_option,
     progress_reporter,
     site_option,
+    state_option,
 )
 
 if TYPE_CHECKING:
@@ -37,12 +38,7 @@ if TYPE_CHECKING:
     type=click.Path(path_type=Path),
     help="Imagery folder, or a local STAC catalog / ItemCollection JSON (default: the site's imagery:).",
 )
-@click.option(
-    "--state",
-    "state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="History database (default: the site's state:, else ~/.local/share/sohae-watch/<site>.db).",
-)
+@state_option
 @click.option(
     "--out",
     "out",
