@@ -22,7 +22,6 @@ samples: $(SAMPLES)/truth.json
 
 demo: $(SAMPLES)/truth.json
 	$(BIN)/sohae-watch diff 2019-02-16 2019-03-02 --site sohae --out out/demo
-	@echo "Outputs written to out/demo/ (report.html, report.md, report.json, changes.geojson, change_mask.tif, change_magnitude.tif)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
