@@ -385,6 +385,9 @@ def _compute_diff(
     finally:
         outputs.close()
         readers.close()
+    t0 = time.perf_counter()
+    outputs.finish()
+    timings["write"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     structures: list[StructureCall] = []
