@@ -201,3 +201,27 @@ def test_usage_error_is_exit_2(runner: CliRunner) -> None:
 def test_version(runner: CliRunner) -> None:
     res = runner.invoke(cli, ["--version"])
     assert res.exit_code == 0 and "sohae-watch" in res.output
+
+
+def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sohae_watch",
+            "diff",
+            str(tmp_path / "nope.tif"),
+            "x",
+            "--out",
+            "o",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2
+    assert "nope.tif" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
