@@ -322,11 +322,13 @@ class GridReader:
         self.resampling = Resampling[resampling]
         self._datasets: list[tuple[RasterSource, rasterio.io.DatasetReader]] = []
         self._vrts: dict[int, WarpedVRT] = {}
+        self._offsets: list[tuple[int, int] | None] = []  # per source, see _aligned_offset
 
     def __enter__(self) -> GridReader:
         try:
             for src in self.acq.sources:
                 self._datasets.append((src, rasterio.open(src.path)))
+                self._offsets.append(_aligned_offset(src, self.grid))
         except RasterioError as exc:
             self.close()
             raise InputError(f"{src.path}: cannot be read ({exc}); replace the file") from exc
@@ -342,6 +344,7 @@ class GridReader:
             ds.close()
         self._vrts.clear()
         self._datasets.clear()
+        self._offsets.clear()
 
     def _margin(self) -> float:
         """How far (map units) the model can move a window's content: widens the overlap test."""
@@ -452,7 +455,7 @@ class GridReader:
         self, n: int, src: RasterSource, ds: rasterio.io.DatasetReader, window: Window
     ) -> tuple[np.ndarray, np.ndarray]:
         indexes = [src.data_bands[src.roles.index(r)] for r in self.roles]
-        offset = _aligned_offset(src, self.grid)
+        offset = self._offsets[n]
         if offset is not None and self.model is None:
             data, mask = self._read_block(
                 src,
@@ -469,16 +472,49 @@ class GridReader:
             vrt = self._vrt(n, src, ds)
             data = vrt.read(indexes, window=window, out_dtype="float32")
             mask = vrt.dataset_mask(window=window) > 0
-        if src.nodata is not None and not (
-            ds.nodata is not None and ds.mask_flag_enums[0] == [MaskFlags.nodata]
-        ):
-            mask &= ~np.any(data == np.float32(src.nodata), axis=0)
-        mask &= np.all(np.isfinite(data), axis=0)
+        return data, _validity(src, ds, data, mask)
+
+    def _direct(
+        self, row: int, col: int, height: int, width: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The common case read straight into the result: one source on the grid's own pixel
+        lattice, no correction model, the window inside it. None when that does not apply."""
+        if self.model is not None or len(self._datasets) != 1:
+            return None
+        src, ds = self._datasets[0]
+        offset = self._offsets[0]
+        if offset is None:
+            return None
+        r, c = row + offset[0], col + offset[1]
+        inside_grid = row >= 0 and col >= 0 and row + height <= self.grid.height
+        if not (inside_grid and col + width <= self.grid.width):
+            return None
+        if not (r >= 0 and c >= 0 and r + height <= src.height and c + width <= src.width):
+            return None
+        indexes = [src.data_bands[src.roles.index(x)] for x in self.roles]
+        window = Window(c, r, width, height)
+        try:
+            data = ds.read(indexes, window=window, out_dtype="float32")
+            if all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums):
+                mask = np.ones((height, width), bool)
+            else:
+                mask = ds.dataset_mask(window=window) > 0
+        except RasterioError as exc:
+            raise InputError(
+                f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
+                "corrupt, replace it"
+            ) from exc
+        mask = _validity(src, ds, data, mask)
+        if not mask.all():
+            data[:, ~mask] = np.nan
         return data, mask
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Bands (float32, NaN where invalid) and validity of a window of the grid; the parts of
         the window outside the grid are invalid."""
+        direct = self._direct(row, col, height, width)
+        if direct is not None:
+            return direct
         out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
         r0, c0 = max(0, row), max(0, col)
@@ -507,6 +543,19 @@ class GridReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _validity(
+    src: RasterSource, ds: rasterio.io.DatasetReader, data: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """``mask`` narrowed by a declared nodata GDAL does not already mask, and by NaN/inf."""
+    if src.nodata is not None and not (
+        ds.nodata is not None and ds.mask_flag_enums[0] == [MaskFlags.nodata]
+    ):
+        mask &= ~np.any(data == np.float32(src.nodata), axis=0)
+    if any(np.dtype(t).kind == "f" for t in ds.dtypes):
+        mask &= np.all(np.isfinite(data), axis=0)
+    return mask
 
 
 def _overlaps(src: RasterSource, grid: Grid, margin: float = 0.0) -> bool:
