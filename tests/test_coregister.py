@@ -185,3 +185,32 @@ def test_coregister_files_writes_corrected_target(tmp_path: Path) -> None:
     assert float(np.median(err)) < 1.0 + 0.02 * float(np.std(ref))  # uint16 rounding
     doc = json.loads(pts.read_text())
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == res.n_points
+
+
+def big_pair_recipe(n: int, shift: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """The mean of the visible bands of ``../shared/bench/make_big_pair.py``'s texture (three
+    sinusoids under independent white noise per band; 'after' moved and with bright squares)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    yy += shift[1]
+    xx += shift[0]
+    base = 3000 + 800 * np.sin(xx / 97.0) * np.cos(yy / 131.0) + 400 * np.sin((xx + yy) / 23.0)
+    bands = []
+    for b in range(3):
+        v = base * (1 + 0.1 * b) + rng.normal(0, 60, size=(n, n)).astype(np.float32)
+        if shift != (0, 0):
+            v = np.where(((xx % 1000) < 60) & ((yy % 1000) < 40), v + 2500, v)
+        bands.append(np.clip(v, 1, 65535).astype(np.uint16).astype(np.float32))
+    return np.mean(bands, axis=0, dtype=np.float32)
+
+
+def test_smooth_waves_under_noise_are_registered() -> None:
+    """make_big_pair's texture: whitened phase correlation sees mostly noise there; the
+    gradient fallback finds the shift. ``after`` samples the texture at (x + 3, y - 2): a
+    feature at (c, r) before is at (c - 3, r + 2) after, i.e. (-3, +2) in the contract."""
+    ref = big_pair_recipe(1024, (0, 0), seed=0)
+    tgt = big_pair_recipe(1024, (3, -2), seed=1)
+    res = coregister_arrays(ref, tgt)
+    assert res.status != "failed"
+    assert res.shift_x_px == pytest.approx(-3.0, abs=0.1)
+    assert res.shift_y_px == pytest.approx(2.0, abs=0.1)

@@ -11,6 +11,7 @@ opposite sign of ``skimage.registration.phase_cross_correlation(reference, targe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -70,44 +71,68 @@ def normalise_windows(win: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, n
     (ndarray of shape (n, w, w), ndarray of shape (n,))
         The prepared windows (float32) and the valid fraction of each.
     """
-    v = valid & np.isfinite(win)
-    frac = v.mean(axis=(1, 2))
-    a = np.where(v, win, 0.0).astype(np.float32)
-    vf = v.astype(np.float32)
-    cnt = np.maximum(v.sum(axis=(1, 2)), 1)
-    mean = a.sum(axis=(1, 2)) / cnt
-    a = np.where(v, a - mean[:, None, None], 0.0)
-    std = np.sqrt((a * a).sum(axis=(1, 2)) / cnt)
-    a /= np.maximum(std, 1e-12)[:, None, None]
-    if not v.all():
+    a = np.array(win, dtype=np.float32)  # a copy, prepared in place
+    v = valid & np.isfinite(a)
+    full = bool(v.all())
+    npx = a.shape[1] * a.shape[2]
+    if full:
+        frac = np.ones(a.shape[0])
+        cnt = np.full(a.shape[0], float(npx))
+    else:
+        cnt = v.sum(axis=(1, 2), dtype=np.float64)
+        frac = cnt / npx
+        cnt = np.maximum(cnt, 1.0)
+        a[~v] = 0.0
+    mean = (a.sum(axis=(1, 2), dtype=np.float64) / cnt).astype(np.float32)
+    a -= mean[:, None, None]
+    if not full:
+        a[~v] = 0.0
+    std = np.sqrt(np.einsum("nij,nij->n", a, a, dtype=np.float64) / cnt)
+    a *= (1.0 / np.maximum(std, 1e-12)).astype(np.float32)[:, None, None]
+    if not full:
         # soften the mask boundary so that it carries no sharp edge of its own
-        soft = ndi.uniform_filter(vf, size=(1, 7, 7), mode="nearest")
-        a *= np.where(v, soft, 0.0)
-    return a.astype(np.float32), frac
+        soft = ndi.uniform_filter(v.astype(np.float32), size=(1, 7, 7), mode="nearest")
+        a *= np.where(v, soft, np.float32(0.0))
+    return a, frac
+
+
+@lru_cache(maxsize=8)
+def _half_weight(w: int) -> np.ndarray:
+    """Column weights of a half (rfft) spectrum in a sum over the full one: 2 for the columns
+    that stand for a conjugate pair, 1 for the DC and Nyquist columns."""
+    c = np.full(w // 2 + 1, 2.0, dtype=np.float32)
+    c[0] = 1.0
+    if w % 2 == 0:
+        c[-1] = 1.0
+    return c
 
 
 def _upsampled_peak(
-    xspec: np.ndarray, py: np.ndarray, px: np.ndarray, up: int
+    xspec: np.ndarray, py: np.ndarray, px: np.ndarray, up: int, w: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel peak of the inverse DFT of ``xspec`` near integer peaks ``(py, px)``.
+    """Sub-pixel peak of the inverse DFT of the half spectrum ``xspec`` (of (h, w) surfaces)
+    near integer peaks ``(py, px)``.
 
     Evaluates the correlation on a ``1/up`` pixel lattice over +-``SPAN`` px by matrix
-    multiplication (as skimage's ``_upsampled_dft``), then refines the best node with a parabola.
+    multiplication (as skimage's ``_upsampled_dft``, on the rfft half spectrum: the surface is
+    real), then refines the best node with a parabola.
     """
-    n, h, w = xspec.shape
+    n, h, wh = xspec.shape
     half = int(round(SPAN * up))
     r = 2 * half + 1
     steps = (np.arange(r) - half) / up
     fy = sfft.fftfreq(h)
-    fx = sfft.fftfreq(w)
+    fx = sfft.rfftfreq(w)
     # move each window's integer peak to the origin (separable phase ramps), so that one pair
     # of DFT matrices serves every window and the products are two large BLAS calls
     ry = np.exp(2j * np.pi * py[:, None] * fy[None, :]).astype(np.complex64)  # (n, h)
-    rx = np.exp(2j * np.pi * px[:, None] * fx[None, :]).astype(np.complex64)  # (n, w)
-    shifted = xspec * ry[:, :, None] * rx[:, None, :]
+    rx = np.exp(2j * np.pi * px[:, None] * fx[None, :]).astype(np.complex64)  # (n, wh)
+    rx *= _half_weight(w)[None, :]
+    shifted = xspec * ry[:, :, None]
+    shifted *= rx[:, None, :]
     ky = np.exp(2j * np.pi * steps[:, None] * fy[None, :]).astype(np.complex64)  # (r, h)
-    kx = np.exp(2j * np.pi * steps[:, None] * fx[None, :]).astype(np.complex64)  # (r, w)
-    z = (shifted.reshape(n * h, w) @ kx.T).reshape(n, h, r)
+    kx = np.exp(2j * np.pi * steps[:, None] * fx[None, :]).astype(np.complex64)  # (r, wh)
+    z = (shifted.reshape(n * h, wh) @ kx.T).reshape(n, h, r)
     z = z.transpose(1, 0, 2).reshape(h, n * r)
     up_corr = (ky @ z).real.reshape(r, n, r).transpose(1, 0, 2)  # (n, r, r): [window, y, x]
     flat = up_corr.reshape(n, -1).argmax(axis=1)
@@ -135,6 +160,25 @@ def psr_to_reliability(psr: np.ndarray) -> np.ndarray:
     return np.clip((psr - 6.0) / 19.0, 0.0, 1.0)
 
 
+def _psr(corr: np.ndarray, k: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Peak-to-sidelobe ratio: the peak against the surface outside a 5x5 neighbourhood of it
+    (sums over the whole surface less the 25 neighbours: no masked copy of the surfaces)."""
+    m, h, w = corr.shape
+    flat = corr.reshape(m, -1)
+    idx = np.arange(m)
+    peak = flat[idx, k].astype(np.float64)
+    total = flat.sum(axis=1, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
+    oy, ox = np.mgrid[-2:3, -2:3]
+    ny = (py.astype(np.intp)[:, None] + oy.ravel()[None, :]) % h
+    nx = (px.astype(np.intp)[:, None] + ox.ravel()[None, :]) % w
+    near = corr[idx[:, None], ny, nx].astype(np.float64)  # (m, 25)
+    cnt = h * w - near.shape[1]
+    mu = (total - near.sum(axis=1)) / cnt
+    var = (sq - (near * near).sum(axis=1)) / cnt - mu * mu
+    return (peak - mu) / np.maximum(np.sqrt(np.maximum(var, 0.0)), 1e-12)
+
+
 def correlate_windows(
     ref: np.ndarray,
     tgt: np.ndarray,
@@ -142,7 +186,8 @@ def correlate_windows(
     tgt_valid: np.ndarray,
     *,
     refine: bool = False,
-    workers: int = -1,
+    whiten: float = 1.0,
+    workers: int = 2,
 ) -> WindowShifts:
     """Shift of the target relative to the reference in each window pair.
 
@@ -155,6 +200,10 @@ def correlate_windows(
     refine : bool
         Second pass with the measured fractional shift removed from the target window (a Fourier
         shift before tapering), which cancels the taper's pull towards zero shift.
+    whiten : float
+        Exponent ``p`` of the cross-power normalisation ``X / |X|**p``: 1 is phase correlation
+        (every frequency counts alike: sharp peaks on broadband texture), 0.5 a partial whitening
+        that lets strong narrow-band texture (a few waves under white noise) outweigh the noise.
     workers : int
         Threads for the FFTs (scipy.fft convention).
 
@@ -175,49 +224,158 @@ def correlate_windows(
     if not measured.any():
         return WindowShifts(dx, dy, psr, psr_to_reliability(psr), measured)
     sel = np.flatnonzero(measured)
-    a, b = a[sel], b[sel]
+    if len(sel) < n:
+        a, b = a[sel], b[sel]
     taper = _taper(w)
-    weight = _spectral_weight(w)
-    fa_ = sfft.fft2(a * taper, workers=workers)
-    fb_raw = sfft.fft2(b, workers=workers)
-    fb_ = sfft.fft2(b * taper, workers=workers)
+    weight = _spectral_weight(w)[:, : w // 2 + 1]
+    fa_ = np.conj(sfft.rfft2(a * taper, workers=workers))
+    fb_raw = sfft.rfft2(b, workers=workers) if refine else None
+    b *= taper
 
     def cross(fb_t: np.ndarray) -> np.ndarray:
-        x = fb_t * np.conj(fa_)
-        x /= np.abs(x) + 1e-6
-        x *= weight
-        return x.astype(np.complex64)
+        x = fb_t * fa_
+        mag = np.abs(x)
+        if whiten == 1.0:
+            mag += np.float32(1e-6)
+        else:
+            mag = np.power(mag, np.float32(whiten), out=mag)
+            mag += np.float32(1e-6)
+        np.divide(weight, mag, out=mag)
+        x *= mag
+        return x.astype(np.complex64, copy=False)
 
-    xs = cross(fb_)
-    corr = sfft.ifft2(xs, workers=workers).real
+    xs = cross(sfft.rfft2(b, workers=workers))
+    corr = sfft.irfft2(xs, s=(w, w), workers=workers)
     m = len(sel)
-    flat = corr.reshape(m, -1)
-    k = flat.argmax(axis=1)
-    py, px = np.unravel_index(k, (w, w))
-    py = np.where(py > w // 2, py - w, py).astype(np.float64)
-    px = np.where(px > w // 2, px - w, px).astype(np.float64)
-    # peak-to-sidelobe ratio: peak against the surface outside a 5x5 neighbourhood of it
-    peak = flat[np.arange(m), k]
-    mask = np.ones((m, w, w), dtype=bool)
-    for oy in range(-2, 3):
-        for ox in range(-2, 3):
-            mask[np.arange(m), (py.astype(int) + oy) % w, (px.astype(int) + ox) % w] = False
-    side = np.where(mask, corr, np.nan).reshape(m, -1)
-    mu = np.nanmean(side, axis=1)
-    sd = np.nanstd(side, axis=1)
-    p = (peak - mu) / np.maximum(sd, 1e-12)
-    sy, sx = _upsampled_peak(xs, py, px, UPSAMPLE)
+    k = corr.reshape(m, -1).argmax(axis=1)
+    iy, ix = np.unravel_index(k, (w, w))
+    p = _psr(corr, k, iy, ix)
+    del corr
+    py = np.where(iy > w // 2, iy - w, iy).astype(np.float64)
+    px = np.where(ix > w // 2, ix - w, ix).astype(np.float64)
+    sy, sx = _upsampled_peak(xs, py, px, UPSAMPLE, w)
     if refine:
+        assert fb_raw is not None
         # remove the measured shift from the untapered target, taper again, measure what is left
         fy = sfft.fftfreq(w)[:, None]
-        fx = sfft.fftfreq(w)[None, :]
+        fx = sfft.rfftfreq(w)[None, :]
         ramp = np.exp(2j * np.pi * (sy[:, None, None] * fy + sx[:, None, None] * fx))
-        b2 = sfft.ifft2(fb_raw * ramp, workers=workers).real.astype(np.float32)
-        xs2 = cross(sfft.fft2(b2 * taper, workers=workers))
+        b2 = sfft.irfft2(fb_raw * ramp.astype(np.complex64), s=(w, w), workers=workers)
+        xs2 = cross(sfft.rfft2(b2.astype(np.float32) * taper, workers=workers))
         zero = np.zeros(m)
-        ey, ex = _upsampled_peak(xs2, zero, zero, UPSAMPLE)
+        ey, ex = _upsampled_peak(xs2, zero, zero, UPSAMPLE, w)
         ok = (np.abs(ey) < 0.75) & (np.abs(ex) < 0.75)
         sy = np.where(ok, sy + ey, sy)
         sx = np.where(ok, sx + ex, sx)
     dx[sel], dy[sel], psr[sel] = sx, sy, p
     return WindowShifts(dx, dy, psr, psr_to_reliability(psr), measured)
+
+
+def ncc_to_reliability(ncc: np.ndarray) -> np.ndarray:
+    """Map the normalised cross-correlation of aligned windows to [0, 1]: 0 up to 0.6 (unrelated
+    smooth fields reach that by chance), 1 from 0.9 on."""
+    return np.clip((ncc - 0.6) / 0.3, 0.0, 1.0)
+
+
+def _normalise_stack(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Windows less the stack's mean over its valid pixels, over its standard deviation; 0 where
+    invalid (float32)."""
+    vals = win[valid]
+    mu = float(vals.mean()) if vals.size else 0.0
+    sd = float(vals.std()) if vals.size else 1.0
+    return np.where(valid, (win - mu) / max(sd, 1e-12), 0.0).astype(np.float32)
+
+
+def gradient_windows(
+    ref: np.ndarray,
+    tgt: np.ndarray,
+    ref_valid: np.ndarray,
+    tgt_valid: np.ndarray,
+    init_dx: np.ndarray,
+    init_dy: np.ndarray,
+    *,
+    iterations: int = 8,
+    smooth: float = 1.5,
+) -> WindowShifts:
+    """Shift of the target in each window pair by iterated least squares on image gradients
+    (Lucas-Kanade), for smooth texture that phase correlation cannot pin down: a few long waves
+    under strong white noise (its whitened spectrum is mostly noise, and one wave alone fixes the
+    shift only across its crests).
+
+    Both stacks are normalised with one gain and offset each (per-window normalisation would
+    discard the level change a long wave moved along its crests causes) and smoothed (Gaussian
+    ``smooth`` px: it removes the noise's gradients, not the texture's). Each iteration moves
+    the target window by the current estimate (bilinear: the smoothed texture is smooth) and
+    solves ``tgt_moved - ref = -delta . grad + gain * tgt_moved`` in least squares over the
+    pixels valid in both and away from the moved border, with the gradient of the mean of both
+    (second-order accurate). Starts at ``init``; windows whose estimate leaves the window, or
+    whose normal equations are singular, are not measured.
+
+    Returns
+    -------
+    WindowShifts
+        Shifts in the contract's convention; ``psr`` holds the normalised cross-correlation of
+        the aligned windows, ``reliability`` its :func:`ncc_to_reliability`.
+    """
+    n, w, _ = ref.shape
+    va = ref_valid & np.isfinite(ref)
+    vbb = tgt_valid & np.isfinite(tgt)
+    fa, fb = va.mean(axis=(1, 2)), vbb.mean(axis=(1, 2))
+    measured = (fa >= MIN_VALID_FRACTION) & (fb >= MIN_VALID_FRACTION)
+    # one gain and offset for the whole stack, not per window: a long wave moved along its
+    # crests changes a window's level, which per-window normalisation would discard
+    a = _normalise_stack(ref, va)
+    b = _normalise_stack(tgt, vbb)
+    vb = vbb.astype(np.float32)
+    if smooth > 0:
+        a = ndi.gaussian_filter(a, (0, smooth, smooth), mode="nearest")
+        b = ndi.gaussian_filter(b, (0, smooth, smooth), mode="nearest")
+        # the smoothing carries invalid (zeroed) pixels into their neighbours: not used
+        r = int(math.ceil(3 * smooth))
+        if not va.all():
+            va = ~ndi.maximum_filter(~va, size=(1, 2 * r + 1, 2 * r + 1))
+        if not vbb.all():
+            vb = (~ndi.maximum_filter(~vbb, size=(1, 2 * r + 1, 2 * r + 1))).astype(np.float32)
+    sx = np.asarray(init_dx, dtype=np.float64).copy()
+    sy = np.asarray(init_dy, dtype=np.float64).copy()
+    ncc = np.zeros(n)
+    yy, xx = np.mgrid[0:w, 0:w]
+    for i in np.flatnonzero(measured):
+        ok = True
+        for _ in range(iterations):
+            if not (abs(sx[i]) < w / 4 and abs(sy[i]) < w / 4):
+                ok = False
+                break
+            # bw(x) = b(x + s): the target moved back onto the reference
+            bw = ndi.shift(b[i], (-sy[i], -sx[i]), order=1, mode="nearest")
+            vw = ndi.shift(vb[i], (-sy[i], -sx[i]), order=1, mode="constant", cval=0.0) > 0.999
+            edge = int(math.ceil(max(abs(sx[i]), abs(sy[i])))) + 3
+            use = va[i] & vw
+            use &= (yy >= edge) & (yy < w - edge) & (xx >= edge) & (xx < w - edge)
+            if use.sum() < 0.25 * w * w:
+                ok = False
+                break
+            m = 0.5 * (a[i] + bw)
+            gy, gx = np.gradient(m)
+            # unknowns: the shift update and a gain of the window (no offset: see above)
+            jac = np.stack([gx[use], gy[use], bw[use]], axis=1).astype(np.float64)
+            h = jac.T @ jac
+            if np.linalg.cond(h) > 1e6:
+                ok = False
+                break
+            step = np.linalg.solve(h, jac.T @ (bw - a[i])[use].astype(np.float64))
+            sx[i] -= step[0]
+            sy[i] -= step[1]
+            if abs(step[0]) < 2e-3 and abs(step[1]) < 2e-3:
+                break
+        if not ok:
+            measured[i] = False
+            continue
+        bw = ndi.shift(b[i], (-sy[i], -sx[i]), order=1, mode="nearest")
+        x, y = a[i][use], bw[use]
+        x = x - x.mean()
+        y = y - y.mean()
+        ncc[i] = float(x @ y / max(math.sqrt(float(x @ x) * float(y @ y)), 1e-12))
+    sx[~measured] = np.nan
+    sy[~measured] = np.nan
+    return WindowShifts(sx, sy, ncc, ncc_to_reliability(ncc) * measured, measured)

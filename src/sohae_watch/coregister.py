@@ -4,10 +4,15 @@ Coarse to fine on a tie-point grid:
 
 1. coarse: large windows (up to 7 x 7, 3 rows on large images) block-averaged by 2-4, a robust
    model fitted; this finds shifts of tens of pixels;
-2. fine: a grid of 128 px windows (up to ``MAX_POINTS``), each target window placed at the coarse
+2. fine: a grid of 128 px windows (up to ``MAX_POINTS``; on large images side by side along
+   fewer rows, which costs less reading), each target window placed at the coarse
    model's whole-pixel offset, phase-correlated with sub-pixel peaks (see :mod:`coreg_phase`);
 3. fit: robust translation and RANSAC affine (see :mod:`coreg_fit`); the affine is kept only
    when it is significantly better. Never a silent zero: no agreeing tie points means ``failed``.
+4. when phase correlation finds no agreement, the same steps again with least squares on image
+   gradients (:func:`coreg_phase.gradient_windows`) in larger windows: smooth texture under
+   strong white noise (a few long waves), where the whitened spectrum is mostly noise. Images
+   without common texture still fail there.
 
 Windows with too little valid data (nodata, saturated cloud) are not measured; windows without
 common texture (cloud, water, snow) give low correlation peaks and are rejected by reliability
@@ -31,11 +36,12 @@ from affine import Affine
 from scipy import ndimage as ndi
 
 from sohae_watch.coreg_fit import ModelFit, choose_model, fit_translation
-from sohae_watch.coreg_phase import correlate_windows
+from sohae_watch.coreg_phase import correlate_windows, gradient_windows
 from sohae_watch.grid import Grid
 
 Mode = Literal["auto", "global", "local"]
 Status = Literal["ok", "low-confidence", "failed"]
+Method = Literal["phase", "gradient"]
 #: reads ``(row, col, height, width)`` -> (float32 data NaN-invalid, bool valid), padding outside
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
@@ -47,6 +53,9 @@ FINE_WINDOW = 128
 MIN_POINT_RELIABILITY = 0.15
 #: windows correlated per FFT batch (bounds memory)
 BATCH = 128
+#: rows kept free at the top and bottom of a block row holding tie-point windows (the target's
+#: windows, moved by the coarse shift, stay in the same block row up to this shift)
+BLOCK_MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -138,9 +147,11 @@ def mask_saturated(data: np.ndarray, valid: np.ndarray, min_fraction: float = 0.
     A window whose maximum value is shared by more than ``min_fraction`` of its pixels is
     clipped (saturated cloud, snow, roofs): those pixels and a 2 px border are made invalid.
     """
-    top = np.nanmax(np.where(valid, data, -np.inf), axis=(1, 2))
-    at_top = valid & (data >= top[:, None, None] - 1e-6 * np.abs(top)[:, None, None])
-    frac = at_top.mean(axis=(1, 2))
+    top = np.max(np.where(valid, data, -np.inf), axis=(1, 2))
+    thr = (top - 1e-6 * np.abs(top)).astype(data.dtype)[:, None, None]
+    at_top = data >= thr  # NaN compares False
+    at_top &= valid
+    frac = np.count_nonzero(at_top, axis=(1, 2)) / float(data.shape[1] * data.shape[2])
     hit = np.flatnonzero(frac > min_fraction)
     if hit.size == 0:
         return valid
@@ -187,6 +198,31 @@ def _positions(extent: int, size: int, count: int) -> list[int]:
     return sorted({round(i * (extent - size) / max(count - 1, 1)) for i in range(count)})
 
 
+def _block_rows(h: int, size: int, count: int, block: int | None, margin: int) -> list[int] | None:
+    """Origins of ``count`` rows of ``size`` px windows packed into as few ``block``-row bands
+    of the grid as possible (bands spread evenly over the height), ``margin`` px inside each
+    band; None when the bands are too small or too few for that.
+
+    A file reader decodes whole internal blocks: windows packed into a few block rows decode
+    those rows only (the target's windows, moved by the coarse shift, stay within the margin).
+    """
+    if block is None or block <= 0:
+        return None
+    per = (block - 2 * margin) // size
+    full = h // block
+    if per < 1 or count < 2:
+        return None
+    n = math.ceil(count / per)
+    if n < 2 or full < n:
+        return None
+    picks = _positions(full, 1, n)
+    rows: list[int] = []
+    for i, b in enumerate(picks):
+        k = count // n + (1 if i < count % n else 0)
+        rows.extend(b * block + margin + j * size for j in range(k))
+    return rows
+
+
 def _measure(
     ref: WindowReader,
     tgt: WindowReader,
@@ -194,19 +230,36 @@ def _measure(
     offsets: list[tuple[int, int]],
     size: int,
     factor: int,
+    method: Method = "phase",
+    init: np.ndarray | None = None,
 ) -> list[TiePoint]:
-    """Correlate reference windows at ``origins`` with target windows at origin + offset."""
+    """Correlate reference windows at ``origins`` with target windows at origin + offset.
+
+    ``method``: ``phase`` (phase correlation) or ``gradient`` (least squares on gradients,
+    starting at ``init``, the expected remaining shifts (n, 2) in window pixels, else zero).
+
+    A reader with a ``plan(rows, size)`` method is told up front which window rows it will be
+    asked for, in order (a file reader then decodes only those rows, ahead of time)."""
     points: list[TiePoint] = []
-    for k in range(0, len(origins), BATCH):
-        chunk = origins[k : k + BATCH]
-        offs = offsets[k : k + BATCH]
+    # BATCH windows of 128 px; fewer of larger ones (bounds memory)
+    batch = max(4, BATCH * 128 * 128 // (size * size))
+    boxes = [(r + oy, c + ox) for (r, c), (ox, oy) in zip(origins, offsets, strict=True)]
+    for reader, bx in ((ref, origins), (tgt, boxes)):
+        plan = getattr(reader, "plan", None)
+        if plan is not None:
+            plan([r for r, _ in bx], size)
+    for k in range(0, len(origins), batch):
+        chunk = origins[k : k + batch]
+        offs = offsets[k : k + batch]
         a, av = _read_stack(ref, chunk, size)
-        b, bv = _read_stack(
-            tgt, [(r + oy, c + ox) for (r, c), (ox, oy) in zip(chunk, offs, strict=True)], size
-        )
+        b, bv = _read_stack(tgt, boxes[k : k + batch], size)
         a, av = _block_mean(a, av, factor)
         b, bv = _block_mean(b, bv, factor)
-        res = correlate_windows(a, b, av, bv)
+        if method == "gradient":
+            start = np.zeros((len(chunk), 2)) if init is None else init[k : k + batch]
+            res = gradient_windows(a, b, av, bv, start[:, 0], start[:, 1])
+        else:
+            res = correlate_windows(a, b, av, bv)
         for i, ((r, c), (ox, oy)) in enumerate(zip(chunk, offs, strict=True)):
             if not res.measured[i]:
                 continue
@@ -232,18 +285,32 @@ def _arrays(points: list[TiePoint]) -> tuple[np.ndarray, ...]:
 
 
 def _coarse(
-    ref: WindowReader, tgt: WindowReader, shape: tuple[int, int]
+    ref: WindowReader,
+    tgt: WindowReader,
+    shape: tuple[int, int],
+    fine_rows: list[int] | None = None,
+    block: int | None = None,
+    method: Method = "phase",
 ) -> tuple[ModelFit | None, int]:
-    """Coarse model from up to 7 x 7 large, block-averaged windows; None without agreement."""
+    """Coarse model from up to 7 x 7 large, block-averaged windows; None without agreement.
+
+    With ``fine_rows`` packed into ``block``-row bands (see :func:`_block_rows`), the three
+    rows of coarse windows of a large image are placed on the first, middle and last of those
+    bands, which the fine grid then reads again (from the decoder's cache)."""
     h, w = shape
     f = 4 if min(h, w) >= 2048 else 2 if min(h, w) >= 256 else 1
     size = min(128 * f, (min(h, w) // f) * f)
     size -= size % (2 * f)
     # on large images three rows of coarse windows are plenty, and they cost less reading
     rows = _positions(h, size, min(7 if h < 4096 else 3, math.ceil(2 * h / size)))
+    if fine_rows and block and h >= 4096 and size <= block:
+        bands = sorted({(r // block) * block for r in fine_rows})
+        if len(bands) >= 3:
+            rows = [bands[0], bands[len(bands) // 2], bands[-1]]
     cols = _positions(w, size, min(7, math.ceil(2 * w / size)))
     origins = [(r, c) for r in rows for c in cols]
-    pts = [p for p in _measure(ref, tgt, origins, [(0, 0)] * len(origins), size, f) if p.valid]
+    zero = [(0, 0)] * len(origins)
+    pts = [p for p in _measure(ref, tgt, origins, zero, size, f, method) if p.valid]
     if not pts:
         return None, size
     c, r, d, wt = _arrays(pts)
@@ -264,31 +331,79 @@ def coregister_readers(
     *,
     mode: Mode = "auto",
     max_points: int = MAX_POINTS,
+    row_block: int | None = None,
 ) -> CoregResult:
     """Co-register through window readers over a reference grid of ``shape`` (rows, cols).
 
     The engine behind :func:`coregister_arrays` and the file path: it only reads the windows it
-    measures, so memory is bounded by ``BATCH`` windows.
+    measures, so memory is bounded by ``BATCH`` windows. ``row_block``: the height (grid rows,
+    from row 0) of the blocks the reference is stored in; on a large image the tie-point rows
+    are packed into as few of them as possible (see :func:`_block_rows`).
     """
     if mode not in ("auto", "global", "local"):
         raise ValueError(f"mode must be 'auto', 'global' or 'local', got {mode!r}")
     h, w = shape
     if min(h, w) < 32:
         raise ValueError(f"images of {h} x {w} px are too small to co-register (need >= 32)")
-    coarse, _ = _coarse(ref, tgt, shape)
+    size = FINE_WINDOW if min(h, w) >= 2 * FINE_WINDOW else 64 if min(h, w) >= 128 else 32
+    origins, packed = _layout(h, w, size, max_points, row_block)
+    result = _register(ref, tgt, shape, mode, origins, size, packed, row_block, "phase")
+    if result.status != "failed":
+        return result
+    # no agreement from phase correlation: smooth texture under noise (a few long waves) is
+    # measured by least squares on gradients instead, in windows up to four times as large (a
+    # long wave's curvature must show in a window) and fewer of them (each costs more);
+    # unrelated images still fail there
+    size = max(size, min(4 * FINE_WINDOW, min(h, w) // 2))
+    origins, packed = _layout(h, w, size, max(max_points // 16, 16), row_block)
+    second = _register(ref, tgt, shape, mode, origins, size, packed, row_block, "gradient")
+    return second if second.status != "failed" else result
+
+
+def _layout(
+    h: int, w: int, size: int, max_points: int, row_block: int | None
+) -> tuple[list[tuple[int, int]], list[int] | None]:
+    """Origins of the fine windows, and their rows when packed into block rows."""
+    step = max(size // 2, int(math.ceil(math.sqrt(h * w / max_points))))
+    packed = None
+    if step > size and w // size >= 2:
+        # a large image: windows side by side along each row, fewer rows spread over the
+        # height (a file reader decodes whole rows of the image, so a row of windows costs the
+        # same however many it holds; this halves the rows read for the same number of points),
+        # packed into few of the file's block rows when they are known
+        cols = _positions(w, size, w // size)
+        count = max(2, max_points // len(cols))
+        packed = _block_rows(h, size, count, row_block, BLOCK_MARGIN)
+        rows = packed or _positions(h, size, count)
+    else:
+        rows = list(range(0, max(h - size, 0) + 1, step))
+        cols = list(range(0, max(w - size, 0) + 1, step))
+    return [(r, c) for r in rows for c in cols], packed
+
+
+def _register(
+    ref: WindowReader,
+    tgt: WindowReader,
+    shape: tuple[int, int],
+    mode: Mode,
+    origins: list[tuple[int, int]],
+    size: int,
+    packed: list[int] | None,
+    row_block: int | None,
+    how: Method,
+) -> CoregResult:
+    """Coarse model, tie points at ``origins`` measured by ``how``, model fit and reliability."""
+    h, w = shape
+    coarse, _ = _coarse(ref, tgt, shape, packed, row_block, how)
     if coarse is None:
         return failed("tie-points")
-    size = FINE_WINDOW if min(h, w) >= 2 * FINE_WINDOW else 64 if min(h, w) >= 128 else 32
-    step = max(size // 2, int(math.ceil(math.sqrt(h * w / max_points))))
-    rows = list(range(0, max(h - size, 0) + 1, step))
-    cols = list(range(0, max(w - size, 0) + 1, step))
-    origins = [(r, c) for r in rows for c in cols]
     ctr = coarse.displacement(
         np.array([c + size / 2.0 for _, c in origins]),
         np.array([r + size / 2.0 for r, _ in origins]),
     )
     offsets = [(round(float(x)), round(float(y))) for x, y in zip(ctr[0], ctr[1], strict=True)]
-    pts = _measure(ref, tgt, origins, offsets, size, 1)
+    init = ctr.T - np.array(offsets, dtype=float).reshape(-1, 2)
+    pts = _measure(ref, tgt, origins, offsets, size, 1, how, init)
     cand = [p for p in pts if p.valid]
     method = "tie-points"
     if len(cand) < 3:
@@ -303,6 +418,8 @@ def coregister_readers(
         for p in pts
     )
     method = "tie-points-affine" if fit.kind == "affine" else "phase-correlation-global"
+    if how == "gradient":
+        method = "gradient-affine" if fit.kind == "affine" else "gradient-global"
     if n_in < 3:
         return failed(method, points)
     mean_rel = float((wt[inl] * wt[inl]).sum() / wt[inl].sum())
