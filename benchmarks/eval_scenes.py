@@ -4,7 +4,8 @@ usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR]
 For each seed: generate a random scene (`sohae-watch samples --scene --seed N`), run `diff` on every
 pair in its truth.json with its own site file, and compare each structure's status with truth.
 Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
-changed, and a calibration table (accuracy of the calls made with confidence in each bin).
+changed (appeared, removed, modified) or obscured, and a calibration table (mean confidence and
+accuracy of the calls made with confidence in each bin).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 CLI = Path(sys.executable).with_name("sohae-watch")
+CONFIDENCE_BINS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
 
 
 def seeds(text: str) -> list[int]:
@@ -68,18 +70,26 @@ def main() -> None:
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
     false_change = sum(
-        v for (t, p), v in confusion.items() if t == "unchanged" and p != "unchanged"
+        v
+        for (t, p), v in confusion.items()
+        if t == "unchanged" and p in ("appeared", "removed", "modified")
     )
+    false_obscured = confusion[("unchanged", "obscured")]
     print(
-        f"status accuracy {ok}/{n} = {ok / max(1, n):.3f}; unchanged called changed: {false_change}"
+        f"status accuracy {ok}/{n} = {ok / max(1, n):.3f}; unchanged called changed "
+        f"(appeared, removed or modified): {false_change}; unchanged called obscured: "
+        f"{false_obscured}"
     )
     for (t, p), v in sorted(confusion.items()):
         print(f"  truth {t:<10} called {p:<10} {v}")
-    for lo, hi in ((0.5, 0.7), (0.7, 0.85), (0.85, 0.95), (0.95, 1.01)):
-        sel = [good for c, good in calls if lo <= c < hi]
+    for lo, hi in CONFIDENCE_BINS:
+        sel = [(c, good) for c, good in calls if lo <= c < hi]
         if sel:
+            mean = sum(c for c, _ in sel) / len(sel)
+            right = sum(g for _, g in sel) / len(sel)
             print(
-                f"  confidence [{lo:.2f}, {min(hi, 1.0):.2f}): {len(sel)} calls, {sum(sel) / len(sel):.2f} right"
+                f"  confidence [{lo:.2f}, {min(hi, 1.0):.2f}): {len(sel)} calls, "
+                f"mean confidence {mean:.2f}, {right:.2f} right"
             )
 
 

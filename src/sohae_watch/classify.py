@@ -6,21 +6,28 @@ Evidence, all measured in each image's own units so gain, offset, haze and snow 
   an edge across the outline (gradient normal to the side, well above the scene's typical
   gradient, stronger than along it). A standing roof, tower or wall is outlined on every date;
   bare ground, snow or a dismantled pad is not. Footprints come from other sources and years, so
-  the footprint is searched within a few metres and the best position (the same on both dates)
-  is kept.
+  the footprint is searched within a few metres and the best position (the same on both dates,
+  chosen mainly by the date on which the outline is clearer, so a date with nothing there does
+  not pull it off) is kept.
+- **Cast shadow** and **vegetation** (:mod:`sohae_watch.shadow`): a dark band on the side away
+  from the sun; green vegetation over the footprint.
+- **Presence**: per date, the log-likelihood ratios of outline, shadow and vegetation add up to
+  the log-odds that a structure stands there; appeared / removed need that log-odds to cross
+  the same thresholds the outline alone had to (``PRESENT``, ``OUTLINE_JUMP``), and the outline
+  itself to move at least half as far, so the secondary cues tip weak outline changes only.
 - **Interior pattern change** (modification): the footprint is split into cells; the median of
   each cell relative to the footprint's own median and spread is compared between the dates.
   Half a roof replaced or removed moves some cells against the rest; sun, snow on the ground and
   gain do not.
 - **Observed fraction**: the share of the footprint observable on both dates (the change mask's
   255 marks cloud and nodata). Below the site's ``min_observed_fraction`` the structure is
-  ``obscured``.
+  ``obscured``. A footprint sharply outlined on both dates counts as seen whatever the mask says
+  (an opaque cloud erases outlines).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +35,27 @@ from typing import Literal
 
 import numpy as np
 from scipy import ndimage
-from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.dates import date_span, short_date
+from sohae_watch.footprint import (
+    EDGE_FACTOR,
+    EdgeImage,
+    best_offset,
+    footprint_px,
+    footprint_sides,
+    pattern_change,
+    shift_mask,
+)
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
+from sohae_watch.shadow import (
+    VEGETATION_LLR,
+    dark_share,
+    shadow_llr,
+    shadow_usable,
+    vegetation_llr,
+)
 from sohae_watch.site import Structure
 
 Status = Literal["appeared", "removed", "modified", "unchanged", "obscured"]
@@ -48,10 +70,9 @@ FOOTPRINT_TOLERANCE_M = 3.0  # how far a footprint may be off
 PRESENT = 0.75  # outline coverage from which a structure clearly stands there
 STANDING = 0.6  # outline coverage on both dates for a structure that stood throughout
 OUTLINE_JUMP = 0.4  # change of outline coverage that makes a structure appear or vanish
-RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much: modified
-HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
-EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
-NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
+OUTLINE_MID = 0.55  # outline coverage as likely on bare ground as around a structure (log-odds 0)
+OUTLINE_SCALE = 0.1  # coverage per unit of log-odds
+PATTERN_SLOPE = 4.0  # log-odds of "modified" per unit of pattern change (0.25 units: e to 1)
 
 
 @dataclass(frozen=True)
@@ -84,232 +105,6 @@ class StructureCall:
         }
 
 
-def gradient_levels(scene: Scene) -> tuple[float, float]:
-    """The scene's typical gradient magnitude (median) and that of flat ground (10th percentile)."""
-    img = scene.intensity()
-    valid = scene.valid
-    if not valid.any():
-        return 1.0, 1.0
-    f = ndimage.gaussian_filter(
-        np.where(valid, img, float(np.median(img[valid]))).astype(np.float32), 1.0
-    )
-    mag = np.hypot(ndimage.sobel(f, axis=1) / 8.0, ndimage.sobel(f, axis=0) / 8.0)[valid]
-    typical, floor = np.percentile(mag, [50, 10])
-    return float(typical), float(floor)
-
-
-@dataclass(frozen=True)
-class EdgeImage:
-    """Gradients of one acquisition's intensity and the scene's typical gradient magnitude."""
-
-    gx: np.ndarray
-    gy: np.ndarray
-    typical: float  # median gradient magnitude of the scene
-    floor: float  # gradient magnitude of flat ground (10th percentile): the noise
-    intensity: np.ndarray
-    valid: np.ndarray
-
-    @classmethod
-    def of(cls, scene: Scene, levels: tuple[float, float] | None = None) -> EdgeImage:
-        """Gradients of ``scene``; ``levels`` (typical, floor) measured on the whole scene when the
-        scene given is a window around one footprint (default: measured on ``scene`` itself)."""
-        img = scene.intensity()
-        valid = scene.valid
-        fill = float(np.median(img[valid])) if valid.any() else 0.0
-        f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
-        gx = ndimage.sobel(f, axis=1) / 8.0
-        gy = ndimage.sobel(f, axis=0) / 8.0
-        typical, floor = levels if levels is not None else gradient_levels(scene)
-        return cls(gx, gy, max(typical, 1e-6), max(floor, 1e-6), img, valid)
-
-    def local_typical(self, ring: np.ndarray) -> float:
-        """Median gradient magnitude in ``ring`` (the ground around a footprint), floored at twice
-        the noise: an outline must stand out from its own surroundings, not from the whole scene."""
-        sel = ring & self.valid
-        if sel.sum() < 8:
-            return self.typical
-        local = float(np.median(np.hypot(self.gx[sel], self.gy[sel])))
-        return min(local, self.typical, NOISE_MULTIPLE * self.floor)
-
-
-@dataclass(frozen=True)
-class Side:
-    """Sample points along one side of a footprint (pixel coordinates) and the side's normal."""
-
-    x: np.ndarray
-    y: np.ndarray
-    nx: float
-    ny: float
-    length: float
-
-
-def footprint_sides(poly_px: Polygon) -> list[Side]:
-    """Sample every side of a footprint (exterior ring, pixel coordinates) once per pixel."""
-    xy = np.asarray(poly_px.exterior.coords)
-    sides = []
-    for (x0, y0), (x1, y1) in itertools.pairwise(xy):
-        length = float(math.hypot(x1 - x0, y1 - y0))
-        if length < 2:
-            continue
-        n = max(2, int(length))
-        t = (np.arange(n) + 0.5) / n
-        sides.append(
-            Side(
-                x0 + t * (x1 - x0),
-                y0 + t * (y1 - y0),
-                -(y1 - y0) / length,
-                (x1 - x0) / length,
-                length,
-            )
-        )
-    return sides
-
-
-def outline_coverage(
-    edges: EdgeImage, sides: Sequence[Side], dx: int, dy: int, typical: float | None = None
-) -> float:
-    """Share of the outline (moved by dx, dy pixels) along which the image has an edge across it,
-    stronger than ``EDGE_FACTOR`` times the ``typical`` gradient (default: the scene's)."""
-    level = EDGE_FACTOR * (edges.typical if typical is None else typical)
-    h, w = edges.gx.shape
-    total = covered = 0.0
-    for s in sides:
-        hit = np.zeros(s.x.size, bool)
-        seen = np.zeros(s.x.size, bool)
-        for k in (-1, 0, 1):  # the edge may sit a pixel inside or outside the outline
-            c = np.round(s.x + dx - 0.5 + k * s.nx).astype(int)
-            r = np.round(s.y + dy - 0.5 + k * s.ny).astype(int)
-            inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
-            c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
-            ok = inside & edges.valid[r, c]
-            gx, gy = edges.gx[r, c], edges.gy[r, c]
-            across = np.abs(gx * s.nx + gy * s.ny)
-            along = np.abs(-gx * s.ny + gy * s.nx)
-            hit |= ok & (across > level) & (across > 1.5 * along)
-            seen |= ok
-        if seen.any():
-            total += s.length * float(seen.mean())
-            covered += s.length * float(hit[seen].mean()) * float(seen.mean())
-    return covered / total if total > 0 else float("nan")
-
-
-def best_offset(
-    before: EdgeImage,
-    after: EdgeImage,
-    sides: Sequence[Side],
-    tol_px: int,
-    ring: np.ndarray | None = None,
-) -> tuple[int, int, float, float]:
-    """The footprint offset within ``tol_px`` that best outlines a structure on either date, and the
-    outline coverage of each date there (edges measured against the gradients in ``ring``)."""
-    tb = before.local_typical(ring) if ring is not None else None
-    ta = after.local_typical(ring) if ring is not None else None
-    best = (0, 0, float("nan"), float("nan"))
-    best_score = -1.0
-    for dy in range(-tol_px, tol_px + 1):
-        for dx in range(-tol_px, tol_px + 1):
-            if dx * dx + dy * dy > tol_px * tol_px:
-                continue
-            cb = outline_coverage(before, sides, dx, dy, tb)
-            ca = outline_coverage(after, sides, dx, dy, ta)
-            score = np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
-            if score > best_score:
-                best, best_score = (dx, dy, cb, ca), float(score)
-    return best
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Percentile ranks in [0, 1] (ties averaged): unchanged by gain, gamma or saturation."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(values.size, np.float64)
-    ranks[order] = np.arange(values.size)
-    uniq, inverse = np.unique(values, return_inverse=True)
-    if uniq.size < values.size:  # average the ranks of ties (saturated pixels)
-        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
-    return ranks / max(1, values.size - 1)
-
-
-def _cells(core: np.ndarray, n: int = 3) -> list[tuple[slice, slice]]:
-    """An n x n split of the footprint's bounding box (cells holding at least 4 footprint pixels)."""
-    r, c = np.nonzero(core)
-    r0, r1, c0, c1 = r.min(), r.max() + 1, c.min(), c.max() + 1
-    out = []
-    for i in range(n):
-        for j in range(n):
-            rr = slice(r0 + (r1 - r0) * i // n, r0 + (r1 - r0) * (i + 1) // n)
-            cc = slice(c0 + (c1 - c0) * j // n, c0 + (c1 - c0) * (j + 1) // n)
-            if core[rr, cc].sum() >= 4:
-                out.append((rr, cc))
-    return out
-
-
-def _chroma(data: np.ndarray) -> np.ndarray:
-    """Log chromaticity of the first three bands (hue without brightness)."""
-    v = np.clip(data[:3], 1e-3, None)
-    return np.log(v / v.sum(axis=0))
-
-
-def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> float:
-    """How much the inside of a footprint changed relative to itself, in units of the decision
-    threshold (1 = modified).
-
-    The footprint is split into cells. (a) Ranks: a cell's median percentile rank within the
-    footprint, per band; ranks are immune to gain, gamma and saturation and stay near 0.5 in
-    every cell of a flat roof, so noise does not move them, while half a roof removed reorders
-    the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
-    multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
-    ``after`` are (bands, rows, cols).
-    """
-    core = ndimage.binary_erosion(fp, iterations=2)
-    if core.sum() < 36:
-        core = fp
-    if core.sum() < 9:
-        return float("nan")
-    cells = _cells(core)
-    worst_rank = 0.0
-    for b in range(before.shape[0]):
-        rank_b, rank_a = np.zeros(core.shape), np.zeros(core.shape)
-        rank_b[core] = _ranks(before[b][core])
-        rank_a[core] = _ranks(after[b][core])
-        for rr, cc in cells:
-            sub = core[rr, cc]
-            d = abs(float(np.median(rank_b[rr, cc][sub])) - float(np.median(rank_a[rr, cc][sub])))
-            worst_rank = max(worst_rank, d)
-    worst_hue = 0.0
-    if before.shape[0] >= 3:
-        hb, ha = _chroma(before), _chroma(after)
-        for b in range(3):
-            mb, ma = float(np.median(hb[b][core])), float(np.median(ha[b][core]))
-            for rr, cc in cells:
-                sub = core[rr, cc]
-                d = abs(
-                    (float(np.median(hb[b][rr, cc][sub])) - mb)
-                    - (float(np.median(ha[b][rr, cc][sub])) - ma)
-                )
-                worst_hue = max(worst_hue, d)
-    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE)
-
-
-def _footprint_px(grid: Grid, geom: BaseGeometry) -> Polygon | None:
-    poly = (
-        geom
-        if geom.geom_type == "Polygon"
-        else max(getattr(geom, "geoms", [geom]), key=lambda g: g.area)
-    )
-    inv = ~grid.transform
-    xs, ys = inv @ tuple(np.asarray(poly.exterior.coords).T)
-    px = Polygon(np.c_[xs, ys])
-    return px if px.is_valid and px.area > 0 else None
-
-
-def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    out = np.zeros_like(mask)
-    h, w = mask.shape
-    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
-    return out
-
-
 @dataclass(frozen=True)
 class Evidence:
     observed: float
@@ -318,6 +113,29 @@ class Evidence:
     coverage_after: float
     pattern: float
     offset_m: float
+    shadow_before: float = float("nan")  # dark share away from the sun (nan: cue unused)
+    shadow_after: float = float("nan")
+    vegetation_before: float = float("nan")  # share of the footprint under green vegetation
+    vegetation_after: float = float("nan")
+
+    def presence(self, date: int) -> float:
+        """Log-odds that a structure stands on the footprint on date 0 (before) or 1 (after): the
+        sum of each cue's log-likelihood ratio (cues independent, even prior).
+
+        The shadow enters by its change only: half the difference of the two dates' shadow
+        log-likelihood ratios, added to the date it favours and taken from the other. A dark band
+        beside a footprint on both dates is as well explained by dark ground (a road, an
+        unsnowed apron) as by a structure that stood throughout, so it says nothing about a
+        change; a shadow that came or went with the outline does."""
+        cov, veg = (
+            (self.coverage_before, self.vegetation_before)
+            if date == 0
+            else (self.coverage_after, self.vegetation_after)
+        )
+        veg_llr = VEGETATION_LLR * veg if math.isfinite(veg) else 0.0
+        sb, sa = self.shadow_before, self.shadow_after
+        moved = (shadow_llr(sa) - shadow_llr(sb)) / 2 if math.isfinite(sb + sa) else 0.0
+        return outline_llr(cov) + (moved if date == 1 else -moved) + veg_llr
 
 
 def _tolerance_px(grid: Grid) -> int:
@@ -340,21 +158,54 @@ def gather_evidence(
 ) -> Evidence:
     """Every measure for one footprint (``geom`` in the grid's CRS)."""
     fp = grid.rasterize(geom, all_touched=True)
-    poly = _footprint_px(grid, geom)
+    poly = footprint_px(grid, geom)
     if not fp.any() or poly is None:
         return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
     tol = _tolerance_px(grid)
     dx, dy, cb, ca = best_offset(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol))
-    fp = _shift(fp, dx, dy)
+    fp = shift_mask(fp, dx, dy)
     n = max(1, int(fp.sum()))
-    observable = (mask != 255) & before.valid & after.valid
+    observable = before.valid & after.valid
+    if not (cb >= PRESENT and ca >= PRESENT):
+        # the change mask's 255 (cloud) counts unless the footprint is sharply outlined on both
+        # dates: an opaque cloud erases an outline, so a clear outline on both means both were
+        # seen (snow or a bright roof taken for cloud)
+        observable &= mask != 255
     seen = fp & observable
     observed = float(seen.sum()) / n
     changed = float((seen & (mask == 1)).sum()) / max(1, int(seen.sum()))
     pattern = (
         pattern_change(scenes[0].data, scenes[1].data, seen) if seen.sum() >= 16 else float("nan")
     )
-    return Evidence(observed, changed, cb, ca, pattern, math.hypot(dx, dy) * grid.resolution)
+    shadows, vegetation = [], []
+    ring = _ring(fp, grid, tol)
+    for scene, edges in zip(scenes, (before, after), strict=True):
+        sun = scene.sun
+        shadows.append(
+            dark_share(
+                edges.intensity,
+                observable,
+                fp,
+                sun.azimuth,
+                grid.resolution,
+                EDGE_FACTOR * edges.local_typical(ring),
+            )
+            if sun is not None and shadow_usable(sun)
+            else float("nan")
+        )
+        vegetation.append(vegetation_llr(scene, seen)[0])
+    return Evidence(
+        observed,
+        changed,
+        cb,
+        ca,
+        pattern,
+        math.hypot(dx, dy) * grid.resolution,
+        shadows[0],
+        shadows[1],
+        vegetation[0],
+        vegetation[1],
+    )
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:
@@ -365,40 +216,55 @@ def _ramp(x: float, lo: float, hi: float) -> float:
     return float(min(1.0, max(0.0, t)))
 
 
+def outline_llr(coverage: float) -> float:
+    """Log-likelihood ratio of an outline coverage: 0 at ``OUTLINE_MID`` (as likely on bare ground
+    as around a structure), one unit per ``OUTLINE_SCALE`` of coverage; nan (unseen) gives 0."""
+    if not math.isfinite(coverage):
+        return 0.0
+    return (coverage - OUTLINE_MID) / OUTLINE_SCALE
+
+
+Z_PRESENT = (PRESENT - OUTLINE_MID) / OUTLINE_SCALE  # log-odds from which a structure stands
+Z_JUMP = OUTLINE_JUMP / OUTLINE_SCALE  # change of log-odds that makes it appear or vanish
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
+
+
 def decide(ev: Evidence, *, min_observed: float) -> tuple[Status, float]:
     """Status and confidence (before co-registration and observation discounts).
 
-    appeared / removed: the outline is clearly there on one date (coverage >= PRESENT) and has
-    lost or gained at least OUTLINE_JUMP of coverage on the other. modified: outlined on both dates
-    (>= STANDING) and the inside reordered (pattern change >= 1). Anything else shows no structural
-    change: a standing structure that kept its outline and interior, or a footprint with nothing on
-    it at either date.
+    Each date's presence is a log-odds ``z`` (outline, cast shadow, vegetation: see
+    :meth:`Evidence.presence`). appeared / removed: a structure clearly stands on one date
+    (``z >= Z_PRESENT``, an outline coverage of ``PRESENT`` alone), the log-odds moved by at least
+    ``Z_JUMP`` (``OUTLINE_JUMP`` of coverage alone), and the outline itself moved the same way by
+    at least half ``OUTLINE_JUMP``: a structure that came or went changes its outline, so the
+    secondary cues can tip a weak outline change but never make one. modified: outlined on both
+    dates (>= STANDING) and the inside reordered (pattern change >= 1). Anything else shows no
+    structural change. Confidence is the posterior of the status called under the same model
+    (even priors, cues independent): P(stood after) P(not before) for appeared, P(both) P(inside
+    reordered) for modified, P(both) P(not reordered) + P(neither) for unchanged.
     """
     if ev.observed < min_observed or not (
         math.isfinite(ev.coverage_before) and math.isfinite(ev.coverage_after)
     ):
         return "obscured", 0.6 + 0.35 * _ramp(ev.observed, min_observed, 0.0)
     cb, ca = ev.coverage_before, ev.coverage_after
+    zb, za = ev.presence(0), ev.presence(1)
     jump = ca - cb
-    if ca >= PRESENT and jump >= OUTLINE_JUMP:
-        return "appeared", 0.6 + 0.39 * min(
-            _ramp(jump, OUTLINE_JUMP, 0.85), _ramp(ca, PRESENT, 0.95)
-        )
-    if cb >= PRESENT and -jump >= OUTLINE_JUMP:
-        return "removed", 0.6 + 0.39 * min(
-            _ramp(-jump, OUTLINE_JUMP, 0.85), _ramp(cb, PRESENT, 0.95)
-        )
+    dz = za - zb
+    # posteriors (even priors, cues independent): stood before / after, inside reordered
+    pb, pa = _sigmoid(zb), _sigmoid(za)
+    pm = _sigmoid(PATTERN_SLOPE * (ev.pattern - 1.0)) if math.isfinite(ev.pattern) else 0.0
+    if jump >= OUTLINE_JUMP / 2 and za >= Z_PRESENT and dz >= Z_JUMP:
+        return "appeared", pa * (1 - pb)
+    if -jump >= OUTLINE_JUMP / 2 and zb >= Z_PRESENT and -dz >= Z_JUMP:
+        return "removed", pb * (1 - pa)
     standing = min(cb, ca) >= STANDING
     if standing and math.isfinite(ev.pattern) and ev.pattern >= 1.0:
-        return "modified", 0.55 + 0.44 * _ramp(ev.pattern, 1.0, 2.0) * _ramp(
-            min(cb, ca), STANDING, PRESENT
-        )
-    if standing:
-        return "unchanged", 0.55 + 0.44 * _ramp(ev.pattern, 1.0, 0.4)
-    # no outline on at least one date and no clear jump: nothing there, or too faint to tell
-    return "unchanged", 0.55 + 0.44 * max(
-        _ramp(abs(jump), OUTLINE_JUMP, 0.1), _ramp(max(cb, ca), PRESENT, 0.2)
-    )
+        return "modified", pb * pa * pm
+    return "unchanged", pb * pa * (1 - pm) + (1 - pb) * (1 - pa)
 
 
 def classify_structures(
@@ -449,10 +315,38 @@ def classify_structures(
                     "outline_after": ev.coverage_after,
                     "pattern_change": ev.pattern,
                     "footprint_offset_m": ev.offset_m,
+                    "shadow_before": ev.shadow_before,
+                    "shadow_after": ev.shadow_after,
+                    "vegetation_before": ev.vegetation_before,
+                    "vegetation_after": ev.vegetation_after,
+                    "presence_before": ev.presence(0),
+                    "presence_after": ev.presence(1),
+                    "sun_azimuth_before": before.sun.azimuth if before.sun else float("nan"),
+                    "sun_azimuth_after": after.sun.azimuth if after.sun else float("nan"),
                 },
             )
         )
     return calls
+
+
+def standing_footprint(
+    scene: Scene, structure: Structure, levels: tuple[float, float] | None = None
+) -> np.ndarray | None:
+    """The footprint mask at its best position within the tolerance when a structure clearly
+    stands there on ``scene`` (outline coverage >= PRESENT), else None: the footprints that
+    can show where shadows fall on that date."""
+    grid = scene.grid
+    geom = grid.geometry_from_lonlat(structure.geometry.__geo_interface__)
+    fp = grid.rasterize(geom, all_touched=True)
+    poly = footprint_px(grid, geom)
+    if poly is None or not fp.any() or not scene.valid.any():
+        return None
+    edges = EdgeImage.of(scene, levels)
+    tol = _tolerance_px(grid)
+    dx, dy, coverage, _ = best_offset(
+        edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol)
+    )
+    return shift_mask(fp, dx, dy) if coverage >= PRESENT else None
 
 
 def presence(scene: Scene, structure: Structure) -> float:
@@ -461,7 +355,7 @@ def presence(scene: Scene, structure: Structure) -> float:
     grid = scene.grid
     geom = grid.geometry_from_lonlat(structure.geometry.__geo_interface__)
     fp = grid.rasterize(geom, all_touched=True)
-    poly = _footprint_px(grid, geom)
+    poly = footprint_px(grid, geom)
     if poly is None or not fp.any() or not scene.valid.any():
         return float("nan")
     edges = EdgeImage.of(scene)

@@ -32,12 +32,10 @@ from sohae_watch.change import (
     fit_change_model,
 )
 from sohae_watch.chips import png, rgb, stretch
-from sohae_watch.classify import (
-    StructureCall,
-    gradient_levels,
-)
+from sohae_watch.classify import StructureCall
 from sohae_watch.coregister import CoregResult, array_reader, coregister_readers, failed
 from sohae_watch.errors import InputError
+from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, TileOutputs

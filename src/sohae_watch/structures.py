@@ -19,12 +19,14 @@ from sohae_watch.classify import (
     StructureCall,
     classify_structures,
     presence,
+    standing_footprint,
     structure_sentence,
 )
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, catalog, read_scene
-from sohae_watch.scene import Scene
+from sohae_watch.scene import Scene, SunPosition
+from sohae_watch.shadow import estimate_azimuth
 from sohae_watch.site import Site, Structure
 from sohae_watch.stream import window_scene
 
@@ -62,9 +64,13 @@ def classify_windows(
     stood_before: Mapping[str, bool] | None,
     levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]]]:
-    """Classify each structure on a window around its footprint; its before / after / change chips."""
-    calls: list[StructureCall] = []
-    chips: dict[str, dict[str, bytes]] = {}
+    """Classify each structure on a window around its footprint; its before / after / change chips.
+
+    A date without the sun's position in its metadata gets one estimated from the image: the
+    direction in which dark bands sit next to the footprints clearly outlined on that date."""
+    from rasterio.windows import Window
+
+    windows: list[tuple[Structure, list[Scene], np.ndarray]] = []
     with rasterio.open(mask_path) as mask_ds:
         for s in site.structures:
             fp = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
@@ -78,22 +84,49 @@ def classify_windows(
                 window_scene(r, grid, area, a, r0, c0, h, w)
                 for r, a in zip(readers, acqs, strict=True)
             ]
-            from rasterio.windows import Window
-
             mask = mask_ds.read(1, window=Window(c0, r0, w, h))
-            call = classify_structures(
-                [s],
-                scenes[0],
-                scenes[1],
-                mask,
-                min_observed_fraction=site.thresholds["min_observed_fraction"],
-                coreg_reliability=reliability,
-                stood_before=stood_before,
-                levels=levels,
-            )[0]
-            calls.append(call)
-            chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
+            windows.append((s, scenes, mask))
+    for i in (0, 1):
+        if windows and windows[0][1][i].sun is None:
+            sun = estimate_sun(windows, i, levels[i] if levels else None)
+            if sun is not None:
+                log.info(
+                    "%s: sun azimuth estimated from shadows: %.0f deg", acqs[i].date, sun.azimuth
+                )
+                for _, scenes, _ in windows:
+                    scenes[i] = replace(scenes[i], sun=sun)
+    calls: list[StructureCall] = []
+    chips: dict[str, dict[str, bytes]] = {}
+    for s, scenes, mask in windows:
+        call = classify_structures(
+            [s],
+            scenes[0],
+            scenes[1],
+            mask,
+            min_observed_fraction=site.thresholds["min_observed_fraction"],
+            coreg_reliability=reliability,
+            stood_before=stood_before,
+            levels=levels,
+        )[0]
+        calls.append(call)
+        chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
     return calls, chips
+
+
+def estimate_sun(
+    windows: list[tuple[Structure, list[Scene], np.ndarray]],
+    date: int,
+    levels: tuple[float, float] | None,
+) -> SunPosition | None:
+    """The sun azimuth of date ``date`` (0 before, 1 after) from the structures standing on it
+    (elevation unknown: NaN), or None when none stands or their shadows show no clear side."""
+    views = []
+    for s, scenes, _ in windows:
+        fp = standing_footprint(scenes[date], s, levels)
+        if fp is not None:
+            views.append((scenes[date], fp))
+    azimuth = estimate_azimuth(views)
+    return SunPosition(azimuth, float("nan")) if azimuth is not None else None
 
 
 def stood_in_catalog(

@@ -1,0 +1,261 @@
+"""What one image says about one footprint: edges across its outline, and its interior pattern.
+
+The measurements the structure classifier (:mod:`sohae_watch.classify`) turns into evidence, each
+in the image's own units so gain, offset, haze and snow cancel:
+
+- ``outline_coverage``: the share of the footprint's outline along which the image has an edge
+  across it (gradient normal to the side, ``EDGE_FACTOR`` times the typical gradient around the
+  footprint, stronger than along it);
+- ``best_offset``: the footprint's position within a few metres where the outline is clearest;
+- ``pattern_change``: how far cells of the footprint moved in rank and hue against the rest of it
+  between two dates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
+
+from sohae_watch.grid import Grid
+from sohae_watch.scene import Scene
+
+RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much: modified
+HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
+EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
+NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
+
+
+def gradient_levels(scene: Scene) -> tuple[float, float]:
+    """The scene's typical gradient magnitude (median) and that of flat ground (10th percentile)."""
+    img = scene.intensity()
+    valid = scene.valid
+    if not valid.any():
+        return 1.0, 1.0
+    f = ndimage.gaussian_filter(
+        np.where(valid, img, float(np.median(img[valid]))).astype(np.float32), 1.0
+    )
+    mag = np.hypot(ndimage.sobel(f, axis=1) / 8.0, ndimage.sobel(f, axis=0) / 8.0)[valid]
+    typical, floor = np.percentile(mag, [50, 10])
+    return float(typical), float(floor)
+
+
+@dataclass(frozen=True)
+class EdgeImage:
+    """Gradients of one acquisition's intensity and the scene's typical gradient magnitude."""
+
+    gx: np.ndarray
+    gy: np.ndarray
+    typical: float  # median gradient magnitude of the scene
+    floor: float  # gradient magnitude of flat ground (10th percentile): the noise
+    intensity: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def of(cls, scene: Scene, levels: tuple[float, float] | None = None) -> EdgeImage:
+        """Gradients of ``scene``; ``levels`` (typical, floor) measured on the whole scene when the
+        scene given is a window around one footprint (default: measured on ``scene`` itself)."""
+        img = scene.intensity()
+        valid = scene.valid
+        fill = float(np.median(img[valid])) if valid.any() else 0.0
+        f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
+        gx = ndimage.sobel(f, axis=1) / 8.0
+        gy = ndimage.sobel(f, axis=0) / 8.0
+        typical, floor = levels if levels is not None else gradient_levels(scene)
+        return cls(gx, gy, max(typical, 1e-6), max(floor, 1e-6), img, valid)
+
+    def local_typical(self, ring: np.ndarray) -> float:
+        """Median gradient magnitude in ``ring`` (the ground around a footprint), floored at twice
+        the noise: an outline must stand out from its own surroundings, not from the whole scene."""
+        sel = ring & self.valid
+        if sel.sum() < 8:
+            return self.typical
+        local = float(np.median(np.hypot(self.gx[sel], self.gy[sel])))
+        return min(local, self.typical, NOISE_MULTIPLE * self.floor)
+
+
+@dataclass(frozen=True)
+class Side:
+    """Sample points along one side of a footprint (pixel coordinates) and the side's normal."""
+
+    x: np.ndarray
+    y: np.ndarray
+    nx: float
+    ny: float
+    length: float
+
+
+def footprint_sides(poly_px: Polygon) -> list[Side]:
+    """Sample every side of a footprint (exterior ring, pixel coordinates) once per pixel."""
+    xy = np.asarray(poly_px.exterior.coords)
+    sides = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+        length = float(math.hypot(x1 - x0, y1 - y0))
+        if length < 2:
+            continue
+        n = max(2, int(length))
+        t = (np.arange(n) + 0.5) / n
+        sides.append(
+            Side(
+                x0 + t * (x1 - x0),
+                y0 + t * (y1 - y0),
+                -(y1 - y0) / length,
+                (x1 - x0) / length,
+                length,
+            )
+        )
+    return sides
+
+
+def outline_coverage(
+    edges: EdgeImage, sides: Sequence[Side], dx: int, dy: int, typical: float | None = None
+) -> float:
+    """Share of the outline (moved by dx, dy pixels) along which the image has an edge across it,
+    stronger than ``EDGE_FACTOR`` times the ``typical`` gradient (default: the scene's)."""
+    level = EDGE_FACTOR * (edges.typical if typical is None else typical)
+    h, w = edges.gx.shape
+    total = covered = 0.0
+    for s in sides:
+        hit = np.zeros(s.x.size, bool)
+        seen = np.zeros(s.x.size, bool)
+        for k in (-1, 0, 1):  # the edge may sit a pixel inside or outside the outline
+            c = np.round(s.x + dx - 0.5 + k * s.nx).astype(int)
+            r = np.round(s.y + dy - 0.5 + k * s.ny).astype(int)
+            inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+            c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
+            ok = inside & edges.valid[r, c]
+            gx, gy = edges.gx[r, c], edges.gy[r, c]
+            across = np.abs(gx * s.nx + gy * s.ny)
+            along = np.abs(-gx * s.ny + gy * s.nx)
+            hit |= ok & (across > level) & (across > 1.5 * along)
+            seen |= ok
+        if seen.any():
+            total += s.length * float(seen.mean())
+            covered += s.length * float(hit[seen].mean()) * float(seen.mean())
+    return covered / total if total > 0 else float("nan")
+
+
+def best_offset(
+    before: EdgeImage,
+    after: EdgeImage,
+    sides: Sequence[Side],
+    tol_px: int,
+    ring: np.ndarray | None = None,
+) -> tuple[int, int, float, float]:
+    """The footprint offset within ``tol_px`` that best outlines a structure on either date, and the
+    outline coverage of each date there (edges measured against the gradients in ``ring``)."""
+    tb = before.local_typical(ring) if ring is not None else None
+    ta = after.local_typical(ring) if ring is not None else None
+    best = (0, 0, float("nan"), float("nan"))
+    best_score = -1.0
+    for dy in range(-tol_px, tol_px + 1):
+        for dx in range(-tol_px, tol_px + 1):
+            if dx * dx + dy * dy > tol_px * tol_px:
+                continue
+            cb = outline_coverage(before, sides, dx, dy, tb)
+            ca = outline_coverage(after, sides, dx, dy, ta)
+            score = (
+                np.nanmax([cb, ca, 0.0]) + 0.25 * np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
+            )
+            if score > best_score:
+                best, best_score = (dx, dy, cb, ca), float(score)
+    return best
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Percentile ranks in [0, 1] (ties averaged): unchanged by gain, gamma or saturation."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, np.float64)
+    ranks[order] = np.arange(values.size)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    if uniq.size < values.size:  # average the ranks of ties (saturated pixels)
+        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+    return ranks / max(1, values.size - 1)
+
+
+def _cells(core: np.ndarray, n: int = 3) -> list[tuple[slice, slice]]:
+    """An n x n split of the footprint's bounding box (cells holding at least 4 footprint pixels)."""
+    r, c = np.nonzero(core)
+    r0, r1, c0, c1 = r.min(), r.max() + 1, c.min(), c.max() + 1
+    out = []
+    for i in range(n):
+        for j in range(n):
+            rr = slice(r0 + (r1 - r0) * i // n, r0 + (r1 - r0) * (i + 1) // n)
+            cc = slice(c0 + (c1 - c0) * j // n, c0 + (c1 - c0) * (j + 1) // n)
+            if core[rr, cc].sum() >= 4:
+                out.append((rr, cc))
+    return out
+
+
+def _chroma(data: np.ndarray) -> np.ndarray:
+    """Log chromaticity of the first three bands (hue without brightness)."""
+    v = np.clip(data[:3], 1e-3, None)
+    return np.log(v / v.sum(axis=0))
+
+
+def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> float:
+    """How much the inside of a footprint changed relative to itself, in units of the decision
+    threshold (1 = modified).
+
+    The footprint is split into cells. (a) Ranks: a cell's median percentile rank within the
+    footprint, per band; ranks are immune to gain, gamma and saturation and stay near 0.5 in
+    every cell of a flat roof, so noise does not move them, while half a roof removed reorders
+    the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
+    multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
+    ``after`` are (bands, rows, cols).
+    """
+    core = ndimage.binary_erosion(fp, iterations=2)
+    if core.sum() < 36:
+        core = fp
+    if core.sum() < 9:
+        return float("nan")
+    cells = _cells(core)
+    worst_rank = 0.0
+    for b in range(before.shape[0]):
+        rank_b, rank_a = np.zeros(core.shape), np.zeros(core.shape)
+        rank_b[core] = _ranks(before[b][core])
+        rank_a[core] = _ranks(after[b][core])
+        for rr, cc in cells:
+            sub = core[rr, cc]
+            d = abs(float(np.median(rank_b[rr, cc][sub])) - float(np.median(rank_a[rr, cc][sub])))
+            worst_rank = max(worst_rank, d)
+    worst_hue = 0.0
+    if before.shape[0] >= 3:
+        hb, ha = _chroma(before), _chroma(after)
+        for b in range(3):
+            mb, ma = float(np.median(hb[b][core])), float(np.median(ha[b][core]))
+            for rr, cc in cells:
+                sub = core[rr, cc]
+                d = abs(
+                    (float(np.median(hb[b][rr, cc][sub])) - mb)
+                    - (float(np.median(ha[b][rr, cc][sub])) - ma)
+                )
+                worst_hue = max(worst_hue, d)
+    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE)
+
+
+def footprint_px(grid: Grid, geom: BaseGeometry) -> Polygon | None:
+    poly = (
+        geom
+        if geom.geom_type == "Polygon"
+        else max(getattr(geom, "geoms", [geom]), key=lambda g: g.area)
+    )
+    inv = ~grid.transform
+    xs, ys = inv @ tuple(np.asarray(poly.exterior.coords).T)
+    px = Polygon(np.c_[xs, ys])
+    return px if px.is_valid and px.area > 0 else None
+
+
+def shift_mask(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``mask`` moved by ``dx`` columns and ``dy`` rows, zero-filled."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    src = mask[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out
