@@ -8,6 +8,7 @@ import html
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +152,26 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else str(v)
 
 
+def _evidence(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda s: _fmt(s.get("evidence", {}).get(key))
+
+
+# the structures table of report.md and report.html: heading, cell text from a report structure
+STRUCTURE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("structure", lambda s: str(s["name"])),
+    ("status", lambda s: str(s["status"])),
+    ("event", lambda s: _fmt(s["event"])),
+    ("confidence", lambda s: f"{s['confidence']:.2f}"),
+    ("changed", lambda s: f"{s['changed_fraction']:.0%}"),
+    ("observed", lambda s: f"{s['observed_fraction']:.0%}"),
+    ("outline before", _evidence("outline_before")),
+    ("outline after", _evidence("outline_after")),
+    ("shadow before", _evidence("shadow_before")),
+    ("shadow after", _evidence("shadow_after")),
+    ("inside change", _evidence("pattern_change")),
+]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Change report: {report['site']['name'] or 'area compared'}", ""]
     lines += [f"{report['before']['date']} → {report['after']['date']}", "", "## Summary", ""]
@@ -168,16 +189,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             "## Structures",
             "",
-            "| structure | status | event | confidence | changed | observed | outline before | outline after | inside change |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(name for name, _ in STRUCTURE_COLUMNS) + " |",
+            "|" + "---|" * len(STRUCTURE_COLUMNS),
         ]
         for s in report["structures"]:
-            ev = s.get("evidence", {})
-            lines.append(
-                f"| {s['name']} | {s['status']} | {_fmt(s['event'])} | {s['confidence']:.2f} | "
-                f"{s['changed_fraction']:.0%} | {s['observed_fraction']:.0%} | "
-                f"{_fmt(ev.get('outline_before'))} | {_fmt(ev.get('outline_after'))} | {_fmt(ev.get('pattern_change'))} |"
-            )
+            lines.append("| " + " | ".join(cell(s) for _, cell in STRUCTURE_COLUMNS) + " |")
         lines.append("")
     ch = report["change"]
     lines += [
@@ -240,18 +256,22 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
     )
     if report["structures"]:
         parts.append(
-            "<h2>Structures</h2><table><tr><th>structure</th><th>status</th><th>event</th>"
-            "<th>confidence</th><th>changed</th><th>observed</th><th>outline before</th>"
-            "<th>outline after</th><th>inside change</th></tr>"
+            "<h2>Structures</h2><table><tr>"
+            + "".join(f"<th>{e(name)}</th>" for name, _ in STRUCTURE_COLUMNS)
+            + "</tr>"
         )
         for s in report["structures"]:
-            ev = s.get("evidence", {})
+            cells = [
+                f'<td class="status-{e(s["status"])}">' if name == "status" else "<td>"
+                for name, _ in STRUCTURE_COLUMNS
+            ]
             parts.append(
-                f'<tr><td>{e(s["name"])}</td><td class="status-{e(s["status"])}">{e(s["status"])}</td>'
-                f"<td>{e(_fmt(s['event']))}</td><td>{s['confidence']:.2f}</td>"
-                f"<td>{s['changed_fraction']:.0%}</td><td>{s['observed_fraction']:.0%}</td>"
-                f"<td>{e(_fmt(ev.get('outline_before')))}</td><td>{e(_fmt(ev.get('outline_after')))}</td>"
-                f"<td>{e(_fmt(ev.get('pattern_change')))}</td></tr>"
+                "<tr>"
+                + "".join(
+                    f"{td}{e(cell(s))}</td>"
+                    for td, (_, cell) in zip(cells, STRUCTURE_COLUMNS, strict=True)
+                )
+                + "</tr>"
             )
         parts.append("</table>")
         for s in report["structures"]:
