@@ -6,7 +6,8 @@ uint16, not committed). Times, in the same run and with /usr/bin/time -v for pea
 1. ../shared/bench/read_floor.py on the pair (decode every block once, single-threaded);
 2. `sohae-watch diff before.tif after.tif` (no site: the whole overlap);
 3. `sohae-watch diff` with a site whose AOI is 1 km x 1 km inside the scene.
-Prints one row per run and the ratios to the read floor.
+Prints one row per run and the ratios to the read floor, then the per-stage seconds each `diff`
+logged (`-v`: plan, coregister, fit, change, write, classify).
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ READ_FLOOR = ROOT.parent / "shared" / "bench" / "read_floor.py"
 CLI = Path(sys.executable).with_name("sohae-watch")
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MB of ``cmd`` (via /usr/bin/time -v)."""
+STAGES: dict[str, dict[str, float]] = {}
+
+
+def timed(cmd: list[str], name: str = "") -> tuple[float, float]:
+    """Wall seconds and peak resident MB of ``cmd`` (via /usr/bin/time -v); the stage timings it
+    logs are kept in ``STAGES[name]``."""
     res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    STAGES[name] = {
+        m.group(1): float(m.group(2)) for m in re.finditer(r"stage (\w+)\s+([\d.]+) s", res.stderr)
+    }
     if res.returncode not in (0, 3):
         raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time .*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
@@ -76,14 +84,15 @@ def main() -> None:
         floor = timed([sys.executable, str(READ_FLOOR), str(before), str(after)])
         rows.append(("read floor (both inputs once)", *floor))
         whole = timed(
-            [str(CLI), "-q", "diff", str(before), str(after), "--out", str(work / "whole"), *extra]
+            [str(CLI), "-v", "diff", str(before), str(after), "--out", str(work / "whole"), *extra],
+            "whole",
         )
         rows.append(("diff, whole scene", *whole))
         site = aoi_site(args.big, work)
         small = timed(
             [
                 str(CLI),
-                "-q",
+                "-v",
                 "diff",
                 str(before),
                 str(after),
@@ -92,13 +101,17 @@ def main() -> None:
                 "--out",
                 str(work / "aoi"),
                 *extra,
-            ]
+            ],
+            "aoi",
         )
         rows.append(("diff, 1 km x 1 km site AOI", *small))
         print(f"{'run':<32} {'seconds':>8} {'x read':>7} {'peak MB':>8}")
         for name, sec, mb in rows:
             print(f"{name:<32} {sec:8.1f} {sec / floor[0]:7.2f} {mb:8.0f}")
         print(f"AOI diff / whole diff: {small[0] / whole[0]:.3f}")
+        for name, stages in STAGES.items():
+            if stages:
+                print(f"stages ({name}): " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

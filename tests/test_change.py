@@ -142,6 +142,34 @@ def test_windowed_equals_one_piece() -> None:
     np.testing.assert_allclose(tiled.magnitude, whole.magnitude, rtol=1e-5, atol=1e-5)
 
 
+def test_windowed_equals_one_piece_at_half_metre() -> None:
+    """At 0.5 m the scores are computed on 1 m block means and the cloud, snow and decision
+    neighbourhoods on 4 m ones: windows not on that lattice (a grid origin 3 px off it, tiles
+    smaller than the halo) still give the one-piece result."""
+    h, w = 1000, 900
+    before = textured((h, w), 9) * 0.5
+    after = add_structure(1.05 * before + 20, slice(500, 560), slice(470, 560))
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-(((yy - 520) ** 2 + (xx - 700) ** 2) / (2 * 60.0**2)))
+    alpha = np.clip(blob * 2.5 - 0.5, 0, 0.97).astype(np.float32)
+    after = np.minimum(after * (1 - alpha) + 16383 * alpha, 16383)  # a saturating cloud
+    after[:, 900:, 800:] = np.nan
+
+    def scene(data: np.ndarray) -> Scene:
+        s = make_scene(data.astype(np.float32), 0.5)
+        g = Grid(s.grid.crs, s.grid.transform * Affine.translation(3, 3), w, h)
+        return Scene(s.data, s.valid, s.bands, g, s.date)
+
+    b, a = scene(before), scene(after)
+    model = fit_change_model(b, a)
+    assert (model.work_step, model.evidence_step) == (2, 4)
+    whole = apply_change_model(model, b, a)
+    assert (whole.mask == 255).sum() > 5000 and (whole.mask == 1).sum() > 2000
+    tiled = detect_changes_tiled(model, b, a, tile=300)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
+    np.testing.assert_allclose(tiled.magnitude, whole.magnitude, rtol=1e-5, atol=1e-5)
+
+
 def test_model_fitted_on_a_sample_transfers() -> None:
     before = textured((256, 256), 6)
     after = add_structure(0.8 * before + 100, slice(40, 70), slice(40, 70))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage as ndi
 from shapely.geometry import MultiPolygon, Polygon, shape
@@ -76,48 +77,49 @@ def change_areas(
     px_m = pixel_size_m(grid)
     floor = max(4 * px_m * px_m, 100.0) if min_area_m2 is None else min_area_m2
     changed = result.mask == 1
-    labels, n = ndi.label(changed, structure=np.ones((3, 3), dtype=bool))
-    if n == 0:
+    if not changed.any():
         return []
-    idx = np.arange(1, n + 1)
-    counts = ndi.sum(changed, labels, idx)
-    mag = np.nan_to_num(result.magnitude, nan=0.0)
-    mean_mag = ndi.mean(mag, labels, idx)
-
-    def layer_mean(name: str) -> np.ndarray | None:
-        arr = result.layers.get(name)
-        if arr is None:
-            return None
-        return np.asarray(ndi.mean(np.nan_to_num(arr, nan=0.0), labels, idx))
-
-    bright = layer_mean("brightness")
-    struct = layer_mean("structure")
-    nb = layer_mean("ndvi_before")
-    na = layer_mean("ndvi_after")
+    labels = ndi.label(changed, structure=np.ones((3, 3), dtype=bool))[0]
     # geometric pixel area (grids in degrees as well)
     pix_area = px_m * px_m
-    keep = np.flatnonzero(counts * pix_area >= floor) + 1
-    if keep.size == 0:
-        return []
-    sub = np.where(np.isin(labels, keep), labels, 0).astype(np.int32)
-    polys: dict[int, list[Polygon]] = {}
-    for geom, value in shapes(sub, mask=sub > 0, transform=grid.transform, connectivity=8):
-        polys.setdefault(int(value), []).append(shape(geom))
     tol = abs(grid.transform.a)
     out: list[ChangeArea] = []
     thr = result.threshold if math.isfinite(result.threshold) and result.threshold > 0 else 1.0
-    for lab in keep:
-        i = lab - 1
-        geom = unary_union(polys.get(int(lab), [])).simplify(tol, preserve_topology=True)
+    # each area on its own bounding box: the cost follows the change, not the window
+    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        part = labels[sl] == lab
+        count = int(part.sum())
+        area = float(count * pix_area)
+        if area < floor:
+            continue
+
+        def mean_of(
+            arr: np.ndarray | None, sl: tuple[slice, ...] = sl, part: np.ndarray = part
+        ) -> float | None:
+            if arr is None:
+                return None
+            return float(np.nan_to_num(arr[sl][part], nan=0.0).mean())
+
+        transform = grid.transform * Affine.translation(sl[1].start, sl[0].start)
+        polys = [
+            shape(g)
+            for g, _ in shapes(
+                part.astype(np.uint8), mask=part, transform=transform, connectivity=8
+            )
+        ]
+        geom = unary_union(polys).simplify(tol, preserve_topology=True)
         if geom.is_empty or not isinstance(geom, (Polygon, MultiPolygon)):
             continue
-        area = float(counts[i] * pix_area)
-        m = float(mean_mag[i])
+        m = mean_of(result.magnitude) or 0.0
+        bright = mean_of(result.layers.get("brightness"))
+        struct = mean_of(result.layers.get("structure"))
         ctype = classify_change(
-            float(bright[i]) if bright is not None else 0.0,
-            float(struct[i]) if struct is not None else 0.0,
-            float(nb[i]) if nb is not None else None,
-            float(na[i]) if na is not None else None,
+            bright if bright is not None else 0.0,
+            struct if struct is not None else 0.0,
+            mean_of(result.layers.get("ndvi_before")),
+            mean_of(result.layers.get("ndvi_after")),
         )
         # confidence grows with how far the area's score is beyond the threshold and its size
         excess = max(0.0, m / thr - 1.0)

@@ -14,6 +14,16 @@ Method (all statistics fitted once, then applied window by window):
    (median and MAD of the log score) and a pixel changes when its score is beyond the
    ``1 - false_alarm`` quantile of that mode (a no-change probability cut, respecting rarity).
 5. Masks: nodata in either date, and cloud / cloud shadow (:mod:`sohae_watch.cloud`) become 255.
+
+Cost structure (so a 10980 x 10980 scene at 0.5 m costs tens of nanoseconds a pixel): pixels finer
+than ``work_m`` (the gradient's 1 m scale) are block-averaged to a working grid first, where every
+per-pixel score is computed (at 0.5 m: a quarter of the pixels); the wide-neighbourhood evidence
+(cloud, shadow, veil, snow, texture, edge survival, the decision neighbourhood) is computed on an
+evidence grid of ``evidence_m`` (4 m: block means of the working pixels, 1/64 of the input pixels)
+and only the decision comes back to the working grid (bilinear) and to the input pixels (nearest).
+Every neighbourhood keeps the size in metres it has on the input pixels. Blocks sit on a lattice
+anchored to the CRS, so a window gives the same result as the whole scene. At 10 m (Sentinel-2)
+both grids are the input grid and nothing changes.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from sohae_watch.cloud import (
     ground_whitening,
     haze_opacity,
     scene_ceiling,
+    survival_parts,
+    survival_share,
     veil_cloud,
 )
 from sohae_watch.filters import smooth
@@ -76,6 +88,12 @@ class ChangeConfig:
     min_area_m2: float = 100.0  # minimum mapping unit
     max_samples: int = 400_000  # pixels used to fit the statistics
     structure_weight: float = 1.0  # weight of the structure evidence against the spectral one
+    # the finest scale the stage resolves: pixels finer than this are block-averaged to it first
+    # (the gradient operator's scale; below it the score only sees sensor noise)
+    work_m: float = 1.0
+    # pixel size of the grid on which the wide-neighbourhood evidence (cloud, snow, texture,
+    # decision neighbourhood) is computed, from block means of the working pixels
+    evidence_m: float = 4.0
 
 
 @dataclass
@@ -94,7 +112,15 @@ class ChangeResult:
 
 @dataclass(frozen=True)
 class ChangeModel:
-    """Statistics fitted on a sample; applying it to any window gives the one-piece result."""
+    """Statistics fitted on a sample; applying it to any window gives the one-piece result.
+
+    Three grids: the input pixels (``px_m``); the working grid, ``work_step`` input pixels a
+    side (block means), on which every per-pixel score is computed; the evidence grid,
+    ``evidence_step`` working pixels a side, on which the wide-neighbourhood evidence is. All
+    blocks sit on one lattice anchored to the CRS (the grid's origin in pixels), so every window
+    cuts the same blocks as the whole scene. Every length keeps its value in input pixels (as the
+    stage had it on the input grid) and is divided by the step of the grid it is applied on.
+    """
 
     bands: tuple[str, ...]
     fits: tuple[BandFit, ...]
@@ -116,25 +142,72 @@ class ChangeModel:
         return float(math.sqrt(chi2.isf(self.config.false_alarm, dof) / dof))
 
     @property
+    def work_step(self) -> int:
+        """Input pixels per working pixel (a side)."""
+        return max(1, int(self.config.work_m / self.px_m + 1e-6))
+
+    @property
+    def evidence_step(self) -> int:
+        """Working pixels per evidence pixel (a side)."""
+        return max(1, int(self.config.evidence_m / (self.px_m * self.work_step) + 1e-6))
+
+    @property
+    def step(self) -> int:
+        """Input pixels per evidence pixel (a side): the lattice every window is aligned to."""
+        return self.work_step * self.evidence_step
+
+    @property
     def smooth_px(self) -> float:
+        """Decision neighbourhood (Gaussian sigma), input pixels."""
         return max(0.7, self.config.smooth_m / self.px_m)
 
     @property
     def gradient_px(self) -> float:
-        return max(1.0, self.config.gradient_m / self.px_m)
+        """Gradient operator (Gaussian sigma), working pixels."""
+        return max(1.0, self.config.gradient_m / self.px_m) / self.work_step
+
+    @property
+    def texture_px(self) -> float:
+        """Texture neighbourhood (Gaussian sigma), input pixels."""
+        tex = max(2.0, 30.0 / self.px_m) if self.px_m < 30 else 1.0
+        return min(tex, 8.0)
 
     @property
     def halo_px(self) -> int:
-        """Overlap a window needs on each side for its core to match the one-piece result."""
-        local = 4 * self.smooth_px + 4 * self.gradient_px + self.open_radius_px + 4
-        texture = 4 * min(8.0, max(2.0, 30.0 / self.px_m)) + 4 * self.gradient_px
-        # the cloud mask feeds the neighbourhood average, so the reaches add up
-        return int(math.ceil(local + texture + cloud_reach_px(self.px_m)))
+        """Overlap a window needs on each side for its core to match the one-piece result
+        (input pixels, a multiple of :attr:`step`)."""
+        e = self.step
+        es = self.evidence_step
+        # before the evidence grid: the gradient operator and the nodata margin of the structure
+        # evidence (working pixels)
+        pre_w = 4 * self.gradient_px + math.ceil(2 * self.gradient_px) + 1
+        # on the evidence grid: the cloud masks feed the neighbourhood average, so reaches add
+        # up; the texture feeds the cloud test beside the edge survival (already in the cloud
+        # reach), so only its excess counts; plus the bilinear return and partial blocks
+        texture_excess = max(0.0, 4 * self.texture_px - 4 * _survival_px(self.px_m)) / e
+        reach_e = (
+            cloud_reach_px(self.px_m, e)
+            + 4 * self.smooth_px / e
+            + texture_excess
+            + math.ceil(pre_w / es)
+            + 2
+        )
+        # after it: the minimum-mapping-unit opening (working pixels)
+        post_w = 2 * self.open_radius_px + 1
+        halo = reach_e * e + post_w * self.work_step
+        return int(math.ceil(halo / e)) * e
 
     @property
     def open_radius_px(self) -> int:
-        r = math.sqrt(self.config.min_area_m2 / math.pi) / self.px_m
+        """Radius of the minimum-mapping-unit opening, working pixels."""
+        r = math.sqrt(self.config.min_area_m2 / math.pi) / (self.px_m * self.work_step)
         return int(r) if r >= 1.5 else 0
+
+
+def _survival_px(px_m: float) -> float:
+    from sohae_watch.cloud import _survival_sigma
+
+    return _survival_sigma(px_m)
 
 
 def pixel_size_m(grid: Grid) -> float:
@@ -163,30 +236,173 @@ def _stack(scene: Scene, bands: tuple[str, ...]) -> np.ndarray:
     return scene.data[idx]
 
 
+def _vis(bands: tuple[str, ...]) -> list[int]:
+    return [i for i, b in enumerate(bands) if b in VISIBLE] or list(range(len(bands)))
+
+
 def _intensity(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
-    idx = [i for i, b in enumerate(bands) if b in VISIBLE] or list(range(len(bands)))
-    return np.asarray(np.mean(stack[idx], axis=0, dtype=np.float32))
+    idx = _vis(bands)
+    out = np.array(stack[idx[0]], dtype=np.float32)
+    for i in idx[1:]:
+        out += stack[i]
+    out *= np.float32(1.0 / len(idx))
+    return out
 
 
-def _gradient(img: np.ndarray, sigma: float, fill: float) -> np.ndarray:
-    """Gaussian gradient magnitude; NaN (nodata) filled with a fixed value so windows agree."""
-    x = np.nan_to_num(img, nan=fill)
-    gx = ndi.gaussian_filter(x, sigma, order=(0, 1), mode="nearest")
-    gy = ndi.gaussian_filter(x, sigma, order=(1, 0), mode="nearest")
-    return np.hypot(gx, gy).astype(np.float32)
-
-
-def _observable(
-    before: Scene, after: Scene, b_stack: np.ndarray, a_stack: np.ndarray
-) -> np.ndarray:
-    obs = before.valid & after.valid
-    obs &= np.isfinite(b_stack).all(axis=0) & np.isfinite(a_stack).all(axis=0)
-    return obs
+def _gradient(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian gradient magnitude (separable, float32) of an image without NaN."""
+    x = np.asarray(img, dtype=np.float32)
+    gx = ndi.gaussian_filter1d(x, sigma, axis=1, order=1, mode="nearest")
+    ndi.gaussian_filter1d(gx, sigma, axis=0, order=0, mode="nearest", output=gx)
+    gy = ndi.gaussian_filter1d(x, sigma, axis=0, order=1, mode="nearest")
+    ndi.gaussian_filter1d(gy, sigma, axis=1, order=0, mode="nearest", output=gy)
+    return np.hypot(gx, gy, out=gx)
 
 
 def _mad(x: np.ndarray) -> tuple[float, float]:
     med = float(np.median(x))
     return med, float(1.4826 * np.median(np.abs(x - med)))
+
+
+# --- the three grids: input pixels, working pixels, evidence pixels -------------------------------
+
+
+def _steps(px_m: float, cfg: ChangeConfig) -> tuple[int, int]:
+    m = ChangeModel((), (), 1.0, 1.0, 1.0, (0.0, 0.0), math.inf, px_m, cfg)
+    return m.work_step, m.evidence_step
+
+
+def _lattice(grid: Grid, step: int) -> tuple[int, int]:
+    """Rows and columns of the window's first lattice block that lie before the window."""
+    if step == 1:
+        return 0, 0
+    t = grid.transform
+    col = math.floor(t.c / t.a + 0.5) if t.a else 0
+    row = math.floor(t.f / t.e + 0.5) if t.e else 0
+    return row % step, col % step
+
+
+def _padded(x: np.ndarray, top: int, left: int, rows: int, cols: int, fill: Any) -> np.ndarray:
+    h, w = x.shape[-2:]
+    if top == 0 and left == 0 and (h, w) == (rows, cols):
+        return x
+    out = np.full((*x.shape[:-2], rows, cols), fill, dtype=x.dtype)
+    out[..., top : top + h, left : left + w] = x
+    return out
+
+
+def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
+    """Means of ``s`` x ``s`` blocks over the last two axes (multiples of ``s``); NaN spreads."""
+    if s == 1:
+        return x
+    cols = np.array(x[..., 0::s], dtype=np.float32)
+    for j in range(1, s):
+        cols += x[..., j::s]
+    acc = cols[..., 0::s, :].copy()
+    for i in range(1, s):
+        acc += cols[..., i::s, :]
+    acc *= np.float32(1.0 / (s * s))
+    return acc
+
+
+def _block_all(m: np.ndarray, s: int) -> np.ndarray:
+    if s == 1:
+        return m
+    cols = m[..., 0::s].copy()
+    for j in range(1, s):
+        cols &= m[..., j::s]
+    acc = cols[..., 0::s, :].copy()
+    for i in range(1, s):
+        acc &= cols[..., i::s, :]
+    return acc
+
+
+def _blocks_of_window(
+    x: np.ndarray, s: int, top: int, left: int, fill: Any, reduce: Any
+) -> np.ndarray:
+    """``reduce`` (block mean or all) of the ``s`` x ``s`` blocks of the lattice that covers a
+    window whose first pixel is ``top``, ``left`` pixels into its first block; blocks the window
+    covers only in part hold ``fill``. No copy of the window is made."""
+    h, w = x.shape[-2:]
+    nr, nc = -(-(top + h) // s), -(-(left + w) // s)
+    r0, c0 = (s - top) % s, (s - left) % s  # first whole block in the window
+    fr, fc = (h - r0) // s, (w - c0) // s  # whole blocks
+    i0, j0 = (1 if top else 0), (1 if left else 0)
+    inner = x[..., r0 : r0 + fr * s, c0 : c0 + fc * s]
+    if (nr, nc) == (fr, fc):
+        return np.asarray(reduce(inner, s))
+    out = np.full((*x.shape[:-2], nr, nc), fill, dtype=np.float32 if fill is not False else bool)
+    out[..., i0 : i0 + fr, j0 : j0 + fc] = reduce(inner, s)
+    return out
+
+
+def _repeat(x: np.ndarray, s: int) -> np.ndarray:
+    """Each pixel as an ``s`` x ``s`` block (nearest neighbour up-sampling)."""
+    if s == 1:
+        return x
+    h, w = x.shape[-2:]
+    wide = np.repeat(x, s, axis=-1)
+    out = np.empty((*x.shape[:-2], h * s, w * s), dtype=x.dtype)
+    out.reshape(*x.shape[:-2], h, s, w * s)[...] = wide[..., :, None, :]
+    return out
+
+
+def _linear_taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pos = (np.arange(n * s) + 0.5) / s - 0.5
+    i0 = np.floor(pos).astype(np.intp)
+    f = (pos - i0).astype(np.float32)
+    return np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1), f
+
+
+def _bilinear(x: np.ndarray, s: int) -> np.ndarray:
+    """Bilinear up-sampling by ``s`` (pixel centres on the block lattice, edges held)."""
+    if s == 1:
+        return x
+    h, w = x.shape
+    r0, r1, fr = _linear_taps(h, s)
+    c0, c1, fc = _linear_taps(w, s)
+    rows = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
+    out = rows[:, c0] * (1 - fc)
+    out += rows[:, c1] * fc
+    return out.astype(np.float32, copy=False)
+
+
+@dataclass
+class _Work:
+    """A window on the working grid (padded to whole evidence blocks)."""
+
+    before: np.ndarray  # (bands, rows, cols) block means
+    after: np.ndarray
+    obs: np.ndarray  # every input pixel of the block valid in both dates
+    top: int  # input pixels of whole padding blocks (working pixels) before the window
+    left: int
+    rows: int  # the window's size in input pixels
+    cols: int
+    part_top: int  # input pixels of the first (partial) working pixel before the window
+    part_left: int
+
+
+def _to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int) -> _Work:
+    """The pair as block means on the working grid, padded to whole evidence blocks. A working
+    pixel is observable where all its input pixels are (partial blocks at a window's edge are
+    not)."""
+    rows, cols = before.valid.shape
+    top, left = _lattice(before.grid, e)
+    gt, gl = top % g, left % g  # the working lattice
+    bw = _blocks_of_window(_stack(before, bands), g, gt, gl, np.nan, _block_mean)
+    aw = _blocks_of_window(_stack(after, bands), g, gt, gl, np.nan, _block_mean)
+    obs = _blocks_of_window(before.valid & after.valid, g, gt, gl, False, _block_all)
+    for stack in (bw, aw):
+        for band in stack:
+            obs &= np.isfinite(band)
+    # whole evidence blocks: pad the working grid (cheap at its size)
+    wt, wl = top // g, left // g
+    h, w = obs.shape
+    pr, pc = -(-(wt + h) // (e // g)) * (e // g), -(-(wl + w) // (e // g)) * (e // g)
+    bw = _padded(bw, wt, wl, pr, pc, np.nan)
+    aw = _padded(aw, wt, wl, pr, pc, np.nan)
+    obs = _padded(obs, wt, wl, pr, pc, False)
+    return _Work(bw, aw, obs, top - gt, left - gl, rows, cols, gt, gl)
 
 
 def fit_change_model(
@@ -202,9 +418,9 @@ def fit_change_model(
         raise ValueError(f"scenes differ in shape: {before.grid.shape} vs {after.grid.shape}")
     bands = _common_bands(before, after)
     px_m = pixel_size_m(before.grid)
-    b = _stack(before, bands)
-    a = _stack(after, bands)
-    obs = _observable(before, after, b, a)
+    g, es = _steps(px_m, cfg)
+    work = _to_work(before, after, bands, g, g * es)
+    b, a, obs = work.before, work.after, work.obs
     idx = sample_pixels(obs, cfg.max_samples)
     if idx.size < 10:
         raise ValueError("fewer than 10 pixels are observable in both scenes; nothing to compare")
@@ -212,16 +428,19 @@ def fit_change_model(
     as_ = a.reshape(len(bands), -1)[:, idx]
     fits = fit_normalisation(bs, as_)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
-    gsig = max(1.0, cfg.gradient_m / px_m)
+    gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = _intensity(b, bands), _intensity(a, bands)
     fill = (float(np.median(ib.ravel()[idx])), float(np.median(ia.ravel()[idx])))
-    gb = _gradient(ib, gsig, fill[0])
-    ga = _gradient(ia, gsig, fill[1])
+    if not obs.all():
+        ib[~obs] = fill[0]
+        ia[~obs] = fill[1]
+    gb = _gradient(ib, gsig)
+    ga = _gradient(ia, gsig)
     gsb = float(np.median(gb.ravel()[idx])) or 1.0
     gsa = float(np.median(ga.ravel()[idx])) or 1.0
     ceiling = (
-        tuple(float(v) for v in scene_ceiling(b)),
-        tuple(float(v) for v in scene_ceiling(a)),
+        tuple(float(v) for v in scene_ceiling(_stack(before, bands))),
+        tuple(float(v) for v in scene_ceiling(_stack(after, bands))),
     )
     model = ChangeModel(bands, tuple(fits), gsb, gsa, 1.0, fill, math.inf, px_m, cfg, ceiling)
     ds = _struct_raw(model, gb, ga).ravel()[idx]
@@ -229,7 +448,7 @@ def fit_change_model(
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
     model = ChangeModel(bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling)
-    provisional = apply_change_model(model, before, after)
+    provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     mag = provisional.magnitude[provisional.observable]
     mag = mag[np.isfinite(mag)]
     logm = np.log(np.maximum(mag[sample_pixels(np.ones(mag.size, bool), cfg.max_samples)], 1e-6))
@@ -256,6 +475,8 @@ def fit_change_model(
         "threshold_empirical": empirical,
         "threshold_model": model_cut,
         "pixel_size_m": px_m,
+        "work_step": g,
+        "evidence_step": es,
         "observable_fraction_fit": float(obs.mean()),
     }
     return ChangeModel(
@@ -269,80 +490,174 @@ def _struct_raw(model: ChangeModel, gb: np.ndarray, ga: np.ndarray) -> np.ndarra
     (A shift-tolerant variant, each date against the other's 3x3 maximum, was tried: it keeps a
     one-pixel misregistration quieter but ranks real change worse on the OSCD cases.)
     """
-    return (
-        ga * np.float32(1.0 / model.grad_scale_after)
-        - gb * np.float32(1.0 / model.grad_scale_before)
-    ).astype(np.float32)
+    out = ga * np.float32(1.0 / model.grad_scale_after)
+    out -= gb * np.float32(1.0 / model.grad_scale_before)
+    return out
 
 
-def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> ChangeResult:
-    """Score, threshold and mask one window (or the whole scene) with fitted statistics."""
+def apply_change_model(
+    model: ChangeModel,
+    before: Scene,
+    after: Scene,
+    core: tuple[slice, slice] | None = None,
+) -> ChangeResult:
+    """Score, threshold and mask one window (or the whole scene) with fitted statistics.
+
+    The scores are computed on the working grid and the wide-neighbourhood evidence on the
+    evidence grid (see :class:`ChangeModel`); the results come back on the input pixels, for the
+    whole window or only for its ``core`` (row and column slices of the window, e.g. a tile
+    without its halo: then only the core is brought back to the input pixels)."""
+    g, es = model.work_step, model.evidence_step
+    work = _to_work(before, after, model.bands, g, g * es)
+    rows = core[0].indices(work.rows) if core is not None else (0, work.rows, 1)
+    cols = core[1].indices(work.cols) if core is not None else (0, work.cols, 1)
+    # the core starts this far into the padded working grid (input pixels)
+    r0, c0 = work.top + work.part_top + rows[0], work.left + work.part_left + cols[0]
+    h, w = rows[1] - rows[0], cols[1] - cols[0]
+    wr = slice(r0 // g, -(-(r0 + h) // g))
+    wc = slice(c0 // g, -(-(c0 + w) // g))
+    res = _score(model, work.before, work.after, work.obs, (wr, wc))
+    if g == 1 and (r0, c0) == (0, 0) and res.mask.shape == (h, w):
+        return res
+    crop = (slice(r0 % g, r0 % g + h), slice(c0 % g, c0 % g + w))
+    return ChangeResult(
+        _repeat(res.magnitude[wr, wc], g)[crop],
+        _repeat(res.mask[wr, wc], g)[crop],
+        res.threshold,
+        _repeat(res.observable[wr, wc], g)[crop],
+        res.stats,
+        {k: _repeat(v, g)[crop] for k, v in res.layers.items()},
+    )
+
+
+def _score(
+    model: ChangeModel,
+    b: np.ndarray,
+    a: np.ndarray,
+    obs: np.ndarray,
+    core: tuple[slice, slice] | None = None,
+) -> ChangeResult:
+    """The stage on a window of the working grid (whole evidence blocks). The typing layers are
+    computed on ``core`` (working pixels) only, the rest on the whole window."""
     bands = model.bands
-    b = _stack(before, bands)
-    a = _stack(after, bands)
-    obs = _observable(before, after, b, a)
-    z = standardised_residuals(b, a, list(model.fits))
-    z[:, ~obs] = np.nan
-    spec2 = np.mean(np.nan_to_num(z) ** 2, axis=0)
+    es = model.evidence_step
+    e = model.step
+    px_m = model.px_m
+    every = bool(obs.all())
+    # spectral evidence, band by band (standardised residuals, squared and averaged)
+    spec2 = np.zeros(obs.shape, dtype=np.float32)
+    zk = np.empty(obs.shape, dtype=np.float32)
+    for k, f in enumerate(model.fits):
+        np.multiply(b[k], np.float32(-f.gain), out=zk)
+        zk += a[k]
+        zk -= np.float32(f.offset)
+        zk *= np.float32(1.0 / f.sigma)
+        if not every:
+            zk[~obs] = 0
+        np.square(zk, out=zk)
+        spec2 += zk
+    del zk
+    spec2 *= np.float32(1.0 / len(bands))
     ib = _intensity(b, bands)
     ia = _intensity(a, bands)
-    gb = _gradient(ib, model.gradient_px, model.fill[0])
-    ga = _gradient(ia, model.gradient_px, model.fill[1])
-    ds = _struct_raw(model, gb, ga) * np.float32(1.0 / model.struct_sigma)
-    # gradients within their support of nodata see the fill value, not the ground
-    reach = 2 * int(math.ceil(2 * model.gradient_px)) + 1
-    ds[~ndi.minimum_filter(obs, size=reach, mode="nearest")] = 0
-    vis = [i for i, n in enumerate(bands) if n in VISIBLE] or list(range(len(bands)))
-    gbn = gb * np.float32(1.0 / model.grad_scale_before)
-    gan = ga * np.float32(1.0 / model.grad_scale_after)
+    if not every:
+        ib[~obs] = model.fill[0]
+        ia[~obs] = model.fill[1]
+    gb = _gradient(ib, model.gradient_px)
+    ga = _gradient(ia, model.gradient_px)
+    del ib, ia
+    gbn = gb
+    gbn *= np.float32(1.0 / model.grad_scale_before)
+    gan = ga
+    gan *= np.float32(1.0 / model.grad_scale_after)
+    ds = gan - gbn
+    ds *= np.float32(1.0 / model.struct_sigma)
+    if not every:
+        # gradients within their support of nodata see the fill value, not the ground
+        reach = 2 * int(math.ceil(2 * model.gradient_px)) + 1
+        ds[~ndi.minimum_filter(obs, size=reach, mode="nearest")] = 0
+    vis = _vis(bands)
+    # the wide-neighbourhood evidence, on the evidence grid (block means)
+    b_e = _block_mean(b, es)
+    a_e = _block_mean(a, es)
+    # the residuals are linear in the pixels: those of the block means are the block means of
+    # theirs (NaN where a block is not wholly observable)
+    z_e = standardised_residuals(b_e, a_e, list(model.fits))
+    shares = []
+    for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
+        kept, strength = survival_parts(this, other)
+        shares.append(survival_share(_block_mean(kept, es), _block_mean(strength, es), px_m, e))
+        del kept, strength
+    survival = (shares[0], shares[1])
     # snow or frost that came or went: its colour is not evidence, only the strong edges it
     # leaves visible (roads, roofs, shadows) are compared
     nir = bands.index("nir") if "nir" in bands and len(vis) + 1 == len(bands) else None
-    white = ground_whitening(z, b[vis], a[vis], gbn, gan, model.px_m, nir)
-    spec2[white] = 0
-    ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
+    white_e = ground_whitening(
+        z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
+    )
+    if white_e.any():
+        white = _repeat(white_e, es)
+        spec2[white] = 0
+        ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
     w = np.float32(model.config.structure_weight)
-    score = np.sqrt((spec2 + w * ds * ds) / (1.0 + w)).astype(np.float32)
+    score = np.square(ds)
+    score *= w
+    score += spec2
+    score *= np.float32(1.0 / (1.0 + w))
+    np.sqrt(score, out=score)
+    del spec2
 
     # clouds and their shadows, from the dates' disagreement
-    tex_sigma = max(2.0, 30.0 / model.px_m) if model.px_m < 30 else 1.0
-    tex_sigma = min(tex_sigma, 8.0)
-    tb = smooth(gb / np.float32(model.grad_scale_before), tex_sigma)
-    ta = smooth(ga / np.float32(model.grad_scale_after), tex_sigma)
+    tex = model.texture_px / e
+    tb = smooth(_block_mean(gbn, es), tex)
+    ta = smooth(_block_mean(gan, es), tex)
     # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
     # (a white roof in RGB saturates as well)
-    sat_b = at_ceiling(b) if nir is not None else None
-    sat_a = at_ceiling(a) if nir is not None else None
+    sat_b = at_ceiling(b_e) if nir is not None else None
+    sat_a = at_ceiling(a_e) if nir is not None else None
     cloud_b, cloud_a = cloud_and_shadow(
-        z, b[vis], a[vis], tb, ta, model.px_m, gbn, gan, sat_b, sat_a
+        z_e,
+        b_e[vis],
+        a_e[vis],
+        tb,
+        ta,
+        px_m,
+        None,
+        None,
+        sat_b,
+        sat_a,
+        step=e,
+        survival=survival,
     )
-    veil_b, veil_a = _veils(model, b, a, sat_b, sat_a)
+    veil_b, veil_a = _veils(model, b_e, a_e, sat_b, sat_a)
     cloud_b |= veil_b
     cloud_a |= veil_a
     cloudy = cloud_b | cloud_a
-    obs_final = obs & ~cloudy
+    obs_final = obs & ~_repeat(cloudy, es) if cloudy.any() else obs
 
-    # neighbourhood average over observable pixels only (normalised convolution); a pixel that on
-    # its own is within the no-change law keeps its own score (it cannot inherit a neighbour's
-    # change: a strong change would otherwise spill beyond its edge)
-    s = model.smooth_px
+    # neighbourhood average over observable pixels only (normalised convolution), on the
+    # evidence grid; a pixel that on its own is within the no-change law keeps its own score (it
+    # cannot inherit a neighbour's change: a strong change would otherwise spill beyond its edge)
+    s = model.smooth_px / e
     wgt = obs_final.astype(np.float32)
-    num = smooth(np.where(obs_final, score, 0).astype(np.float32), s)
-    den = smooth(wgt, s)
+    num = smooth(_block_mean(np.where(obs_final, score, np.float32(0)), es), s)
+    den = smooth(_block_mean(wgt, es), s)
+    num = _bilinear(num, es)
+    den = _bilinear(den, es)
     with np.errstate(divide="ignore", invalid="ignore"):
-        magnitude = (num / den).astype(np.float32)
+        magnitude = np.divide(num, den, out=num)
+    del den
     quiet = score < np.float32(model.pixel_cut)
-    magnitude[quiet] = np.minimum(magnitude[quiet], score[quiet])
+    np.minimum(magnitude, score, out=magnitude, where=quiet)
     magnitude[~obs_final] = np.nan
 
     changed = np.zeros(obs.shape, dtype=bool)
     if math.isfinite(model.threshold):
-        changed = np.nan_to_num(magnitude, nan=0.0) > model.threshold
-        r = model.open_radius_px
-        if r:
-            changed = ndi.binary_opening(changed, structure=_disk(r))
+        with np.errstate(invalid="ignore"):
+            changed = magnitude > np.float32(model.threshold)
+        changed = _open(changed, model.open_radius_px)
         changed &= obs_final
-    mask = np.where(changed, 1, 0).astype(np.uint8)
+    mask = changed.astype(np.uint8)
     mask[~obs_final] = NOT_OBSERVABLE
 
     n_obs = int(obs_final.sum())
@@ -356,14 +671,33 @@ def apply_change_model(model: ChangeModel, before: Scene, after: Scene) -> Chang
             "cloud_fraction_after": float(cloud_a.mean()),
         }
     )
-    layers = {
-        "brightness": np.mean(np.nan_to_num(z[vis]), axis=0).astype(np.float32),
-        "structure": ds,
-    }
+    # evidence for typing the change areas, on the core only
+    rr, cc = core if core is not None else (slice(None), slice(None))
+    zc = standardised_residuals(b[:, rr, cc][vis], a[:, rr, cc][vis], [model.fits[i] for i in vis])
+    bright = np.nan_to_num(zc.mean(axis=0), nan=0.0)
+    if not every:
+        bright[~obs[rr, cc]] = 0
+    layers = {"brightness": bright, "structure": ds[rr, cc]}
     if "red" in bands and "nir" in bands:
-        layers["ndvi_before"] = _ndvi(b, bands)
-        layers["ndvi_after"] = _ndvi(a, bands)
+        layers["ndvi_before"] = _ndvi(b[:, rr, cc], bands)
+        layers["ndvi_after"] = _ndvi(a[:, rr, cc], bands)
     return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
+
+
+def _open(changed: np.ndarray, r: int) -> np.ndarray:
+    """Binary opening with a disk of radius ``r``, one connected part at a time (an opening by
+    a connected disk distributes over the 4-connected parts), only on their bounding boxes and
+    only for parts wide enough to hold the disk: the cost follows the change, not the window."""
+    if not r or not changed.any():
+        return changed
+    disk = _disk(r)
+    labels = ndi.label(changed)[0]
+    out = np.zeros_like(changed)
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None or min(x.stop - x.start for x in sl) < 2 * r + 1:
+            continue
+        out[sl] |= ndi.binary_opening(labels[sl] == k, structure=disk)
+    return out
 
 
 def _veils(
@@ -383,8 +717,9 @@ def _veils(
     for i, f in enumerate(model.fits):
         pred_a[i] = b[i] * np.float32(f.gain) + np.float32(f.offset)
         pred_b[i] = (a[i] - np.float32(f.offset)) * np.float32(1.0 / f.gain)
-    veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a)
-    veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b)
+    e = model.step
+    veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a, e)
+    veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b, e)
     return veil_b, veil_a
 
 
@@ -436,16 +771,17 @@ def detect_changes_tiled(
         for c0 in range(0, cols, tile):
             rr0, cc0 = max(0, r0 - halo), max(0, c0 - halo)
             rr1, cc1 = min(rows, r0 + tile + halo), min(cols, c0 + tile + halo)
+            h, w = min(tile, rows - r0), min(tile, cols - c0)
+            core = (slice(r0 - rr0, r0 - rr0 + h), slice(c0 - cc0, c0 - cc0 + w))
             res = apply_change_model(
                 model,
                 _crop(before, rr0, cc0, rr1 - rr0, cc1 - cc0),
                 _crop(after, rr0, cc0, rr1 - rr0, cc1 - cc0),
+                core=core,
             )
-            h, w = min(tile, rows - r0), min(tile, cols - c0)
-            core = (slice(r0 - rr0, r0 - rr0 + h), slice(c0 - cc0, c0 - cc0 + w))
-            magnitude[r0 : r0 + h, c0 : c0 + w] = res.magnitude[core]
-            mask[r0 : r0 + h, c0 : c0 + w] = res.mask[core]
-            observable[r0 : r0 + h, c0 : c0 + w] = res.observable[core]
+            magnitude[r0 : r0 + h, c0 : c0 + w] = res.magnitude
+            mask[r0 : r0 + h, c0 : c0 + w] = res.mask
+            observable[r0 : r0 + h, c0 : c0 + w] = res.observable
     changed = int((mask == 1).sum())
     stats = dict(model.stats)
     stats.update(

@@ -9,6 +9,8 @@ piece.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -23,6 +25,8 @@ __all__ = [
     "ground_whitening",
     "haze_opacity",
     "scene_ceiling",
+    "survival_parts",
+    "survival_share",
     "veil_cloud",
 ]
 
@@ -40,9 +44,32 @@ def _saturation(vis: np.ndarray) -> np.ndarray:
     return np.nan_to_num(s, nan=1.0).astype(np.float32)
 
 
-def _survival_sigma(px_m: float) -> float:
-    """Neighbourhood (pixels) over which strong edges are counted (~15 m, bounded)."""
-    return float(max(1.0, min(24.0, 15.0 / px_m)))
+def _survival_sigma(px_m: float, step: int = 1) -> float:
+    """Neighbourhood over which strong edges are counted (~15 m, bounded), in pixels of a grid
+    ``step`` times coarser than the pixels of ``px_m``."""
+    return float(max(1.0, min(24.0, 15.0 / px_m))) / step
+
+
+def survival_parts(grad_this: np.ndarray, grad_other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the OTHER date's strong-edge strength still seen on THIS date, and that
+    strength (0 off strong edges): the two sums :func:`survival_share` averages. Linear in the
+    pixels, so they may be block-averaged onto a coarser grid first."""
+    strong = grad_other > STRONG_EDGE
+    other = np.where(strong, grad_other, np.float32(0)).astype(np.float32, copy=False)
+    kept = np.where(strong, np.minimum(grad_this, grad_other), np.float32(0))
+    return kept.astype(np.float32, copy=False), other
+
+
+def survival_share(kept: np.ndarray, other: np.ndarray, px_m: float, step: int = 1) -> np.ndarray:
+    """Neighbourhood share (~15 m) of ``other`` that ``kept`` holds, in [0, 1]; 0 where there is
+    no strong edge nearby. ``step``: the arrays are block means of ``step`` x ``step`` pixels of
+    ``px_m``."""
+    sigma = _survival_sigma(px_m, step)
+    num = smooth(kept, sigma)
+    den = smooth(other, sigma)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0.05 * STRONG_EDGE, num / den, 0.0)
+    return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
 
 def edge_survival(grad_this: np.ndarray, grad_other: np.ndarray, px_m: float) -> np.ndarray:
@@ -53,30 +80,30 @@ def edge_survival(grad_this: np.ndarray, grad_other: np.ndarray, px_m: float) ->
     everything, the other date's strongest edges included. Where the other date has no strong edge
     nearby the answer is 0: no evidence either way, so the other tests decide alone.
     """
-    strong = grad_other > STRONG_EDGE
-    s = _survival_sigma(px_m)
-    other = np.where(strong, grad_other, 0).astype(np.float32)
-    kept = np.where(strong, np.minimum(grad_this, grad_other), 0).astype(np.float32)
-    num = smooth(kept, s)
-    den = smooth(other, s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(den > 0.05 * STRONG_EDGE, num / den, 0.0)
-    return np.nan_to_num(out, nan=0.0).astype(np.float32)
+    kept, other = survival_parts(grad_this, grad_other)
+    return survival_share(kept, other, px_m)
 
 
-def _extents(px_m: float) -> tuple[int, int, int]:
+def _extents(px_m: float, step: int = 1) -> tuple[int, int, int]:
     """Pixel sizes of: the neighbourhood a cloud must dominate (~200 m), how far its haze rim and
-    shadow may reach (~300 m), and the safety margin (~20 m); bounded so windows stay cheap."""
+    shadow may reach (~300 m), and the safety margin (~20 m); bounded (in pixels of ``px_m``) so
+    windows stay cheap. With ``step`` > 1: the same extents in pixels of a grid ``step`` times
+    coarser (block means), where the masks are computed at a cost divided by ``step**2``."""
     size = max(5, min(64, round(200.0 / px_m)))
     near = max(3, min(64, round(300.0 / px_m)))
     grow = max(1, min(16, round(20.0 / px_m)))
+    if step > 1:
+        size, near = (max(1, round(v / step)) for v in (size, near))
+        # the margin, less the half block a mask on coarse blocks already reaches beyond its edge
+        grow = max(1, (grow - step // 2) // step)
     return size, near, grow
 
 
-def cloud_reach_px(px_m: float) -> int:
-    """How far (pixels) the masks of a pixel depend on its neighbours: the window halo needed."""
-    size, near, grow = _extents(px_m)
-    return size + 2 * near + 2 * grow + 2 + int(4 * _survival_sigma(px_m)) + 1
+def cloud_reach_px(px_m: float, step: int = 1) -> int:
+    """How far (pixels of a grid ``step`` times coarser than ``px_m``) the masks of a pixel
+    depend on its neighbours: the window halo needed."""
+    size, near, grow = _extents(px_m, step)
+    return size + 2 * near + 2 * grow + 2 + int(math.ceil(4 * _survival_sigma(px_m, step))) + 1
 
 
 def cloud_and_shadow(
@@ -90,6 +117,9 @@ def cloud_and_shadow(
     grad_after: np.ndarray | None = None,
     saturated_before: np.ndarray | None = None,
     saturated_after: np.ndarray | None = None,
+    *,
+    step: int = 1,
+    survival: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (rows, cols) of cloud or cloud shadow in BEFORE and in AFTER.
 
@@ -115,9 +145,14 @@ def cloud_and_shadow(
     cloud_b = hazier_b & (_saturation(vis_before) < 0.25) & flat_before
     shadow_a = (zmax < -CLOUD_Z) & flat_after
     shadow_b = (zmin > CLOUD_Z) & flat_before
-    if grad_before is not None and grad_after is not None:
-        hidden_a = edge_survival(grad_after, grad_before, px_m) < SURVIVAL
-        hidden_b = edge_survival(grad_before, grad_after, px_m) < SURVIVAL
+    if survival is None and grad_before is not None and grad_after is not None:
+        survival = (
+            edge_survival(grad_after, grad_before, px_m),
+            edge_survival(grad_before, grad_after, px_m),
+        )
+    if survival is not None:
+        hidden_a = survival[0] < SURVIVAL
+        hidden_b = survival[1] < SURVIVAL
         cloud_a &= hidden_a
         cloud_b &= hidden_b
         shadow_a &= hidden_a
@@ -126,7 +161,7 @@ def cloud_and_shadow(
         cloud_a |= hazier_a & saturated_after
     if saturated_before is not None:
         cloud_b |= hazier_b & saturated_before
-    size, near, grow = _extents(px_m)
+    size, near, grow = _extents(px_m, step)
     out = []
     for cloud, shadow, haze in ((cloud_b, shadow_b, hazier_b), (cloud_a, shadow_a, hazier_a)):
         if not cloud.any():
@@ -151,15 +186,19 @@ def ground_whitening(
     z: np.ndarray,
     vis_before: np.ndarray,
     vis_after: np.ndarray,
-    grad_before: np.ndarray,
-    grad_after: np.ndarray,
+    grad_before: np.ndarray | None,
+    grad_after: np.ndarray | None,
     px_m: float,
     nir_index: int | None = None,
+    *,
+    step: int = 1,
+    survival: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pixels that on one date only are brighter in every band and nearly colourless while the
     other date's strong edges still show through: snow or frost that came or went. Not change
     (the ground under it is what is compared, by its structure), and not cloud. ``nir_index``:
-    the near-infrared band's index in ``z`` (all other bands visible), or None without one."""
+    the near-infrared band's index in ``z`` (all other bands visible), or None without one.
+    ``step`` and ``survival``: as for :func:`cloud_and_shadow`."""
     zf = np.nan_to_num(z, nan=0.0)
     white_a = (zf.min(axis=0) > CLOUD_Z) & (_saturation(vis_after) < 0.25)
     white_b = (zf.max(axis=0) < -CLOUD_Z) & (_saturation(vis_before) < 0.25)
@@ -171,12 +210,19 @@ def ground_whitening(
         zn = zf[nir_index]
         white_a &= zn < 0.7 * zv
         white_b &= zn > 0.7 * zv
-    seen_a = edge_survival(grad_after, grad_before, px_m) >= SURVIVAL
-    seen_b = edge_survival(grad_before, grad_after, px_m) >= SURVIVAL
+    if survival is None:
+        if grad_before is None or grad_after is None:
+            raise ValueError("ground_whitening needs the gradients or the survival shares")
+        survival = (
+            edge_survival(grad_after, grad_before, px_m),
+            edge_survival(grad_before, grad_after, px_m),
+        )
+    seen_a = survival[0] >= SURVIVAL
+    seen_b = survival[1] >= SURVIVAL
     # snow and frost cover the landscape, not one lot: a whitened pixel counts only where
     # whitening covers a good share of its ~200 m neighbourhood (a new pale car park, roof or
     # road replacing vegetation is whiter and greyer too, but on its own)
-    size = _extents(px_m)[0]
+    size = _extents(px_m, step)[0]
     out = []
     for white in (white_a, white_b):
         if white.any():
@@ -218,7 +264,9 @@ def haze_opacity(this: np.ndarray, predicted: np.ndarray, ceiling: np.ndarray) -
     return np.clip(np.nan_to_num(a, nan=0.0), -1.0, 1.0).astype(np.float32)
 
 
-def veil_cloud(alpha: np.ndarray, px_m: float, saturated: np.ndarray | None) -> np.ndarray:
+def veil_cloud(
+    alpha: np.ndarray, px_m: float, saturated: np.ndarray | None, step: int = 1
+) -> np.ndarray:
     """Cloud (with its semi-transparent rim) on one date from the opacity of a white veil.
 
     A cloud pixel has the same opacity, above :data:`HAZE_ALPHA`, in every band (a grey veil:
@@ -235,7 +283,7 @@ def veil_cloud(alpha: np.ndarray, px_m: float, saturated: np.ndarray | None) -> 
     amax = alpha.max(axis=0)
     veil = (amin > HAZE_ALPHA) & (amax - amin < ALPHA_SPREAD)
     thick = veil & ((amin > CORE_ALPHA) | saturated)
-    size, near, grow = _extents(px_m)
+    size, near, grow = _extents(px_m, step)
     core = ndi.uniform_filter(thick.astype(np.float32), size=size, mode="nearest") > 0.5
     core &= ndi.maximum_filter(veil & saturated, size=size, mode="nearest")
     if not core.any():

@@ -146,14 +146,14 @@ def release_readers(run: str) -> int:
 
 def process_tile(job: TileJob) -> TileResult:
     """Read the tile with its halo from both acquisitions, apply the change model, keep the core."""
-    from sohae_watch.stream import crop_result, crop_scene, window_scene
+    from sohae_watch.stream import crop_scene, window_scene
 
     rb, ra = _thread_readers(job)
     t = job.tile
     window = (t.read_row, t.read_col, t.read_height, t.read_width)
     b = window_scene(rb, job.grid, job.area, job.before, *window)
     a = window_scene(ra, job.grid, job.area, job.after, *window)
-    res = crop_result(apply_change_model(job.model, b, a), t.core)
+    res = apply_change_model(job.model, b, a, core=t.core)  # only the core comes back
     areas = change_areas(res, crop_scene(b, t.core), crop_scene(a, t.core))
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas)
 
