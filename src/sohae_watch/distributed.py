@@ -79,6 +79,7 @@ class TileJob:
     coreg_model: Affine | None  # None: compare as delivered
     model: ChangeModel
     tile: Tile
+    thumb_step: int = 0  # also return AFTER's core sampled every this many pixels (0: no)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class TileResult:
     mask: np.ndarray
     magnitude: np.ndarray
     areas: list[ChangeArea]
+    thumb: np.ndarray | None = None  # AFTER's bands (NaN invalid) every ``thumb_step`` pixels
 
 
 _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
@@ -155,7 +157,10 @@ def process_tile(job: TileJob) -> TileResult:
     a = window_scene(ra, job.grid, job.area, job.after, *window)
     res = apply_change_model(job.model, b, a, core=t.core)  # only the core comes back
     areas = change_areas(res, crop_scene(b, t.core), crop_scene(a, t.core))
-    return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas)
+    f = job.thumb_step
+    core = a.data[(slice(None), *t.core)]
+    thumb = core[:, ::f, ::f].copy() if f > 0 else None
+    return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 
 def new_run_id() -> str:

@@ -127,7 +127,7 @@ def to_cog(path: Path, resampling: str) -> None:
 class TileOutputs:
     """The two output rasters, written tile by tile, plus the running counts and the overview."""
 
-    def __init__(self, workdir: Path, grid: Grid) -> None:
+    def __init__(self, workdir: Path, grid: Grid, bands: int = 0) -> None:
         self.paths = {
             "change_mask": workdir / "change_mask.tif",
             "change_magnitude": workdir / "change_magnitude.tif",
@@ -143,8 +143,16 @@ class TileOutputs:
         self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
         oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
         self.overview = np.full((oh, ow), 255, np.uint8)
+        # AFTER's bands at the overview's scale, filled from the tiles (no second read of AFTER)
+        self.thumb = np.full((bands, oh, ow), np.nan, np.float32)
 
-    def write(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
+    def write(
+        self,
+        tile: Tile,
+        mask: np.ndarray,
+        magnitude: np.ndarray,
+        thumb: np.ndarray | None = None,
+    ) -> None:
         f = self.factor
         with self.lock:
             w = Window(tile.col, tile.row, tile.width, tile.height)
@@ -162,6 +170,8 @@ class TileOutputs:
                     small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
                 r0, c0 = tile.row // f, tile.col // f
                 self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
+                if thumb is not None and self.thumb.shape[0] == thumb.shape[0]:
+                    self.thumb[:, r0 : r0 + thumb.shape[1], c0 : c0 + thumb.shape[2]] = thumb
 
     def close(self) -> None:
         """Close both rasters (safe to call twice)."""

@@ -150,10 +150,24 @@ class _Readers:
             r.close()
 
 
+QUICK_WINDOW = 256  # side of the windows the observability check looks at first
+
+
 def _check_observable(
     acq: Acquisition, role: str, grid: Grid, area: BaseGeometry, roles: tuple[str, ...]
 ) -> None:
-    """InputError unless some pixel of the area is valid (checked on a coarse grid first)."""
+    """InputError unless some pixel of the area is valid.
+
+    First a few full-resolution windows spread over the grid (cheap, and enough for nearly every
+    input); only when none of them has a valid pixel, the whole area on a coarse grid, which on a
+    large reprojected scene costs a warp of all of it."""
+    with GridReader(acq, grid) as r:
+        r.roles = roles
+        for row, col in sample_origins(grid.shape, QUICK_WINDOW):
+            h, w = min(QUICK_WINDOW, grid.height - row), min(QUICK_WINDOW, grid.width - col)
+            _, valid = r.read(row, col, h, w)
+            if (valid & area_valid(grid, area, row, col, h, w)).any():
+                return
     factor = max(1.0, math.sqrt(grid.width * grid.height / 250_000))
     coarse = (
         Grid.from_bounds(grid.crs, grid.bounds, grid.resolution * factor) if factor > 1 else grid
@@ -341,7 +355,7 @@ def _compute_diff(
     readers = _Readers(
         before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
     )
-    outputs = TileOutputs(workdir, grid)
+    outputs = TileOutputs(workdir, grid, len(roles))
     try:
         t0 = time.perf_counter()
         model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq)
@@ -363,6 +377,7 @@ def _compute_diff(
                 None if _is_identity(after_model) else after_model,
                 model,
                 tile,
+                outputs.factor,
             )
             for tile in plan
         )
@@ -371,7 +386,7 @@ def _compute_diff(
         found: dict[int, list[ChangeArea]] = {}
         try:
             for res in pool.map_unordered(process_tile, jobs):  # in any order
-                outputs.write(res.tile, res.mask, res.magnitude)
+                outputs.write(res.tile, res.mask, res.magnitude, res.thumb)
                 found[index[res.tile]] = res.areas
                 if progress is not None:
                     progress(len(found), len(plan))
@@ -459,9 +474,8 @@ def _overview_png(
         outputs.overview.shape[1],
         outputs.overview.shape[0],
     )
-    with GridReader(after.acq, coarse, resampling="nearest") as r:
-        r.roles = after.roles
-        data, valid = r.read_all()
+    data = outputs.thumb  # AFTER sampled by the tiles, as co-registered
+    valid = np.all(np.isfinite(data), axis=0)
     scene = Scene(data, valid, tuple(after.roles), coarse, after.acq.date)
     full = (0, 0, coarse.height, coarse.width)
     img = rgb(scene, full, stretch(scene))
