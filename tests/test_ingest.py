@@ -225,3 +225,27 @@ def test_date_lookup(tmp_path: Path) -> None:
         open_acquisition("2019-01-02", imagery=tmp_path)
     with pytest.raises(InputError, match="not a valid date"):
         open_acquisition("2019-02-30", imagery=tmp_path)
+
+
+@pytest.mark.parametrize("nodata", [0.0, float("nan")])
+def test_validity_from_pixels_matches_gdal_dataset_mask(tmp_path: Path, nodata: float) -> None:
+    """The reader computes a nodata file's mask from the pixels it read; it must equal GDAL's."""
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 50, size=(3, 80, 90)).astype(np.float32)
+    data[0, :20] = nodata  # one band missing: still valid (GDAL: valid where any band is)
+    data[:, 40:50, 10:30] = nodata  # all bands missing: invalid
+    data[1:, 60:, :] = nodata
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data, nodata=nodata)
+    acq = open_acquisition(p)
+    with rasterio.open(p) as ds:
+        # GDAL: valid where any band is; a NaN in any band also makes a pixel unusable
+        truth = (ds.dataset_mask() > 0) & np.all(np.isfinite(data), axis=0)
+        grid = Grid(ds.crs, ds.transform, ds.width, ds.height)
+    with GridReader(acq, grid) as r:
+        inside = r.read(5, 7, 70, 80)[1]  # a window inside the file: the direct path
+        edge = r.read(-10, -10, 40, 40)[1]  # partly outside the grid: the block path
+        _, whole = r.read_all()
+    np.testing.assert_array_equal(whole, truth)
+    np.testing.assert_array_equal(inside, truth[5:75, 7:87])
+    np.testing.assert_array_equal(edge[10:, 10:], truth[:30, :30])
+    assert not edge[:10].any()

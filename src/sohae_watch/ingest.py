@@ -397,8 +397,9 @@ class GridReader:
         r1, c1 = min(height, src.height - row), min(width, src.width - col)
         if r1 > r0 and c1 > c0:
             w = Window(col + c0, row + r0, c1 - c0, r1 - r0)
-            data[:, r0:r1, c0:c1] = ds.read(indexes, window=w, out_dtype="float32")
-            mask[r0:r1, c0:c1] = ds.dataset_mask(window=w) > 0
+            part = ds.read(indexes, window=w, out_dtype="float32")
+            data[:, r0:r1, c0:c1] = part
+            mask[r0:r1, c0:c1] = _source_mask(ds, indexes, part, w)
         return data, mask
 
     def _resample_aligned(
@@ -495,10 +496,7 @@ class GridReader:
         window = Window(c, r, width, height)
         try:
             data = ds.read(indexes, window=window, out_dtype="float32")
-            if all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums):
-                mask = np.ones((height, width), bool)
-            else:
-                mask = ds.dataset_mask(window=window) > 0
+            mask = _source_mask(ds, indexes, data, window)
         except RasterioError as exc:
             raise InputError(
                 f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
@@ -543,6 +541,24 @@ class GridReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _source_mask(
+    ds: rasterio.io.DatasetReader, indexes: list[int], data: np.ndarray, window: Window
+) -> np.ndarray:
+    """GDAL's dataset mask of ``window`` (valid where any band is), from the pixels already read
+    when the file's only mask is a nodata value: asking GDAL decodes every band a second time."""
+    flags = ds.mask_flag_enums
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return np.ones(data.shape[1:], bool)
+    nodata_only = all(f == [MaskFlags.nodata] for f in flags)
+    values = [ds.nodatavals[i - 1] for i in indexes]
+    if nodata_only and None not in values and sorted(indexes) == list(range(1, ds.count + 1)):
+        valid = np.zeros(data.shape[1:], bool)
+        for band, v in zip(data, values, strict=True):
+            valid |= ~np.isnan(band) if math.isnan(v) else band != np.float32(v)
+        return valid
+    return np.asarray(ds.dataset_mask(window=window) > 0)
 
 
 def _validity(

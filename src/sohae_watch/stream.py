@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from affine import Affine
 from shapely import STRtree
-from shapely.geometry import LineString, MultiLineString
+from shapely.geometry import LineString, MultiLineString, box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
@@ -192,7 +192,12 @@ def merge_areas(areas: Sequence[ChangeArea], seams: BaseGeometry | None) -> list
 def area_valid(
     grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
 ) -> np.ndarray:
-    return grid.crop(row, col, height, width).rasterize(area, all_touched=True)
+    """Pixels of the window that touch ``area`` (all of them, without rasterizing, when the
+    window lies inside it: the common case)."""
+    sub = grid.crop(row, col, height, width)
+    if area.contains(box(*sub.bounds)):
+        return np.ones((height, width), bool)
+    return sub.rasterize(area, all_touched=True)
 
 
 def window_scene(
