@@ -339,6 +339,7 @@ def gradient_windows(
     sx = np.asarray(init_dx, dtype=np.float64).copy()
     sy = np.asarray(init_dy, dtype=np.float64).copy()
     ncc = np.zeros(n)
+    all_valid = vb.reshape(n, -1).all(axis=1)
     yy, xx = np.mgrid[0:w, 0:w]
     for i in np.flatnonzero(measured):
         ok = True
@@ -348,9 +349,12 @@ def gradient_windows(
                 break
             # bw(x) = b(x + s): the target moved back onto the reference
             bw = ndi.shift(b[i], (-sy[i], -sx[i]), order=1, mode="nearest")
-            vw = ndi.shift(vb[i], (-sy[i], -sx[i]), order=1, mode="constant", cval=0.0) > 0.999
             edge = int(math.ceil(max(abs(sx[i]), abs(sy[i])))) + 3
-            use = va[i] & vw
+            if all_valid[i]:  # moving it only invalidates the border, which ``edge`` excludes
+                use = va[i].copy()
+            else:
+                vw = ndi.shift(vb[i], (-sy[i], -sx[i]), order=1, mode="constant", cval=0.0)
+                use = va[i] & (vw > 0.999)
             use &= (yy >= edge) & (yy < w - edge) & (xx >= edge) & (xx < w - edge)
             if use.sum() < 0.25 * w * w:
                 ok = False
