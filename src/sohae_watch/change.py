@@ -741,19 +741,6 @@ def detect_changes(before: Scene, after: Scene, config: ChangeConfig | None = No
     return apply_change_model(model, before, after)
 
 
-def _crop(scene: Scene, r0: int, c0: int, h: int, w: int) -> Scene:
-    return Scene(
-        data=scene.data[:, r0 : r0 + h, c0 : c0 + w],
-        valid=scene.valid[r0 : r0 + h, c0 : c0 + w],
-        bands=scene.bands,
-        grid=scene.grid.crop(r0, c0, h, w),
-        date=scene.date,
-        sources=scene.sources,
-        sun=scene.sun,
-        meta=scene.meta,
-    )
-
-
 def detect_changes_tiled(
     model: ChangeModel, before: Scene, after: Scene, tile: int = 1024
 ) -> ChangeResult:
@@ -775,8 +762,8 @@ def detect_changes_tiled(
             core = (slice(r0 - rr0, r0 - rr0 + h), slice(c0 - cc0, c0 - cc0 + w))
             res = apply_change_model(
                 model,
-                _crop(before, rr0, cc0, rr1 - rr0, cc1 - cc0),
-                _crop(after, rr0, cc0, rr1 - rr0, cc1 - cc0),
+                before.crop(rr0, cc0, rr1 - rr0, cc1 - cc0),
+                after.crop(rr0, cc0, rr1 - rr0, cc1 - cc0),
                 core=core,
             )
             magnitude[r0 : r0 + h, c0 : c0 + w] = res.magnitude

@@ -148,7 +148,7 @@ def release_readers(run: str) -> int:
 
 def process_tile(job: TileJob) -> TileResult:
     """Read the tile with its halo from both acquisitions, apply the change model, keep the core."""
-    from sohae_watch.stream import crop_scene, window_scene
+    from sohae_watch.stream import window_scene
 
     rb, ra = _thread_readers(job)
     t = job.tile
@@ -156,10 +156,11 @@ def process_tile(job: TileJob) -> TileResult:
     b = window_scene(rb, job.grid, job.area, job.before, *window)
     a = window_scene(ra, job.grid, job.area, job.after, *window)
     res = apply_change_model(job.model, b, a, core=t.core)  # only the core comes back
-    areas = change_areas(res, crop_scene(b, t.core), crop_scene(a, t.core))
+    r0, c0 = t.row - t.read_row, t.col - t.read_col
+    b_core, a_core = b.crop(r0, c0, t.height, t.width), a.crop(r0, c0, t.height, t.width)
+    areas = change_areas(res, b_core, a_core)
     f = job.thumb_step
-    core = a.data[(slice(None), *t.core)]
-    thumb = core[:, ::f, ::f].copy() if f > 0 else None
+    thumb = a_core.data[:, ::f, ::f].copy() if f > 0 else None
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 

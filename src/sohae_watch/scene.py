@@ -78,3 +78,16 @@ class Scene:
         with np.errstate(divide="ignore", invalid="ignore"):
             out = (nir - red) / (nir + red)
         return out.astype(np.float32)
+
+    def crop(self, row: int, col: int, height: int, width: int) -> Scene:
+        """The window [row:row+height, col:col+width] (views of the arrays, the grid cropped)."""
+        return Scene(
+            data=self.data[:, row : row + height, col : col + width],
+            valid=self.valid[row : row + height, col : col + width],
+            bands=self.bands,
+            grid=self.grid.crop(row, col, height, width),
+            date=self.date,
+            sources=self.sources,
+            sun=self.sun,
+            meta=self.meta,
+        )

@@ -19,7 +19,6 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from sohae_watch.areas import ChangeArea
-from sohae_watch.change import ChangeResult
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader
 from sohae_watch.scene import Scene, intensity_of
@@ -65,22 +64,6 @@ def tiles(shape: tuple[int, int], halo: int, size: int = TILE) -> Iterator[Tile]
             r0, c0 = max(0, r - halo), max(0, c - halo)
             r1, c1 = min(h, r + th + halo), min(w, c + tw + halo)
             yield Tile(r, c, th, tw, r0, c0, r1 - r0, c1 - c0)
-
-
-def scene_window(
-    reader: GridReader, grid: Grid, row: int, col: int, height: int, width: int, template: Scene
-) -> Scene:
-    """A window of an acquisition as a Scene on the cropped grid (date, sources, sun from ``template``)."""
-    data, valid = reader.read(row, col, height, width)
-    return Scene(
-        data,
-        valid,
-        tuple(reader.roles),
-        grid.crop(row, col, height, width),
-        template.date,
-        template.sources,
-        template.sun,
-    )
 
 
 def sample_origins(
@@ -221,30 +204,6 @@ def window_scene(
         acq.date,
         acq.paths,
         acq.sun,
-    )
-
-
-def crop_result(res: ChangeResult, core: tuple[slice, slice]) -> ChangeResult:
-    return ChangeResult(
-        magnitude=res.magnitude[core],
-        mask=res.mask[core],
-        threshold=res.threshold,
-        observable=res.observable[core],
-        stats=res.stats,
-        layers={k: v[core] for k, v in res.layers.items()},
-    )
-
-
-def crop_scene(scene: Scene, core: tuple[slice, slice]) -> Scene:
-    r, c = core
-    return Scene(
-        scene.data[:, r, c],
-        scene.valid[r, c],
-        scene.bands,
-        scene.grid.crop(r.start, c.start, r.stop - r.start, c.stop - c.start),
-        scene.date,
-        scene.sources,
-        scene.sun,
     )
 
 
