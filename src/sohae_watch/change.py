@@ -37,6 +37,15 @@ from scipy import ndimage as ndi
 from scipy.stats import chi2, norm
 
 from sohae_watch.areas import ChangeArea, change_areas
+from sohae_watch.blocks import (
+    bilinear_up,
+    block_all,
+    block_mean,
+    blocks_of_window,
+    lattice_offset,
+    padded,
+    repeat_blocks,
+)
 from sohae_watch.cloud import (
     STRONG_EDGE,
     at_ceiling,
@@ -49,7 +58,7 @@ from sohae_watch.cloud import (
     survival_share,
     veil_cloud,
 )
-from sohae_watch.filters import smooth
+from sohae_watch.filters import open_parts, smooth
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
     BandFit,
@@ -272,101 +281,6 @@ def _steps(px_m: float, cfg: ChangeConfig) -> tuple[int, int]:
     return m.work_step, m.evidence_step
 
 
-def _lattice(grid: Grid, step: int) -> tuple[int, int]:
-    """Rows and columns of the window's first lattice block that lie before the window."""
-    if step == 1:
-        return 0, 0
-    t = grid.transform
-    col = math.floor(t.c / t.a + 0.5) if t.a else 0
-    row = math.floor(t.f / t.e + 0.5) if t.e else 0
-    return row % step, col % step
-
-
-def _padded(x: np.ndarray, top: int, left: int, rows: int, cols: int, fill: Any) -> np.ndarray:
-    h, w = x.shape[-2:]
-    if top == 0 and left == 0 and (h, w) == (rows, cols):
-        return x
-    out = np.full((*x.shape[:-2], rows, cols), fill, dtype=x.dtype)
-    out[..., top : top + h, left : left + w] = x
-    return out
-
-
-def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
-    """Means of ``s`` x ``s`` blocks over the last two axes (multiples of ``s``); NaN spreads."""
-    if s == 1:
-        return x
-    cols = np.array(x[..., 0::s], dtype=np.float32)
-    for j in range(1, s):
-        cols += x[..., j::s]
-    acc = cols[..., 0::s, :].copy()
-    for i in range(1, s):
-        acc += cols[..., i::s, :]
-    acc *= np.float32(1.0 / (s * s))
-    return acc
-
-
-def _block_all(m: np.ndarray, s: int) -> np.ndarray:
-    if s == 1:
-        return m
-    cols = m[..., 0::s].copy()
-    for j in range(1, s):
-        cols &= m[..., j::s]
-    acc = cols[..., 0::s, :].copy()
-    for i in range(1, s):
-        acc &= cols[..., i::s, :]
-    return acc
-
-
-def _blocks_of_window(
-    x: np.ndarray, s: int, top: int, left: int, fill: Any, reduce: Any
-) -> np.ndarray:
-    """``reduce`` (block mean or all) of the ``s`` x ``s`` blocks of the lattice that covers a
-    window whose first pixel is ``top``, ``left`` pixels into its first block; blocks the window
-    covers only in part hold ``fill``. No copy of the window is made."""
-    h, w = x.shape[-2:]
-    nr, nc = -(-(top + h) // s), -(-(left + w) // s)
-    r0, c0 = (s - top) % s, (s - left) % s  # first whole block in the window
-    fr, fc = (h - r0) // s, (w - c0) // s  # whole blocks
-    i0, j0 = (1 if top else 0), (1 if left else 0)
-    inner = x[..., r0 : r0 + fr * s, c0 : c0 + fc * s]
-    if (nr, nc) == (fr, fc):
-        return np.asarray(reduce(inner, s))
-    out = np.full((*x.shape[:-2], nr, nc), fill, dtype=np.float32 if fill is not False else bool)
-    out[..., i0 : i0 + fr, j0 : j0 + fc] = reduce(inner, s)
-    return out
-
-
-def _repeat(x: np.ndarray, s: int) -> np.ndarray:
-    """Each pixel as an ``s`` x ``s`` block (nearest neighbour up-sampling)."""
-    if s == 1:
-        return x
-    h, w = x.shape[-2:]
-    wide = np.repeat(x, s, axis=-1)
-    out = np.empty((*x.shape[:-2], h * s, w * s), dtype=x.dtype)
-    out.reshape(*x.shape[:-2], h, s, w * s)[...] = wide[..., :, None, :]
-    return out
-
-
-def _linear_taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    pos = (np.arange(n * s) + 0.5) / s - 0.5
-    i0 = np.floor(pos).astype(np.intp)
-    f = (pos - i0).astype(np.float32)
-    return np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1), f
-
-
-def _bilinear(x: np.ndarray, s: int) -> np.ndarray:
-    """Bilinear up-sampling by ``s`` (pixel centres on the block lattice, edges held)."""
-    if s == 1:
-        return x
-    h, w = x.shape
-    r0, r1, fr = _linear_taps(h, s)
-    c0, c1, fc = _linear_taps(w, s)
-    rows = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
-    out = rows[:, c0] * (1 - fc)
-    out += rows[:, c1] * fc
-    return out.astype(np.float32, copy=False)
-
-
 @dataclass
 class _Work:
     """A window on the working grid (padded to whole evidence blocks)."""
@@ -387,11 +301,11 @@ def _to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int
     pixel is observable where all its input pixels are (partial blocks at a window's edge are
     not)."""
     rows, cols = before.valid.shape
-    top, left = _lattice(before.grid, e)
+    top, left = lattice_offset(before.grid, e)
     gt, gl = top % g, left % g  # the working lattice
-    bw = _blocks_of_window(_stack(before, bands), g, gt, gl, np.nan, _block_mean)
-    aw = _blocks_of_window(_stack(after, bands), g, gt, gl, np.nan, _block_mean)
-    obs = _blocks_of_window(before.valid & after.valid, g, gt, gl, False, _block_all)
+    bw = blocks_of_window(_stack(before, bands), g, gt, gl, np.nan, block_mean)
+    aw = blocks_of_window(_stack(after, bands), g, gt, gl, np.nan, block_mean)
+    obs = blocks_of_window(before.valid & after.valid, g, gt, gl, False, block_all)
     for stack in (bw, aw):
         for band in stack:
             obs &= np.isfinite(band)
@@ -399,9 +313,9 @@ def _to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int
     wt, wl = top // g, left // g
     h, w = obs.shape
     pr, pc = -(-(wt + h) // (e // g)) * (e // g), -(-(wl + w) // (e // g)) * (e // g)
-    bw = _padded(bw, wt, wl, pr, pc, np.nan)
-    aw = _padded(aw, wt, wl, pr, pc, np.nan)
-    obs = _padded(obs, wt, wl, pr, pc, False)
+    bw = padded(bw, wt, wl, pr, pc, np.nan)
+    aw = padded(aw, wt, wl, pr, pc, np.nan)
+    obs = padded(obs, wt, wl, pr, pc, False)
     return _Work(bw, aw, obs, top - gt, left - gl, rows, cols, gt, gl)
 
 
@@ -521,12 +435,12 @@ def apply_change_model(
         return res
     crop = (slice(r0 % g, r0 % g + h), slice(c0 % g, c0 % g + w))
     return ChangeResult(
-        _repeat(res.magnitude[wr, wc], g)[crop],
-        _repeat(res.mask[wr, wc], g)[crop],
+        repeat_blocks(res.magnitude[wr, wc], g)[crop],
+        repeat_blocks(res.mask[wr, wc], g)[crop],
         res.threshold,
-        _repeat(res.observable[wr, wc], g)[crop],
+        repeat_blocks(res.observable[wr, wc], g)[crop],
         res.stats,
-        {k: _repeat(v, g)[crop] for k, v in res.layers.items()},
+        {k: repeat_blocks(v, g)[crop] for k, v in res.layers.items()},
     )
 
 
@@ -578,15 +492,15 @@ def _score(
         ds[~ndi.minimum_filter(obs, size=reach, mode="nearest")] = 0
     vis = _vis(bands)
     # the wide-neighbourhood evidence, on the evidence grid (block means)
-    b_e = _block_mean(b, es)
-    a_e = _block_mean(a, es)
+    b_e = block_mean(b, es)
+    a_e = block_mean(a, es)
     # the residuals are linear in the pixels: those of the block means are the block means of
     # theirs (NaN where a block is not wholly observable)
     z_e = standardised_residuals(b_e, a_e, list(model.fits))
     shares = []
     for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
         kept, strength = survival_parts(this, other)
-        shares.append(survival_share(_block_mean(kept, es), _block_mean(strength, es), px_m, e))
+        shares.append(survival_share(block_mean(kept, es), block_mean(strength, es), px_m, e))
         del kept, strength
     survival = (shares[0], shares[1])
     # snow or frost that came or went: its colour is not evidence, only the strong edges it
@@ -596,7 +510,7 @@ def _score(
         z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
     )
     if white_e.any():
-        white = _repeat(white_e, es)
+        white = repeat_blocks(white_e, es)
         spec2[white] = 0
         ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
     w = np.float32(model.config.structure_weight)
@@ -609,8 +523,8 @@ def _score(
 
     # clouds and their shadows, from the dates' disagreement
     tex = model.texture_px / e
-    tb = smooth(_block_mean(gbn, es), tex)
-    ta = smooth(_block_mean(gan, es), tex)
+    tb = smooth(block_mean(gbn, es), tex)
+    ta = smooth(block_mean(gan, es), tex)
     # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
     # (a white roof in RGB saturates as well)
     sat_b = at_ceiling(b_e) if nir is not None else None
@@ -633,17 +547,17 @@ def _score(
     cloud_b |= veil_b
     cloud_a |= veil_a
     cloudy = cloud_b | cloud_a
-    obs_final = obs & ~_repeat(cloudy, es) if cloudy.any() else obs
+    obs_final = obs & ~repeat_blocks(cloudy, es) if cloudy.any() else obs
 
     # neighbourhood average over observable pixels only (normalised convolution), on the
     # evidence grid; a pixel that on its own is within the no-change law keeps its own score (it
     # cannot inherit a neighbour's change: a strong change would otherwise spill beyond its edge)
     s = model.smooth_px / e
     wgt = obs_final.astype(np.float32)
-    num = smooth(_block_mean(np.where(obs_final, score, np.float32(0)), es), s)
-    den = smooth(_block_mean(wgt, es), s)
-    num = _bilinear(num, es)
-    den = _bilinear(den, es)
+    num = smooth(block_mean(np.where(obs_final, score, np.float32(0)), es), s)
+    den = smooth(block_mean(wgt, es), s)
+    num = bilinear_up(num, es)
+    den = bilinear_up(den, es)
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.divide(num, den, out=num)
     del den
@@ -655,7 +569,7 @@ def _score(
     if math.isfinite(model.threshold):
         with np.errstate(invalid="ignore"):
             changed = magnitude > np.float32(model.threshold)
-        changed = _open(changed, model.open_radius_px)
+        changed = open_parts(changed, model.open_radius_px)
         changed &= obs_final
     mask = changed.astype(np.uint8)
     mask[~obs_final] = NOT_OBSERVABLE
@@ -682,22 +596,6 @@ def _score(
         layers["ndvi_before"] = _ndvi(b[:, rr, cc], bands)
         layers["ndvi_after"] = _ndvi(a[:, rr, cc], bands)
     return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
-
-
-def _open(changed: np.ndarray, r: int) -> np.ndarray:
-    """Binary opening with a disk of radius ``r``, one connected part at a time (an opening by
-    a connected disk distributes over the 4-connected parts), only on their bounding boxes and
-    only for parts wide enough to hold the disk: the cost follows the change, not the window."""
-    if not r or not changed.any():
-        return changed
-    disk = _disk(r)
-    labels = ndi.label(changed)[0]
-    out = np.zeros_like(changed)
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None or min(x.stop - x.start for x in sl) < 2 * r + 1:
-            continue
-        out[sl] |= ndi.binary_opening(labels[sl] == k, structure=disk)
-    return out
 
 
 def _veils(
@@ -728,11 +626,6 @@ def _ndvi(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
     nir = stack[bands.index("nir")]
     with np.errstate(divide="ignore", invalid="ignore"):
         return ((nir - red) / (nir + red)).astype(np.float32)
-
-
-def _disk(r: int) -> np.ndarray:
-    y, x = np.ogrid[-r : r + 1, -r : r + 1]
-    return np.asarray(x * x + y * y <= r * r)
 
 
 def detect_changes(before: Scene, after: Scene, config: ChangeConfig | None = None) -> ChangeResult:

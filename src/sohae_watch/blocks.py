@@ -1,0 +1,123 @@
+"""Blocks on a lattice anchored to the CRS: the change stage's coarser grids.
+
+A coarser grid whose pixels are ``s`` x ``s`` blocks of the input pixels, with block borders on
+multiples of ``s`` pixels from the CRS origin, cuts every window of a scene into the same blocks
+as the whole scene. These functions reduce a window to such blocks (mean, all), pad it to whole
+blocks and bring block values back to the pixels (nearest, bilinear).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sohae_watch.grid import Grid
+
+__all__ = [
+    "bilinear_up",
+    "block_all",
+    "block_mean",
+    "blocks_of_window",
+    "lattice_offset",
+    "padded",
+    "repeat_blocks",
+]
+
+
+def lattice_offset(grid: Grid, step: int) -> tuple[int, int]:
+    """Rows and columns of the window's first lattice block that lie before the window."""
+    if step == 1:
+        return 0, 0
+    t = grid.transform
+    col = math.floor(t.c / t.a + 0.5) if t.a else 0
+    row = math.floor(t.f / t.e + 0.5) if t.e else 0
+    return row % step, col % step
+
+
+def padded(x: np.ndarray, top: int, left: int, rows: int, cols: int, fill: Any) -> np.ndarray:
+    """``x`` placed at ``top``, ``left`` in an array of ``rows`` x ``cols`` filled with ``fill``."""
+    h, w = x.shape[-2:]
+    if top == 0 and left == 0 and (h, w) == (rows, cols):
+        return x
+    out = np.full((*x.shape[:-2], rows, cols), fill, dtype=x.dtype)
+    out[..., top : top + h, left : left + w] = x
+    return out
+
+
+def block_mean(x: np.ndarray, s: int) -> np.ndarray:
+    """Means of ``s`` x ``s`` blocks over the last two axes (multiples of ``s``); NaN spreads."""
+    if s == 1:
+        return x
+    cols = np.array(x[..., 0::s], dtype=np.float32)
+    for j in range(1, s):
+        cols += x[..., j::s]
+    acc = cols[..., 0::s, :].copy()
+    for i in range(1, s):
+        acc += cols[..., i::s, :]
+    acc *= np.float32(1.0 / (s * s))
+    return acc
+
+
+def block_all(m: np.ndarray, s: int) -> np.ndarray:
+    """Whether every pixel of each ``s`` x ``s`` block is set (last two axes, multiples of ``s``)."""
+    if s == 1:
+        return m
+    cols = m[..., 0::s].copy()
+    for j in range(1, s):
+        cols &= m[..., j::s]
+    acc = cols[..., 0::s, :].copy()
+    for i in range(1, s):
+        acc &= cols[..., i::s, :]
+    return acc
+
+
+def blocks_of_window(
+    x: np.ndarray, s: int, top: int, left: int, fill: Any, reduce: Any
+) -> np.ndarray:
+    """``reduce`` (block mean or all) of the ``s`` x ``s`` blocks of the lattice that covers a
+    window whose first pixel is ``top``, ``left`` pixels into its first block; blocks the window
+    covers only in part hold ``fill``. No copy of the window is made."""
+    h, w = x.shape[-2:]
+    nr, nc = -(-(top + h) // s), -(-(left + w) // s)
+    r0, c0 = (s - top) % s, (s - left) % s  # first whole block in the window
+    fr, fc = (h - r0) // s, (w - c0) // s  # whole blocks
+    i0, j0 = (1 if top else 0), (1 if left else 0)
+    inner = x[..., r0 : r0 + fr * s, c0 : c0 + fc * s]
+    if (nr, nc) == (fr, fc):
+        return np.asarray(reduce(inner, s))
+    out = np.full((*x.shape[:-2], nr, nc), fill, dtype=np.float32 if fill is not False else bool)
+    out[..., i0 : i0 + fr, j0 : j0 + fc] = reduce(inner, s)
+    return out
+
+
+def repeat_blocks(x: np.ndarray, s: int) -> np.ndarray:
+    """Each pixel as an ``s`` x ``s`` block (nearest neighbour up-sampling)."""
+    if s == 1:
+        return x
+    h, w = x.shape[-2:]
+    wide = np.repeat(x, s, axis=-1)
+    out = np.empty((*x.shape[:-2], h * s, w * s), dtype=x.dtype)
+    out.reshape(*x.shape[:-2], h, s, w * s)[...] = wide[..., :, None, :]
+    return out
+
+
+def _linear_taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pos = (np.arange(n * s) + 0.5) / s - 0.5
+    i0 = np.floor(pos).astype(np.intp)
+    f = (pos - i0).astype(np.float32)
+    return np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1), f
+
+
+def bilinear_up(x: np.ndarray, s: int) -> np.ndarray:
+    """Bilinear up-sampling by ``s`` (pixel centres on the block lattice, edges held)."""
+    if s == 1:
+        return x
+    h, w = x.shape
+    r0, r1, fr = _linear_taps(h, s)
+    c0, c1, fc = _linear_taps(w, s)
+    rows = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
+    out = rows[:, c0] * (1 - fc)
+    out += rows[:, c1] * fc
+    return out.astype(np.float32, copy=False)
