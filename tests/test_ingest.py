@@ -74,6 +74,38 @@ def test_window_beyond_raster_is_invalid(tmp_path: Path) -> None:
     assert scene.valid[5:, 5:].all() and not scene.valid[:5].any() and not scene.valid[:, :5].any()
 
 
+@pytest.mark.parametrize("shift", [(-3.0, 2.0), (1.25, -0.5)])
+def test_corrected_read_is_the_shifted_source(tmp_path: Path, shift: tuple[float, float]) -> None:
+    """A co-registration translation is applied when reading: whole pixels give the source's
+    pixels, fractions their bilinear blend; a window reaching past the raster is invalid there."""
+    data = coord_image((40, 50)).astype(np.float32)
+    data[3] = textured((40, 50), bands=1)[0]
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data.astype(np.uint16))
+    acq = open_acquisition(p)
+    grid = acq.sources[0].grid
+    sx, sy = shift
+    with GridReader(acq, grid, model=Affine.translation(sx, sy)) as reader:
+        got, valid = reader.read(10, 12, 8, 9)
+        edge, edge_valid = reader.read(30, 40, 10, 10)
+    ix, iy = int(np.floor(sx)), int(np.floor(sy))
+    fx, fy = sx - ix, sy - iy
+    src = data.astype(np.uint16).astype(np.float64)[:, 10 + iy : 19 + iy, 12 + ix : 22 + ix]
+    want = (
+        (1 - fx) * (1 - fy) * src[:, :-1, :-1]
+        + fx * (1 - fy) * src[:, :-1, 1:]
+        + (1 - fx) * fy * src[:, 1:, :-1]
+        + fx * fy * src[:, 1:, 1:]
+    )
+    assert valid.all()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # the corrected window [30:40, 40:50] samples source rows/cols up to 40 + shift + 1
+    last_col = 50 - ix - (1 if fx else 0)
+    last_row = 40 - iy - (1 if fy else 0)
+    assert edge_valid[: last_row - 30, : last_col - 40].all()
+    assert not edge_valid[last_row - 30 :].any() and not edge_valid[:, last_col - 40 :].any()
+    assert np.isnan(edge[:, ~edge_valid]).all() and np.isfinite(edge[:, edge_valid]).all()
+
+
 def test_nodata_declared_and_given(tmp_path: Path) -> None:
     data = textured((10, 10))
     data[:, 0, :] = 0

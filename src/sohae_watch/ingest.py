@@ -391,6 +391,10 @@ class GridReader:
         width: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Source pixels [row:row+height, col:col+width] (zero and invalid outside the raster)."""
+        if row >= 0 and col >= 0 and row + height <= src.height and col + width <= src.width:
+            w = Window(col, row, width, height)  # inside: decoded straight into the result
+            part = ds.read(indexes, window=w, out_dtype="float32")
+            return part, _source_mask(ds, indexes, part, w)
         data = np.zeros((len(indexes), height, width), np.float32)
         mask = np.zeros((height, width), bool)
         r0, c0 = max(0, -row), max(0, -col)
@@ -419,14 +423,18 @@ class GridReader:
         if m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0:
             ix, iy = math.floor(m.c), math.floor(m.f)
             fx, fy = np.float32(m.c - ix), np.float32(m.f - iy)
+            if fx == 0 and fy == 0:  # a whole-pixel shift: the source pixels themselves
+                return self._read_block(src, ds, indexes, r_off + iy, c_off + ix, h, w)
             block, bmask = self._read_block(src, ds, indexes, r_off + iy, c_off + ix, h + 1, w + 1)
-            out = (
-                (1 - fx) * (1 - fy) * block[:, :-1, :-1]
-                + fx * (1 - fy) * block[:, :-1, 1:]
-                + (1 - fx) * fy * block[:, 1:, :-1]
-                + fx * fy * block[:, 1:, 1:]
-            )
             valid = bmask[:-1, :-1].copy()
+            # the four taps accumulated in place, band by band: one window-sized result and
+            # a band-sized temporary (the expression with four products held four windows)
+            out = np.multiply(block[:, :-1, :-1], np.float32((1 - fx) * (1 - fy)))
+            taps = (((0, 1), fx * (1 - fy)), ((1, 0), (1 - fx) * fy), ((1, 1), fx * fy))
+            for k in range(out.shape[0]):
+                for (dr, dc), wt in taps:
+                    if wt:
+                        out[k] += block[k, dr : dr + h, dc : dc + w] * np.float32(wt)
             if fx > 0:
                 valid &= bmask[:-1, 1:]
             if fy > 0:
@@ -513,10 +521,18 @@ class GridReader:
         direct = self._direct(row, col, height, width)
         if direct is not None:
             return direct
-        out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
-        valid = np.zeros((height, width), dtype=bool)
         r0, c0 = max(0, row), max(0, col)
         r1, c1 = min(self.grid.height, row + height), min(self.grid.width, col + width)
+        if len(self._datasets) == 1 and (r1 - r0, c1 - c0) == (height, width):
+            # one source and the window inside the grid: its pixels are the result (no copy)
+            src, ds = self._datasets[0]
+            if _overlaps(src, self.grid.crop(r0, c0, height, width), margin=self._margin()):
+                data, mask = self._decode(0, src, ds, Window(c0, r0, width, height))
+                if not mask.all():
+                    data[:, ~mask] = np.nan
+                return data, mask
+        out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
+        valid = np.zeros((height, width), dtype=bool)
         if r1 <= r0 or c1 <= c0:
             return out, valid
         inner = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
@@ -525,19 +541,24 @@ class GridReader:
         for n, (src, ds) in enumerate(self._datasets):
             if not _overlaps(src, self.grid.crop(r0, c0, r1 - r0, c1 - c0), margin=self._margin()):
                 continue
-            try:
-                data, mask = self._read_source(n, src, ds, window)
-            except RasterioError as exc:
-                raise InputError(
-                    f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
-                    "corrupt, replace it"
-                ) from exc
+            data, mask = self._decode(n, src, ds, window)
             take = mask & ~sub_valid
             np.copyto(sub_out, data, where=take[None])
             sub_valid |= take
             if sub_valid.all():
                 break
         return out, valid
+
+    def _decode(
+        self, n: int, src: RasterSource, ds: rasterio.io.DatasetReader, window: Window
+    ) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return self._read_source(n, src, ds, window)
+        except RasterioError as exc:
+            raise InputError(
+                f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
+                "corrupt, replace it"
+            ) from exc
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
