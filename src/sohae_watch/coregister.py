@@ -7,12 +7,16 @@ Coarse to fine on a tie-point grid:
 2. fine: a grid of 128 px windows (up to ``MAX_POINTS``; on large images side by side along
    fewer rows, which costs less reading), each target window placed at the coarse
    model's whole-pixel offset, phase-correlated with sub-pixel peaks (see :mod:`coreg_phase`);
+   on large images three rows spread over the height (top, middle, bottom) are measured
+   first, and when they give fewer than three usable peaks the other rows are not (a probe:
+   step 4 then runs, and they are measured after all if it fails too);
 3. fit: robust translation and RANSAC affine (see :mod:`coreg_fit`); the affine is kept only
    when it is significantly better. Never a silent zero: no agreeing tie points means ``failed``.
 4. when phase correlation finds no agreement, the same steps again with least squares on image
-   gradients (:func:`coreg_phase.gradient_windows`) in larger windows: smooth texture under
-   strong white noise (a few long waves), where the whitened spectrum is mostly noise. Images
-   without common texture still fail there.
+   gradients (:func:`coreg_phase.gradient_windows`) in larger windows (the coarse windows
+   already read are not read again): smooth texture under strong white noise (a few long
+   waves), where the whitened spectrum is mostly noise. Images without common texture still
+   fail there.
 
 Windows with too little valid data (nodata, saturated cloud) are not measured; windows without
 common texture (cloud, water, snow) give low correlation peaks and are rejected by reliability
@@ -26,6 +30,8 @@ coordinates to target pixel coordinates, so a target resampled with
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +59,11 @@ FINE_WINDOW = 128
 MIN_POINT_RELIABILITY = 0.15
 #: windows correlated per FFT batch (bounds memory)
 BATCH = 128
+#: the phase measurement of a grid with at least this many groups of tie-point rows starts with
+#: three of them spread over the height (a probe; see :func:`_register`)
+PROBE_GROUPS = 6
+#: a probe decides only when it measured at least this many windows
+PROBE_MIN_MEASURED = 64
 #: rows kept free at the top and bottom of a block row holding tie-point windows (the target's
 #: windows, moved by the coarse shift, stay in the same block row up to this shift)
 BLOCK_MARGIN = 32
@@ -232,11 +243,14 @@ def _measure(
     factor: int,
     method: Method = "phase",
     init: np.ndarray | None = None,
+    stacks: list[tuple[np.ndarray, ...]] | None = None,
 ) -> list[TiePoint]:
     """Correlate reference windows at ``origins`` with target windows at origin + offset.
 
     ``method``: ``phase`` (phase correlation) or ``gradient`` (least squares on gradients,
     starting at ``init``, the expected remaining shifts (n, 2) in window pixels, else zero).
+    ``stacks``: when given empty, the windows read (block-averaged) are appended to it, one
+    entry per batch; when given filled (by a call on the same windows), they are not read again.
 
     A reader with a ``plan(rows, size)`` method is told up front which window rows it will be
     asked for, in order (a file reader then decodes only those rows, ahead of time)."""
@@ -244,17 +258,21 @@ def _measure(
     # BATCH windows of 128 px; fewer of larger ones (bounds memory)
     batch = max(4, BATCH * 128 * 128 // (size * size))
     boxes = [(r + oy, c + ox) for (r, c), (ox, oy) in zip(origins, offsets, strict=True)]
+    cached = bool(stacks)
     for reader, bx in ((ref, origins), (tgt, boxes)):
         plan = getattr(reader, "plan", None)
-        if plan is not None:
+        if plan is not None and not cached:
             plan([r for r, _ in bx], size)
-    for k in range(0, len(origins), batch):
+    for j, k in enumerate(range(0, len(origins), batch)):
         chunk = origins[k : k + batch]
         offs = offsets[k : k + batch]
-        a, av = _read_stack(ref, chunk, size)
-        b, bv = _read_stack(tgt, boxes[k : k + batch], size)
-        a, av = _block_mean(a, av, factor)
-        b, bv = _block_mean(b, bv, factor)
+        if stacks and cached:
+            a, av, b, bv = stacks[j]
+        else:
+            a, av = _block_mean(*_read_stack(ref, chunk, size), factor)
+            b, bv = _block_mean(*_read_stack(tgt, boxes[k : k + batch], size), factor)
+            if stacks is not None:
+                stacks.append((a, av, b, bv))
         if method == "gradient":
             start = np.zeros((len(chunk), 2)) if init is None else init[k : k + batch]
             res = gradient_windows(a, b, av, bv, start[:, 0], start[:, 1])
@@ -284,15 +302,21 @@ def _arrays(points: list[TiePoint]) -> tuple[np.ndarray, ...]:
     return c, r, d, w
 
 
-def _coarse(
-    ref: WindowReader,
-    tgt: WindowReader,
-    shape: tuple[int, int],
-    fine_rows: list[int] | None = None,
-    block: int | None = None,
-    method: Method = "phase",
-) -> tuple[ModelFit | None, int]:
-    """Coarse model from up to 7 x 7 large, block-averaged windows; None without agreement.
+@dataclass
+class _CoarseWindows:
+    """The coarse windows of a pair and their block-averaged pixels (one entry per batch):
+    read once, measured by phase correlation and, when that finds no agreement, by gradients."""
+
+    origins: list[tuple[int, int]]
+    size: int
+    factor: int
+    stacks: list[tuple[np.ndarray, ...]]
+
+
+def _coarse_windows(
+    shape: tuple[int, int], fine_rows: list[int] | None = None, block: int | None = None
+) -> _CoarseWindows:
+    """Up to 7 x 7 large windows, block-averaged by 1-4 (not read yet).
 
     With ``fine_rows`` packed into ``block``-row bands (see :func:`_block_rows`), the three
     rows of coarse windows of a large image are placed on the first, middle and last of those
@@ -308,20 +332,34 @@ def _coarse(
         if len(bands) >= 3:
             rows = [bands[0], bands[len(bands) // 2], bands[-1]]
     cols = _positions(w, size, min(7, math.ceil(2 * w / size)))
-    origins = [(r, c) for r in rows for c in cols]
+    return _CoarseWindows([(r, c) for r in rows for c in cols], size, f, [])
+
+
+def _coarse(
+    ref: WindowReader,
+    tgt: WindowReader,
+    shape: tuple[int, int],
+    windows: _CoarseWindows,
+    method: Method = "phase",
+) -> ModelFit | None:
+    """Coarse model from the coarse ``windows`` (read unless already read); None without
+    agreement."""
+    h, w = shape
+    origins, size, f = windows.origins, windows.size, windows.factor
     zero = [(0, 0)] * len(origins)
-    pts = [p for p in _measure(ref, tgt, origins, zero, size, f, method) if p.valid]
+    pts = _measure(ref, tgt, origins, zero, size, f, method, None, windows.stacks)
+    pts = [p for p in pts if p.valid]
     if not pts:
-        return None, size
+        return None
     c, r, d, wt = _arrays(pts)
     if len(pts) < 3:
         fit = fit_translation(c, r, d, wt, tol=1.0 * f)
         best = float(wt.max())
-        return (fit if fit.inliers.sum() >= 2 or best >= 0.5 else None), size
+        return fit if fit.inliers.sum() >= 2 or best >= 0.5 else None
     fit, _ = choose_model(c, r, d, wt, (float(w), float(h)), "auto", tol=1.0 * f)
     if fit.inliers.sum() < 2:
-        return None, size
-    return fit, size
+        return None
+    return fit
 
 
 def coregister_readers(
@@ -347,17 +385,55 @@ def coregister_readers(
         raise ValueError(f"images of {h} x {w} px are too small to co-register (need >= 32)")
     size = FINE_WINDOW if min(h, w) >= 2 * FINE_WINDOW else 64 if min(h, w) >= 128 else 32
     origins, packed = _layout(h, w, size, max_points, row_block)
-    result = _register(ref, tgt, shape, mode, origins, size, packed, row_block, "phase")
+    coarse = _coarse_windows(shape, packed, row_block)
+    band = row_block if packed else None
+    phase = functools.partial(
+        _register, ref, tgt, shape, mode, origins, size, coarse, "phase", band
+    )
+    result, probed = phase(probe=True)
     if result.status != "failed":
         return result
     # no agreement from phase correlation: smooth texture under noise (a few long waves) is
-    # measured by least squares on gradients instead, in windows up to four times as large (a
-    # long wave's curvature must show in a window) and fewer of them (each costs more);
-    # unrelated images still fail there
+    # measured by least squares on gradients instead (the coarse windows already read), in
+    # windows up to four times as large (a long wave's curvature must show in a window) and
+    # fewer of them (each costs more); unrelated images still fail there
     size = max(size, min(4 * FINE_WINDOW, min(h, w) // 2))
-    origins, packed = _layout(h, w, size, max(max_points // 16, 16), row_block)
-    second = _register(ref, tgt, shape, mode, origins, size, packed, row_block, "gradient")
-    return second if second.status != "failed" else result
+    count = max(max_points // 16, 16)
+    origins, packed = _layout(h, w, size, count, row_block)
+    fit = None if row_block is None else row_block - 2 * BLOCK_MARGIN
+    if packed is None and fit is not None and 3 * FINE_WINDOW <= fit < size:
+        # a little smaller, they pack into the file's block rows (one row of windows each):
+        # half the rows decoded
+        small = _layout(h, w, fit, count, row_block)
+        if small[1] is not None:
+            size, (origins, packed) = fit, small
+    second, _ = _register(ref, tgt, shape, mode, origins, size, coarse, "gradient")
+    if second.status != "failed":
+        return second
+    if probed:
+        # the probe rows were no sample of the texture after all: every phase window
+        result, _ = phase(probe=False)
+    return result
+
+
+def _probe_split(
+    origins: list[tuple[int, int]], size: int, band: int | None
+) -> tuple[list[int], list[int]] | None:
+    """Indices of the probe windows (the first, last and middle of the groups of rows: one
+    group per ``band`` rows, else per row of windows) and of the others, in order; None when
+    there are fewer than :data:`PROBE_GROUPS` groups, or when rows of ``size`` px windows
+    overlap (they are read together: measuring some first would read them twice)."""
+    keys = [r // band if band else r for r, _ in origins]
+    groups = sorted(set(keys))
+    if len(groups) < PROBE_GROUPS:
+        return None
+    rows = sorted({r for r, _ in origins})
+    if band is None and min(b - a for a, b in itertools.pairwise(rows)) < size:
+        return None  # overlapping rows of windows (a small grid): read together, cheap anyway
+    pick = {groups[0], groups[len(groups) // 2], groups[-1]}
+    head = [i for i, k in enumerate(keys) if k in pick]
+    rest = [i for i, k in enumerate(keys) if k not in pick]
+    return head, rest
 
 
 def _layout(
@@ -388,26 +464,48 @@ def _register(
     mode: Mode,
     origins: list[tuple[int, int]],
     size: int,
-    packed: list[int] | None,
-    row_block: int | None,
+    windows: _CoarseWindows,
     how: Method,
-) -> CoregResult:
-    """Coarse model, tie points at ``origins`` measured by ``how``, model fit and reliability."""
+    band: int | None = None,
+    *,
+    probe: bool = False,
+) -> tuple[CoregResult, bool]:
+    """Coarse model from ``windows``, tie points at ``origins`` measured by ``how``, model fit
+    and reliability; and whether the measuring stopped after the probe.
+
+    ``probe``: on a large grid, first measure the windows of three groups of rows spread over
+    the height (top, middle, bottom; groups of ``band`` rows, see :func:`_probe_split`); when
+    at least :data:`PROBE_MIN_MEASURED` of them were measured (valid data) and fewer than 3
+    give a usable peak, texture this method sees is nowhere in the sample: the result is
+    ``failed`` without measuring the others (the caller measures them when nothing else works).
+    """
     h, w = shape
-    coarse, _ = _coarse(ref, tgt, shape, packed, row_block, how)
+    coarse = _coarse(ref, tgt, shape, windows, how)
     if coarse is None:
-        return failed("tie-points")
+        return failed("tie-points"), False
     ctr = coarse.displacement(
         np.array([c + size / 2.0 for _, c in origins]),
         np.array([r + size / 2.0 for r, _ in origins]),
     )
     offsets = [(round(float(x)), round(float(y))) for x, y in zip(ctr[0], ctr[1], strict=True)]
     init = ctr.T - np.array(offsets, dtype=float).reshape(-1, 2)
-    pts = _measure(ref, tgt, origins, offsets, size, 1, how, init)
+    split = _probe_split(origins, size, band) if probe else None
+    if split is None:
+        pts = _measure(ref, tgt, origins, offsets, size, 1, how, init)
+    else:
+        pts = []
+        for k, part in enumerate(split):
+            sub = ([origins[i] for i in part], [offsets[i] for i in part])
+            pts += _measure(ref, tgt, *sub, size, 1, how, init[part])
+            if k == 0 and len(pts) >= PROBE_MIN_MEASURED and sum(p.valid for p in pts) < 3:
+                return failed("tie-points", tuple(pts)), True
+        # back in grid order (the robust fit samples in that order)
+        order = {(r + size / 2.0, c + size / 2.0): i for i, (r, c) in enumerate(origins)}
+        pts.sort(key=lambda p: order[(p.row, p.col)])
     cand = [p for p in pts if p.valid]
     method = "tie-points"
     if len(cand) < 3:
-        return failed(method, tuple(pts))
+        return failed(method, tuple(pts)), False
     c, r, d, wt = _arrays(cand)
     fit, _ = choose_model(c, r, d, wt, (float(w), float(h)), mode, tol=0.5)
     inl = fit.inliers
@@ -421,14 +519,14 @@ def _register(
     if how == "gradient":
         method = "gradient-affine" if fit.kind == "affine" else "gradient-global"
     if n_in < 3:
-        return failed(method, points)
+        return failed(method, points), False
     mean_rel = float((wt[inl] * wt[inl]).sum() / wt[inl].sum())
     support = min(1.0, n_in / 10.0) * min(1.0, 2.0 * n_in / max(len(pts), 1)) ** 0.5
     precision = math.exp(-((fit.rms / 0.5) ** 2))
     reliability = float(np.clip(mean_rel * support * precision, 0.0, 1.0))
     sx, sy = fit.displacement(w / 2.0, h / 2.0)
     status: Status = "ok" if reliability >= 0.4 and n_in >= 6 else "low-confidence"
-    return CoregResult(
+    result = CoregResult(
         method=method,
         status=status,
         reliability=round(reliability, 4),
@@ -439,6 +537,7 @@ def _register(
         n_valid_points=n_in,
         points=points,
     )
+    return result, False
 
 
 def coregister_arrays(
