@@ -8,7 +8,10 @@ Evidence, all measured in each image's own units so gain, offset, haze and snow 
   bare ground, snow or a dismantled pad is not. Footprints come from other sources and years, so
   the footprint is searched within a few metres and the best position (the same on both dates,
   chosen mainly by the date on which the outline is clearer, so a date with nothing there does
-  not pull it off) is kept.
+  not pull it off) is kept. Ground broken into small bright and dark patches (patchy snow)
+  crosses an outline drawn anywhere; the coverage it gives by chance, measured on the ground
+  around, is discounted where a date is to show a structure standing, and kept (the most the
+  date can show) where it is to show none.
 - **Cast shadow** and **vegetation** (:mod:`sohae_watch.shadow`): a dark band on the side away
   from the sun; green vegetation over the footprint.
 - **Presence**: per date, the log-likelihood ratios of outline, shadow and vegetation add up to
@@ -17,8 +20,8 @@ Evidence, all measured in each image's own units so gain, offset, haze and snow 
   itself to move at least half as far, so the secondary cues tip weak outline changes only.
 - **Interior pattern change** (modification): the footprint is split into cells; the median of
   each cell relative to the footprint's own median and spread is compared between the dates.
-  Half a roof replaced or removed moves some cells against the rest; sun, snow on the ground and
-  gain do not.
+  Half a roof replaced or removed moves some cells against the rest in at least two bands; sun,
+  snow on the ground and gain do not.
 - **Observed fraction**: the share of the footprint observable on both dates (the change mask's
   255 marks cloud and nodata). Below the site's ``min_observed_fraction`` the structure is
   ``obscured``. A footprint sharply outlined on both dates counts as seen whatever the mask says
@@ -117,8 +120,17 @@ class Evidence:
     shadow_after: float = float("nan")
     vegetation_before: float = float("nan")  # share of the footprint under green vegetation
     vegetation_after: float = float("nan")
+    raw_before: float = float("nan")  # outline coverage with the ground's chance hits (nan: same)
+    raw_after: float = float("nan")
 
-    def presence(self, date: int) -> float:
+    def raw(self, date: int) -> float:
+        """The outline coverage of date 0 or 1 counting the edges the ground around gives by chance:
+        at least the coverage beyond chance, the most an outline can be said to be there."""
+        cov = self.coverage_before if date == 0 else self.coverage_after
+        raw = self.raw_before if date == 0 else self.raw_after
+        return max(cov, raw) if math.isfinite(raw) else cov
+
+    def presence(self, date: int, *, with_chance: bool = False) -> float:
         """Log-odds that a structure stands on the footprint on date 0 (before) or 1 (after): the
         sum of each cue's log-likelihood ratio (cues independent, even prior).
 
@@ -126,12 +138,14 @@ class Evidence:
         log-likelihood ratios, added to the date it favours and taken from the other. A dark band
         beside a footprint on both dates is as well explained by dark ground (a road, an
         unsnowed apron) as by a structure that stood throughout, so it says nothing about a
-        change; a shadow that came or went with the outline does."""
-        cov, veg = (
-            (self.coverage_before, self.vegetation_before)
-            if date == 0
-            else (self.coverage_after, self.vegetation_after)
-        )
+        change; a shadow that came or went with the outline does.
+
+        The outline counts by its coverage beyond chance, or with ``with_chance`` by its raw
+        coverage: the most a date can be said to show a structure, for the date on which one is
+        to be absent."""
+        cov = self.coverage_before if date == 0 else self.coverage_after
+        cov = self.raw(date) if with_chance else cov
+        veg = self.vegetation_before if date == 0 else self.vegetation_after
         veg_llr = VEGETATION_LLR * veg if math.isfinite(veg) else 0.0
         sb, sa = self.shadow_before, self.shadow_after
         moved = (shadow_llr(sa) - shadow_llr(sb)) / 2 if math.isfinite(sb + sa) else 0.0
@@ -162,7 +176,8 @@ def gather_evidence(
     if not fp.any() or poly is None:
         return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
     tol = _tolerance_px(grid)
-    dx, dy, cb, ca = best_offset(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol))
+    fit = best_offset(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol))
+    dx, dy, cb, ca = fit.dx, fit.dy, fit.before, fit.after
     fp = shift_mask(fp, dx, dy)
     n = max(1, int(fp.sum()))
     observable = before.valid & after.valid
@@ -205,6 +220,8 @@ def gather_evidence(
         shadows[1],
         vegetation[0],
         vegetation[1],
+        fit.raw_before,
+        fit.raw_after,
     )
 
 
@@ -252,16 +269,17 @@ def decide(ev: Evidence, *, min_observed: float) -> tuple[Status, float]:
         return "obscured", 0.6 + 0.35 * _ramp(ev.observed, min_observed, 0.0)
     cb, ca = ev.coverage_before, ev.coverage_after
     zb, za = ev.presence(0), ev.presence(1)
-    jump = ca - cb
-    dz = za - zb
+    # with the ground's chance edges counted as outline: the most each date can show
+    zb_most, za_most = ev.presence(0, with_chance=True), ev.presence(1, with_chance=True)
     # posteriors (even priors, cues independent): stood before / after, inside reordered
     pb, pa = _sigmoid(zb), _sigmoid(za)
     pm = _sigmoid(PATTERN_SLOPE * (ev.pattern - 1.0)) if math.isfinite(ev.pattern) else 0.0
-    if jump >= OUTLINE_JUMP / 2 and za >= Z_PRESENT and dz >= Z_JUMP:
-        return "appeared", pa * (1 - pb)
-    if -jump >= OUTLINE_JUMP / 2 and zb >= Z_PRESENT and -dz >= Z_JUMP:
-        return "removed", pb * (1 - pa)
-    standing = min(cb, ca) >= STANDING
+    if ca - ev.raw(0) >= OUTLINE_JUMP / 2 and za >= Z_PRESENT and za - zb_most >= Z_JUMP:
+        return "appeared", pa * (1 - _sigmoid(zb_most))
+    if cb - ev.raw(1) >= OUTLINE_JUMP / 2 and zb >= Z_PRESENT and zb - za_most >= Z_JUMP:
+        return "removed", pb * (1 - _sigmoid(za_most))
+    # stood on both dates: clear of chance edges on one, at least counting them on the other
+    standing = min(max(cb, ca), ev.raw(0), ev.raw(1)) >= STANDING
     if standing and math.isfinite(ev.pattern) and ev.pattern >= 1.0:
         return "modified", pb * pa * pm
     return "unchanged", pb * pa * (1 - pm) + (1 - pb) * (1 - pa)
@@ -313,6 +331,8 @@ def classify_structures(
                 evidence={
                     "outline_before": ev.coverage_before,
                     "outline_after": ev.coverage_after,
+                    "outline_raw_before": ev.raw(0),
+                    "outline_raw_after": ev.raw(1),
                     "pattern_change": ev.pattern,
                     "footprint_offset_m": ev.offset_m,
                     "shadow_before": ev.shadow_before,
@@ -343,10 +363,8 @@ def standing_footprint(
         return None
     edges = EdgeImage.of(scene, levels)
     tol = _tolerance_px(grid)
-    dx, dy, coverage, _ = best_offset(
-        edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol)
-    )
-    return shift_mask(fp, dx, dy) if coverage >= PRESENT else None
+    fit = best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol))
+    return shift_mask(fp, fit.dx, fit.dy) if fit.before >= PRESENT else None
 
 
 def presence(scene: Scene, structure: Structure) -> float:
@@ -360,8 +378,7 @@ def presence(scene: Scene, structure: Structure) -> float:
         return float("nan")
     edges = EdgeImage.of(scene)
     tol = _tolerance_px(grid)
-    _, _, coverage, _ = best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol))
-    return coverage
+    return best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol)).before
 
 
 def _capitalise(text: str) -> str:
