@@ -193,3 +193,18 @@ def test_cloud_flag_over_a_sharply_outlined_footprint_is_overruled() -> None:
         [s], scene(standing=False, seed=5), scene(standing=False, seed=6), cloud
     )[0]
     assert bare.status == "obscured"
+
+
+def test_chance_edges_gate_a_change_without_discounting_presence() -> None:
+    nan = float("nan")
+    # busy real ground around a new building (chance about 0.3): 0.81 measured after, 0.66
+    # beyond chance, 0.2 before: it appeared (presence is on the measured scale)
+    built = Evidence(1.0, 0.0, 0.05, 0.66, 0.2, 0.0, nan, nan, 0.0, 0.0, 0.2, 0.81)
+    assert decide(built, min_observed=0.5)[0] == "appeared"
+    # an empty footprint on patchy snow: 0.70 measured before but only 0.25 beyond the snow's
+    # chance edges, a dark band beside it that melted away: no structure went
+    snow = Evidence(1.0, 0.0, 0.25, 0.14, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0, 0.70, 0.14)
+    assert decide(snow, min_observed=0.5)[0] == "unchanged"
+    # the same outlines beyond chance on clean ground are a removal
+    clean = Evidence(1.0, 0.0, 0.70, 0.14, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0, 0.70, 0.14)
+    assert decide(clean, min_observed=0.5)[0] == "removed"
