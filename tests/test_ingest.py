@@ -13,7 +13,14 @@ from rasterio.crs import CRS
 from conftest import textured, write_raster
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import GridReader, catalog, open_acquisition, open_raster, read_scene
+from sohae_watch.ingest import (
+    GridReader,
+    block_rows,
+    catalog,
+    open_acquisition,
+    open_raster,
+    read_scene,
+)
 
 T0 = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
 
@@ -281,3 +288,17 @@ def test_validity_from_pixels_matches_gdal_dataset_mask(tmp_path: Path, nodata: 
     np.testing.assert_array_equal(inside, truth[5:75, 7:87])
     np.testing.assert_array_equal(edge[10:, 10:], truth[:30, :30])
     assert not edge[:10].any()
+
+
+def test_block_rows_only_when_the_grid_starts_on_a_block(tmp_path: Path) -> None:
+    data = textured((96, 80), bands=1)
+    tiled = write_raster(
+        tmp_path / "t_2019-01-01.tif", data, tiled=True, blockxsize=32, blockysize=32
+    )
+    acq = open_acquisition(tiled)
+    grid = acq.sources[0].grid
+    assert block_rows(acq, grid) == 32
+    assert block_rows(acq, grid.crop(64, 16, 32, 32)) == 32
+    assert block_rows(acq, grid.crop(10, 0, 32, 32)) is None  # rows start inside a block
+    half = Grid.from_bounds(grid.crs, grid.bounds, 1.0)  # another pixel lattice
+    assert block_rows(acq, half) is None

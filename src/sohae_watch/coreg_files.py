@@ -29,7 +29,8 @@ from sohae_watch.ingest import (
     Acquisition,
     GridReader,
     ResamplingName,
-    _aligned_offset,
+    aligned_offset,
+    block_rows,
     open_acquisition,
 )
 from sohae_watch.scene import VISIBLE
@@ -199,16 +200,6 @@ def _gdal_env() -> Iterator[None]:
         yield
 
 
-def _row_block(acq: Acquisition) -> int | None:
-    """Height of the internal blocks of a single-raster acquisition (its native grid's rows
-    start on a block), else None."""
-    if len(acq.sources) != 1:
-        return None
-    with rasterio.open(acq.sources[0].path) as ds:
-        bh, bw = ds.block_shapes[0]
-    return int(bh) if bw < ds.width or bh < ds.height else None
-
-
 def _mask_from_all_bands(acq: Acquisition, roles: tuple[str, ...]) -> bool:
     """Whether reading ``roles`` of ``acq`` reads every band of its single raster, whose only
     masks are integer nodata values (GridReader then takes the validity from the pixels read,
@@ -242,7 +233,7 @@ def measure_files(
     tgt_acq = open_acquisition(target, nodata=nodata)
     grid = native_grid(ref_acq)
     _check_overlap(tgt_acq, grid, Path(target))
-    block = _row_block(ref_acq)
+    block = block_rows(ref_acq, grid)
     with _gdal_env(), GridReader(ref_acq, grid) as rr, GridReader(tgt_acq, grid) as tr:
         strips = StripReader(rr), StripReader(tr)
         try:
@@ -443,7 +434,7 @@ def write_corrected(
         sx, sy = model * tuple(centre)
         model = Affine.translation(sx - centre[0], sy - centre[1])
     aligned = resampling == "cubic" and all(
-        _aligned_offset(s, grid) is not None for s in tgt_acq.sources
+        aligned_offset(s, grid) is not None for s in tgt_acq.sources
     )
     out = Path(out)
     tmp = out.with_name(out.name + ".partial.tif")

@@ -279,7 +279,7 @@ def open_acquisition(
     return Acquisition(src.date, (src,), src.roles)
 
 
-def _aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
+def aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
     """(row, col) of the grid's origin in the source's pixels when both share CRS and pixel
     lattice, else None."""
     if src.crs != grid.crs:
@@ -297,6 +297,21 @@ def _aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
     return round(row), round(col)
+
+
+def block_rows(acq: Acquisition, grid: Grid) -> int | None:
+    """Height of the internal blocks of a single-raster, tiled acquisition when the grid's rows
+    start on a block border (the source on the grid's pixel lattice), else None: windows packed
+    into those block rows decode fewer rows."""
+    if len(acq.sources) != 1:
+        return None
+    offset = aligned_offset(acq.sources[0], grid)
+    if offset is None:
+        return None
+    with rasterio.open(acq.sources[0].path) as ds:
+        bh, bw = ds.block_shapes[0]
+        tiled = bw < ds.width or bh < ds.height
+    return int(bh) if tiled and offset[0] % bh == 0 else None
 
 
 class GridReader:
@@ -322,13 +337,13 @@ class GridReader:
         self.resampling = Resampling[resampling]
         self._datasets: list[tuple[RasterSource, rasterio.io.DatasetReader]] = []
         self._vrts: dict[int, WarpedVRT] = {}
-        self._offsets: list[tuple[int, int] | None] = []  # per source, see _aligned_offset
+        self._offsets: list[tuple[int, int] | None] = []  # per source, see aligned_offset
 
     def __enter__(self) -> GridReader:
         try:
             for src in self.acq.sources:
                 self._datasets.append((src, rasterio.open(src.path)))
-                self._offsets.append(_aligned_offset(src, self.grid))
+                self._offsets.append(aligned_offset(src, self.grid))
         except RasterioError as exc:
             self.close()
             raise InputError(f"{src.path}: cannot be read ({exc}); replace the file") from exc

@@ -37,7 +37,7 @@ from sohae_watch.coregister import CoregResult, array_reader, coregister_readers
 from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader, open_acquisition
+from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, TileOutputs
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
@@ -206,7 +206,9 @@ def _coregister(
         else:
             pair.append(masked(intensity_reader(r)))
     try:
-        return coregister_readers(pair[0], pair[1], grid.shape)
+        return coregister_readers(
+            pair[0], pair[1], grid.shape, row_block=block_rows(readers[0].acq, grid)
+        )
     except ValueError as exc:  # too small to measure: say so rather than assume no shift
         log.warning("co-registration not possible: %s", exc)
         return failed("tie-points")
