@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.stats import chi2, norm
+from scipy.special import chdtri, ndtr, ndtri
 
 from sohae_watch.areas import ChangeArea, change_areas
 from sohae_watch.blocks import (
@@ -148,7 +148,7 @@ class ChangeModel:
     def pixel_cut(self) -> float:
         """The score a single pixel exceeds with probability ``false_alarm`` under no change."""
         dof = len(self.bands) + 1
-        return float(math.sqrt(chi2.isf(self.config.false_alarm, dof) / dof))
+        return float(math.sqrt(chdtri(dof, self.config.false_alarm) / dof))
 
     @property
     def work_step(self) -> int:
@@ -368,9 +368,9 @@ def fit_change_model(
     logm = np.log(np.maximum(mag[sample_pixels(np.ones(mag.size, bool), cfg.max_samples)], 1e-6))
     # the no-change mode from the lower half of the distribution only (median and its left
     # one-sigma half-width), so however much of the scene changed it does not widen the mode
-    med, lower = (float(v) for v in np.quantile(logm, [0.5, norm.cdf(-1.0)]))
+    med, lower = (float(v) for v in np.quantile(logm, [0.5, ndtr(-1.0)]))
     spread = med - lower
-    zcut = float(norm.isf(cfg.false_alarm))
+    zcut = float(-ndtri(cfg.false_alarm))
     empirical = float(math.exp(med + zcut * max(spread, 1e-3)))
     # the same tail probability under the model's own no-change law: the score squared is a mean
     # of (bands + 1) squared standard normal deviates

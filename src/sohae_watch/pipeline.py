@@ -65,6 +65,9 @@ NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
 GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
+# grids up to this size are read whole for co-registration (16 bytes a pixel while reading): tie-
+# point windows overlap there, and reading them one by one decoded the same blocks many times
+WHOLE_READ_PIXELS = 16_000_000
 Progress = Callable[[int, int], None]
 
 
@@ -197,8 +200,9 @@ def _coregister(
         return inner
 
     pair: list[Reader] = []
+    whole = grid.width * grid.height <= WHOLE_READ_PIXELS
     for r in readers:
-        if grid.width * grid.height <= WHOLE_FIT_PIXELS:
+        if whole:
             img, valid = intensity_reader(r)(0, 0, grid.height, grid.width)
             pair.append(
                 array_reader(img, valid & area_valid(grid, area, 0, 0, grid.height, grid.width))
@@ -206,9 +210,8 @@ def _coregister(
         else:
             pair.append(masked(intensity_reader(r)))
     try:
-        return coregister_readers(
-            pair[0], pair[1], grid.shape, row_block=block_rows(readers[0].acq, grid)
-        )
+        block = None if whole else block_rows(readers[0].acq, grid)
+        return coregister_readers(pair[0], pair[1], grid.shape, row_block=block)
     except ValueError as exc:  # too small to measure: say so rather than assume no shift
         log.warning("co-registration not possible: %s", exc)
         return failed("tie-points")

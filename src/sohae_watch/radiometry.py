@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import chdtri
 
 __all__ = ["BandFit", "fit_normalisation", "sample_pixels", "standardised_residuals"]
 
@@ -101,7 +101,7 @@ def fit_normalisation(
     # view and sun geometry, quantisation); without that floor an exact gain/offset pair would have
     # zero scatter and every rounding error would look like change
     floors = [max(floor_share * _mad(after[b].astype(np.float64)), 1e-6) for b in range(k)]
-    cut = float(chi2.ppf(quantile, k))
+    cut = float(chdtri(k, 1.0 - quantile))
     keep = _robust_start(before, after, floors, min_keep)
     for _ in range(iterations):
         fits = []
