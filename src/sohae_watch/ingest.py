@@ -406,19 +406,21 @@ class GridReader:
         width: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Source pixels [row:row+height, col:col+width] (zero and invalid outside the raster)."""
-        if row >= 0 and col >= 0 and row + height <= src.height and col + width <= src.width:
-            w = Window(col, row, width, height)  # inside: decoded straight into the result
-            part = ds.read(indexes, window=w, out_dtype="float32")
-            return part, _source_mask(ds, indexes, part, w)
-        data = np.zeros((len(indexes), height, width), np.float32)
-        mask = np.zeros((height, width), bool)
         r0, c0 = max(0, -row), max(0, -col)
         r1, c1 = min(height, src.height - row), min(width, src.width - col)
-        if r1 > r0 and c1 > c0:
-            w = Window(col + c0, row + r0, c1 - c0, r1 - r0)
-            part = ds.read(indexes, window=w, out_dtype="float32")
-            data[:, r0:r1, c0:c1] = part
-            mask[r0:r1, c0:c1] = _source_mask(ds, indexes, part, w)
+        if r1 <= r0 or c1 <= c0:
+            return np.zeros((len(indexes), height, width), np.float32), np.zeros(
+                (height, width), bool
+            )
+        w = Window(col + c0, row + r0, c1 - c0, r1 - r0)
+        part = ds.read(indexes, window=w, out_dtype="float32")
+        part_mask = _source_mask(ds, indexes, part, w)
+        if (r1 - r0, c1 - c0) == (height, width):  # inside the raster: decoded into the result
+            return part, part_mask
+        data = np.zeros((len(indexes), height, width), np.float32)
+        mask = np.zeros((height, width), bool)
+        data[:, r0:r1, c0:c1] = part
+        mask[r0:r1, c0:c1] = part_mask
         return data, mask
 
     def _resample_aligned(
@@ -498,48 +500,14 @@ class GridReader:
             mask = vrt.dataset_mask(window=window) > 0
         return data, _validity(src, ds, data, mask)
 
-    def _direct(
-        self, row: int, col: int, height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The common case read straight into the result: one source on the grid's own pixel
-        lattice, no correction model, the window inside it. None when that does not apply."""
-        if self.model is not None or len(self._datasets) != 1:
-            return None
-        src, ds = self._datasets[0]
-        offset = self._offsets[0]
-        if offset is None:
-            return None
-        r, c = row + offset[0], col + offset[1]
-        inside_grid = row >= 0 and col >= 0 and row + height <= self.grid.height
-        if not (inside_grid and col + width <= self.grid.width):
-            return None
-        if not (r >= 0 and c >= 0 and r + height <= src.height and c + width <= src.width):
-            return None
-        indexes = [src.data_bands[src.roles.index(x)] for x in self.roles]
-        window = Window(c, r, width, height)
-        try:
-            data = ds.read(indexes, window=window, out_dtype="float32")
-            mask = _source_mask(ds, indexes, data, window)
-        except RasterioError as exc:
-            raise InputError(
-                f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
-                "corrupt, replace it"
-            ) from exc
-        mask = _validity(src, ds, data, mask)
-        if not mask.all():
-            data[:, ~mask] = np.nan
-        return data, mask
-
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Bands (float32, NaN where invalid) and validity of a window of the grid; the parts of
         the window outside the grid are invalid."""
-        direct = self._direct(row, col, height, width)
-        if direct is not None:
-            return direct
         r0, c0 = max(0, row), max(0, col)
         r1, c1 = min(self.grid.height, row + height), min(self.grid.width, col + width)
         if len(self._datasets) == 1 and (r1 - r0, c1 - c0) == (height, width):
-            # one source and the window inside the grid: its pixels are the result (no copy)
+            # one source and the window inside the grid (the common case): its pixels are the
+            # result, decoded straight into it when the source is on the grid's lattice
             src, ds = self._datasets[0]
             if _overlaps(src, self.grid.crop(r0, c0, height, width), margin=self._margin()):
                 data, mask = self._decode(0, src, ds, Window(c0, r0, width, height))
