@@ -183,11 +183,9 @@ def test_probe_keeps_phase_correlation_when_the_first_rows_are_covered(
     assert seen == COARSE + 8 * 24  # every window was measured
 
 
-def test_strip_reader_reads_all_bands_for_a_nodata_mask(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A 4-band file with nodata 0: the visible bands' mean and GDAL's dataset mask, whether the
-    fourth band is read for the mask or GDAL is asked for it."""
+def test_strip_reader_reads_all_bands_for_a_nodata_mask(tmp_path: Path) -> None:
+    """A 4-band file with nodata 0 read for its visible bands: their mean, and GDAL's dataset
+    mask (valid where any band is), taken from the pixels of every band."""
     from sohae_watch import coreg_files
     from sohae_watch.ingest import GridReader, open_acquisition
 
@@ -209,19 +207,13 @@ def test_strip_reader_reads_all_bands_for_a_nodata_mask(
     acq = open_acquisition(path)
     assert acq.roles == ("red", "green", "blue", "nir")
     grid = coreg_files.native_grid(acq)
-
-    def fetch(expect_all: bool) -> tuple[np.ndarray, np.ndarray]:
-        with GridReader(acq, grid) as gr:
-            sr = coreg_files.StripReader(gr)
-            assert (sr._keep is not None) == expect_all
-            return sr._fetch(0, 300)
-
-    img, valid = fetch(True)
-    monkeypatch.setattr(coreg_files, "_mask_from_all_bands", lambda *a: False)
-    img0, valid0 = fetch(False)  # the visible bands only, the mask from GDAL
+    with GridReader(acq, grid) as gr:
+        sr = coreg_files.StripReader(gr)
+        assert gr.roles == ("red", "green", "blue")
+        img, valid = sr._fetch(0, 300)
     with rasterio.open(path) as ds:
         gdal_mask = ds.dataset_mask() > 0
-    np.testing.assert_array_equal(valid0, gdal_mask)
-    np.testing.assert_array_equal(valid, valid0)
-    np.testing.assert_array_equal(img, img0)
+    np.testing.assert_array_equal(valid, gdal_mask)
+    want = np.where(gdal_mask, data[:3].astype(np.float32).mean(axis=0, dtype=np.float32), np.nan)
+    np.testing.assert_array_equal(img, want)
     assert not valid[:40, :30].any() and valid[100:120, 50:90].all()

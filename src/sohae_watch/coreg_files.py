@@ -19,7 +19,6 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import Transformer
-from rasterio.enums import MaskFlags
 from scipy import ndimage as ndi
 
 from sohae_watch.coregister import MAX_POINTS, CoregResult, Mode, coregister_readers
@@ -67,17 +66,8 @@ class StripReader:
     """
 
     def __init__(self, reader: GridReader, pad: int = 64) -> None:
-        roles = tuple(reader.roles)
-        visible = tuple(r for r in roles if r in VISIBLE) or roles
-        # the visible bands of ``roles`` averaged; None: all that are read
-        self._keep: list[int] | None = None
-        if visible != roles and _mask_from_all_bands(reader.acq, roles):
-            # a file masked by nodata values: GridReader takes the mask from the pixels when it
-            # reads every band, else GDAL decodes every band again for it (3.5x the read's
-            # cost); same pixels, same mask
-            self._keep = [roles.index(r) for r in visible]
-        else:
-            reader.roles = visible
+        # the visible bands (GridReader still takes a nodata file's mask from all of them)
+        reader.roles = tuple(r for r in reader.roles if r in VISIBLE) or tuple(reader.roles)
         self.reader = reader
         self.pad = pad
         self.rows = max(512, STRIP_PIXELS // max(reader.grid.width, 1))
@@ -125,8 +115,6 @@ class StripReader:
     def _fetch(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         g = self.reader.grid
         data, valid = self.reader.read(r0, 0, r1 - r0, g.width)  # NaN where invalid
-        if self._keep is not None:
-            data = data[self._keep]
         img = data[0] if data.shape[0] == 1 else np.asarray(np.mean(data, axis=0, dtype=np.float32))
         return img, valid
 
@@ -198,23 +186,6 @@ def _check_overlap(tgt: Acquisition, grid: Grid, target: Path) -> None:
 def _gdal_env() -> Iterator[None]:
     with rasterio.Env(GDAL_CACHEMAX=CACHE_MB):
         yield
-
-
-def _mask_from_all_bands(acq: Acquisition, roles: tuple[str, ...]) -> bool:
-    """Whether reading ``roles`` of ``acq`` reads every band of its single raster, whose only
-    masks are integer nodata values (GridReader then takes the validity from the pixels read,
-    equal to GDAL's dataset mask; no NaN test that extra bands could change)."""
-    if len(acq.sources) != 1:
-        return False
-    src = acq.sources[0]
-    with rasterio.open(src.path) as ds:
-        indexes = sorted(src.data_bands[src.roles.index(r)] for r in roles)
-        return (
-            indexes == list(range(1, ds.count + 1))
-            and all(f == [MaskFlags.nodata] for f in ds.mask_flag_enums)
-            and None not in ds.nodatavals
-            and all(np.dtype(t).kind in "iu" for t in ds.dtypes)
-        )
 
 
 def measure_files(

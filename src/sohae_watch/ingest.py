@@ -412,9 +412,7 @@ class GridReader:
             return np.zeros((len(indexes), height, width), np.float32), np.zeros(
                 (height, width), bool
             )
-        w = Window(col + c0, row + r0, c1 - c0, r1 - r0)
-        part = ds.read(indexes, window=w, out_dtype="float32")
-        part_mask = _source_mask(ds, indexes, part, w)
+        part, part_mask = _read_masked(ds, indexes, Window(col + c0, row + r0, c1 - c0, r1 - r0))
         if (r1 - r0, c1 - c0) == (height, width):  # inside the raster: decoded into the result
             return part, part_mask
         data = np.zeros((len(indexes), height, width), np.float32)
@@ -547,22 +545,26 @@ class GridReader:
         return self.read(0, 0, self.grid.height, self.grid.width)
 
 
-def _source_mask(
-    ds: rasterio.io.DatasetReader, indexes: list[int], data: np.ndarray, window: Window
-) -> np.ndarray:
-    """GDAL's dataset mask of ``window`` (valid where any band is), from the pixels already read
-    when the file's only mask is a nodata value: asking GDAL decodes every band a second time."""
+def _read_masked(
+    ds: rasterio.io.DatasetReader, indexes: list[int], window: Window
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bands ``indexes`` of ``window`` (float32) and GDAL's dataset mask there (valid where any
+    band of the file is). When the file's only masks are nodata values, every band is read once
+    and the mask taken from the pixels: asking GDAL for it decodes every band a second time."""
     flags = ds.mask_flag_enums
     if all(f == [MaskFlags.all_valid] for f in flags):
-        return np.ones(data.shape[1:], bool)
-    nodata_only = all(f == [MaskFlags.nodata] for f in flags)
-    values = [ds.nodatavals[i - 1] for i in indexes]
-    if nodata_only and None not in values and sorted(indexes) == list(range(1, ds.count + 1)):
-        valid = np.zeros(data.shape[1:], bool)
-        for band, v in zip(data, values, strict=True):
+        data = ds.read(indexes, window=window, out_dtype="float32")
+        return data, np.ones(data.shape[1:], bool)
+    every = list(range(1, ds.count + 1))
+    if all(f == [MaskFlags.nodata] for f in flags) and None not in ds.nodatavals:
+        bands = ds.read(every, window=window, out_dtype="float32")
+        valid = np.zeros(bands.shape[1:], bool)
+        for band, v in zip(bands, ds.nodatavals, strict=True):
             valid |= ~np.isnan(band) if math.isnan(v) else band != np.float32(v)
-        return valid
-    return np.asarray(ds.dataset_mask(window=window) > 0)
+        data = bands if indexes == every else bands[[i - 1 for i in indexes]]
+        return data, valid
+    data = ds.read(indexes, window=window, out_dtype="float32")
+    return data, np.asarray(ds.dataset_mask(window=window) > 0)
 
 
 def _validity(
