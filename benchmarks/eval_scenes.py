@@ -5,13 +5,15 @@ For each seed: generate a random scene (`sohae-watch samples --scene --seed N`),
 pair in its truth.json with its own site file, and compare each structure's status with truth.
 Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
 changed (appeared, removed, modified) or obscured, and a calibration table (mean confidence and
-accuracy of the calls made with confidence in each bin).
+accuracy of the calls made with confidence in each bin), its expected calibration error and the
+log loss of the confidences.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -82,15 +84,24 @@ def main() -> None:
     )
     for (t, p), v in sorted(confusion.items()):
         print(f"  truth {t:<10} called {p:<10} {v}")
+    gap = 0.0
     for lo, hi in CONFIDENCE_BINS:
         sel = [(c, good) for c, good in calls if lo <= c < hi]
         if sel:
             mean = sum(c for c, _ in sel) / len(sel)
             right = sum(g for _, g in sel) / len(sel)
+            gap += len(sel) * abs(mean - right)
             print(
                 f"  confidence [{lo:.2f}, {min(hi, 1.0):.2f}): {len(sel)} calls, "
                 f"mean confidence {mean:.2f}, {right:.2f} right"
             )
+    if calls:
+        clipped = [(min(max(c, 1e-3), 1 - 1e-3), good) for c, good in calls]
+        loss = -sum(math.log(c if good else 1 - c) for c, good in clipped) / len(calls)
+        print(
+            f"  expected calibration error {gap / len(calls):.3f} (mean |confidence - share right| "
+            f"over the bins, weighted by calls); log loss {loss:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ MAX_POINTS = 2500
 FINE_WINDOW = 128
 #: a tie point below this peak reliability is not used
 MIN_POINT_RELIABILITY = 0.15
+RELIABLE = 0.4  # reliability from which a registration is `ok` (with enough points)
 #: windows correlated per FFT batch (bounds memory)
 BATCH = 128
 #: the phase measurement of a grid with at least this many groups of tie-point rows starts with
@@ -525,7 +526,7 @@ def _register(
     precision = math.exp(-((fit.rms / 0.5) ** 2))
     reliability = float(np.clip(mean_rel * support * precision, 0.0, 1.0))
     sx, sy = fit.displacement(w / 2.0, h / 2.0)
-    status: Status = "ok" if reliability >= 0.4 and n_in >= 6 else "low-confidence"
+    status: Status = "ok" if reliability >= RELIABLE and n_in >= 6 else "low-confidence"
     result = CoregResult(
         method=method,
         status=status,

@@ -33,7 +33,13 @@ from sohae_watch.change import (
 )
 from sohae_watch.chips import png, rgb, stretch
 from sohae_watch.classify import StructureCall
-from sohae_watch.coregister import CoregResult, array_reader, coregister_readers, failed
+from sohae_watch.coregister import (
+    RELIABLE,
+    CoregResult,
+    array_reader,
+    coregister_readers,
+    failed,
+)
 from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
@@ -416,7 +422,11 @@ def _compute_diff(
     )
     try:
         if site is not None:
-            reliability = coreg.reliability if coreg.status != "failed" else 0.0
+            # a registration short of `ok` counts as at most half-way reliable
+            reliability = {
+                "ok": coreg.reliability,
+                "low-confidence": min(coreg.reliability, RELIABLE / 2),
+            }.get(coreg.status, 0.0)
             structures, chips = classify_windows(
                 site,
                 readers.get(),

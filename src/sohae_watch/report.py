@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sohae_watch import __version__
-from sohae_watch.dates import date_span
+from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.outputs import staged_dir
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from sohae_watch.pipeline import DiffResult
 
 SCHEMA_VERSION = 1
+PARTLY_SEEN = 0.9  # observed fraction below which the summary says a call rests on part of it
+LOW_CONFIDENCE = 0.5  # confidence below which the summary says a call is uncertain
 
 
 def _area_record(a: ChangeArea, result: DiffResult, structure_id: str | None) -> dict[str, Any]:
@@ -64,6 +66,19 @@ def summary_sentences(result: DiffResult) -> list[str]:
             f"{'E' if lon >= 0 else 'W'} ({a.area_m2:,.0f} m²) {span}."
         )
     out.extend(obscured)
+    for c in result.structures:
+        if c.status == "obscured":
+            continue
+        if c.observed_fraction < PARTLY_SEEN:
+            out.append(
+                f"Only {c.observed_fraction:.0%} of the footprint of the {c.name} was observable "
+                f"on both {short_date(result.before.date)} and {short_date(result.after.date)}: "
+                f"its call ({c.status}) carries lower confidence ({c.confidence:.2f})."
+            )
+        elif c.confidence < LOW_CONFIDENCE:
+            out.append(
+                f"The call on the {c.name} ({c.status}) is uncertain: confidence {c.confidence:.2f}."
+            )
     if unchanged:
         names = [f"the {n}" for n in unchanged]
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -74,7 +89,8 @@ def summary_sentences(result: DiffResult) -> list[str]:
         out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
     if result.coreg.status != "ok":
         out.append(
-            f"Co-registration {result.coreg.status}: structure calls of this pair carry lower confidence."
+            f"Co-registration {result.coreg.status} (reliability {result.coreg.reliability:.2f}): "
+            "structure calls of this pair carry lower confidence."
         )
     return out
 
