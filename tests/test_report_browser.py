@@ -91,14 +91,16 @@ def test_report_renders_in_chromium(samples: Path, tmp_path: Path) -> None:
     probe = json.loads(
         re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"')
     )
-    n_chips = (
-        3 * len(report["structures"]) + 1
-    )  # before / after / change per structure, and the map
+    # before / after / change per structure and per new-activity area, and the map
+    n_chips = 3 * len(report["structures"]) + 3 * len(report["new_activity"]) + 1
     assert probe["images"] == n_chips
     assert len(probe["decoded"]) == n_chips
     for s in report["structures"]:
         for kind in ("before", "after", "change"):
             assert f"{s['name']} {kind}" in probe["decoded"]
+    for n in range(len(report["new_activity"])):
+        for kind in ("before", "after", "change"):
+            assert f"new activity {n + 1} {kind}" in probe["decoded"]
 
 
 def test_html_escapes_site_strings(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ from sohae_watch.stream import (
     tiles,
     window_scene,
 )
-from sohae_watch.structures import classify_windows, mark_rebuilt
+from sohae_watch.structures import activity_chips, classify_windows, mark_rebuilt
 
 if TYPE_CHECKING:
     from sohae_watch.distributed import Executor
@@ -450,6 +450,16 @@ def _compute_diff(
                 and a.change_type in ("new_structure", "removed_structure")
                 and not any(a.geometry.intersects(f) for f in footprints)
             ]
+            chips.update(
+                activity_chips(
+                    new_activity,
+                    readers.get(),
+                    grid,
+                    area,
+                    (before_acq, after_acq),
+                    outputs.paths["change_mask"],
+                )
+            )
         footprints_ll = [s.geometry for s in site.structures] if site is not None else []
         chips["_overview"] = {"map": _overview_png(readers.get()[1], grid, outputs, footprints_ll)}
     finally:

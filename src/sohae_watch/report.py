@@ -188,6 +188,16 @@ STRUCTURE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 ]
 
 
+def _activity_text(a: dict[str, Any]) -> str:
+    """One new-activity record of report.json in words."""
+    lat, lon = a["lat"], a["lon"]
+    kind = str(a.get("change_type") or "change").replace("_", " ")
+    return (
+        f"{abs(lat):.5f} {'N' if lat >= 0 else 'S'}, {abs(lon):.5f} {'E' if lon >= 0 else 'W'}: "
+        f"{kind}, {a['area_m2']:,.0f} m², confidence {a['confidence']:.2f}"
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Change report: {report['site']['name'] or 'area compared'}", ""]
     lines += [f"{report['before']['date']} → {report['after']['date']}", "", "## Summary", ""]
@@ -210,6 +220,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         for s in report["structures"]:
             lines.append("| " + " | ".join(cell(s) for _, cell in STRUCTURE_COLUMNS) + " |")
+        lines.append("")
+    if report.get("new_activity"):
+        lines += ["## New activity", ""]
+        lines += [f"- {_activity_text(a)}" for a in report["new_activity"]]
         lines.append("")
     ch = report["change"]
     lines += [
@@ -302,6 +316,20 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
                 parts.append(
                     f'<figure><img class="chip" data-structure="{e(s["id"])}" data-kind="{kind}" '
                     f'alt="{e(alt)}" src="{imgs[kind]}"><figcaption>{kind}</figcaption></figure>'
+                )
+            parts.append("</div>")
+    for n, a in enumerate(report.get("new_activity", [])):
+        if n == 0:
+            parts.append("<h2>New activity</h2>")
+        parts.append(f"<h3>New activity {n + 1}</h3><p>{e(_activity_text(a))}</p>")
+        imgs = images.get(f"_activity-{n}")
+        if imgs:
+            parts.append('<div class="chips">')
+            for kind in ("before", "after", "change"):
+                parts.append(
+                    f'<figure><img class="chip" data-activity="{n}" data-kind="{kind}" '
+                    f'alt="new activity {n + 1} {kind}" src="{imgs[kind]}">'
+                    f"<figcaption>{kind}</figcaption></figure>"
                 )
             parts.append("</div>")
     parts.append("<h2>Map of change areas</h2>")

@@ -4,7 +4,7 @@ chips, and find in the catalog whether a structure that appeared had stood befor
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ import numpy as np
 import rasterio
 from shapely.geometry.base import BaseGeometry
 
+from sohae_watch.areas import ChangeArea
 from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.classify import (
     PRESENT,
@@ -41,11 +42,20 @@ CHIP_MARGIN_M = 15.0  # ground shown around a footprint in its chips
 def structure_chips(
     s: Structure, grid: Grid, before: Scene, after: Scene, mask: np.ndarray
 ) -> dict[str, bytes]:
+    return outlined_chips(
+        before.grid.geometry_from_lonlat(s.geometry.__geo_interface__), before, after, mask
+    )
+
+
+def outlined_chips(
+    geom: BaseGeometry, before: Scene, after: Scene, mask: np.ndarray
+) -> dict[str, bytes]:
+    """Before / after / change PNG chips of two window scenes with ``geom`` (the window's CRS)
+    outlined."""
     from sohae_watch.report import outline_rings
 
     full = (0, 0, before.grid.height, before.grid.width)
-    fp = before.grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-    rings = outline_rings(before.grid, fp, full)
+    rings = outline_rings(before.grid, geom, full)
     return {
         "before": png(rgb(before, full, stretch(before)), outlines=rings),
         "after": png(rgb(after, full, stretch(after)), outlines=rings),
@@ -111,6 +121,36 @@ def classify_windows(
         calls.append(call)
         chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
     return calls, chips
+
+
+def activity_chips(
+    areas: Sequence[ChangeArea],
+    readers: tuple[GridReader, GridReader],
+    grid: Grid,
+    area: BaseGeometry,
+    acqs: tuple[Acquisition, Acquisition],
+    mask_path: Path,
+) -> dict[str, dict[str, bytes]]:
+    """Before / after / change chips of each new-activity area (keys ``_activity-N``, in order),
+    the area outlined, read on a window around it."""
+    from rasterio.windows import Window
+
+    chips: dict[str, dict[str, bytes]] = {}
+    with rasterio.open(mask_path) as mask_ds:
+        for n, a in enumerate(areas):
+            r0, c0, r1, c1 = box_around(
+                grid, a.geometry.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution)
+            )
+            if r1 <= r0 or c1 <= c0:
+                continue
+            h, w = r1 - r0, c1 - c0
+            before, after = (
+                window_scene(r, grid, area, acq, r0, c0, h, w)
+                for r, acq in zip(readers, acqs, strict=True)
+            )
+            mask = mask_ds.read(1, window=Window(c0, r0, w, h))
+            chips[f"_activity-{n}"] = outlined_chips(a.geometry, before, after, mask)
+    return chips
 
 
 def estimate_sun(

@@ -1,0 +1,61 @@
+"""New activity (change outside every listed structure) is reported with its position, area and a
+before / after / change chip, on a generated scene where an unlisted building appears."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sohae_watch.cli.main import cli
+from sohae_watch.samples import generate_scene
+
+SEED = 45  # a generated scene in which an unlisted building appears between its first two dates
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_new_activity_has_position_area_and_chips(tmp_path: Path) -> None:
+    truth = json.loads(generate_scene(tmp_path / "scene", SEED).read_text())
+    pair = next(p for p in truth["pairs"] if p["new_activity"])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "diff",
+            pair["before"],
+            pair["after"],
+            "--site",
+            str(tmp_path / "scene" / "site.yaml"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    want = pair["new_activity"][0]
+
+    def metres(a: dict[str, float]) -> float:
+        dx = (a["lon"] - want["lon"]) * 111_320 * math.cos(math.radians(want["lat"]))
+        return math.hypot(dx, (a["lat"] - want["lat"]) * 110_540)
+
+    found = [a for a in report["new_activity"] if metres(a) < 20.0]
+    assert found, (want, report["new_activity"])
+    assert found[0]["area_m2"] >= want["area_m2"] / 2
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert "## New activity" in md
+    for n, a in enumerate(report["new_activity"]):
+        lat = f"{abs(a['lat']):.5f} {'N' if a['lat'] >= 0 else 'S'}"
+        assert lat in md and lat in page
+        for kind in ("before", "after", "change"):
+            m = re.search(
+                rf'<img class="chip" data-activity="{n}" data-kind="{kind}" '
+                rf'alt="new activity {n + 1} {kind}" src="data:image/png;base64,([^"]+)">',
+                page,
+            )
+            assert m is not None, (n, kind)
+            assert base64.b64decode(m.group(1)).startswith(PNG)
