@@ -15,9 +15,10 @@ from shapely.ops import unary_union
 
 if TYPE_CHECKING:
     from sohae_watch.change import ChangeResult
+    from sohae_watch.grid import Grid
     from sohae_watch.scene import Scene
 
-__all__ = ["ChangeArea", "change_areas", "classify_change"]
+__all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change"]
 
 VEG_NDVI = 0.3  # vegetated above this NDVI
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
@@ -71,9 +72,15 @@ def change_areas(
 
     Areas smaller than ``min_area_m2`` (default: the larger of 4 pixels and 100 m²) are dropped.
     """
+    return change_areas_on(result, before.grid, min_area_m2=min_area_m2)
+
+
+def change_areas_on(
+    result: ChangeResult, grid: Grid, *, min_area_m2: float | None = None
+) -> list[ChangeArea]:
+    """:func:`change_areas` of a result on ``grid`` (the grid of its arrays)."""
     from sohae_watch.change import pixel_size_m
 
-    grid = before.grid
     px_m = pixel_size_m(grid)
     floor = max(4 * px_m * px_m, 100.0) if min_area_m2 is None else min_area_m2
     changed = result.mask == 1

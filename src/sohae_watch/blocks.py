@@ -16,6 +16,7 @@ import numpy as np
 from sohae_watch.grid import Grid
 
 __all__ = [
+    "bilinear_part",
     "bilinear_up",
     "block_all",
     "block_mean",
@@ -120,4 +121,20 @@ def bilinear_up(x: np.ndarray, s: int) -> np.ndarray:
     rows = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
     out = rows[:, c0] * (1 - fc)
     out += rows[:, c1] * fc
+    return out.astype(np.float32, copy=False)
+
+
+def bilinear_part(x: np.ndarray, s: int, rows: slice, cols: slice) -> np.ndarray:
+    """``bilinear_up(x, s)[rows, cols]`` (plain slices), without up-sampling the rest of ``x``."""
+    if s == 1:
+        return x[rows, cols]
+    h, w = x.shape
+    r0, r1, fr = (t[rows] for t in _linear_taps(h, s))
+    c0, c1, fc = (t[cols] for t in _linear_taps(w, s))
+    lo, hi = int(c0.min(initial=0)), int(c1.max(initial=0)) + 1
+    x = x[:, lo:hi]
+    c0, c1 = c0 - lo, c1 - lo
+    part = x[r0] * (1 - fr)[:, None] + x[r1] * fr[:, None]
+    out = part[:, c0] * (1 - fc)
+    out += part[:, c1] * fc
     return out.astype(np.float32, copy=False)

@@ -453,12 +453,57 @@ def _score(
 ) -> ChangeResult:
     """The stage on a window of the working grid (whole evidence blocks). The typing layers are
     computed on ``core`` (working pixels) only, the rest on the whole window."""
-    bands = model.bands
     es = model.evidence_step
-    e = model.step
-    px_m = model.px_m
     every = bool(obs.all())
-    # spectral evidence, band by band (standardised residuals, squared and averaged)
+    spec2 = _spectral(model, b, a, obs, every)
+    gbn, gan, ds = _structure(model, b, a, obs, every)
+    # the wide-neighbourhood evidence, on the evidence grid (block means)
+    b_e = block_mean(b, es)
+    a_e = block_mean(a, es)
+    white_e, cloud_b, cloud_a = _evidence(model, b_e, a_e, _evidence_means(model, gbn, gan))
+    if white_e.any():
+        white = repeat_blocks(white_e, es)
+        spec2[white] = 0
+        ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
+    score = _combine(model, ds, spec2)
+    del spec2
+    cloudy = cloud_b | cloud_a
+    obs_final = obs & ~repeat_blocks(cloudy, es) if cloudy.any() else obs
+
+    # neighbourhood average over observable pixels only (normalised convolution), on the
+    # evidence grid
+    s = model.smooth_px / model.step
+    num = smooth(block_mean(np.where(obs_final, score, np.float32(0)), es), s)
+    den = smooth(block_mean(obs_final.astype(np.float32), es), s)
+    magnitude, changed, mask = _decide(
+        model, score, obs_final, bilinear_up(num, es), bilinear_up(den, es)
+    )
+
+    n_obs = int(obs_final.sum())
+    stats = dict(model.stats)
+    stats.update(
+        {
+            "threshold": model.threshold,
+            "changed_fraction": float(changed.sum() / max(1, n_obs)),
+            "observable_fraction": float(n_obs / max(1, obs.size)),
+            "cloud_fraction_before": float(cloud_b.mean()),
+            "cloud_fraction_after": float(cloud_a.mean()),
+        }
+    )
+    # evidence for typing the change areas, on the core only
+    rr, cc = core if core is not None else (slice(None), slice(None))
+    layers = _typing(model, b[:, rr, cc], a[:, rr, cc], obs[rr, cc], every)
+    layers["structure"] = ds[rr, cc]
+    return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
+
+
+# --- the steps of the stage, shared with the two-pass scene path (change_passes) ------------------
+
+
+def _spectral(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> np.ndarray:
+    """Spectral evidence, band by band: standardised residuals, squared and averaged."""
     spec2 = np.zeros(obs.shape, dtype=np.float32)
     zk = np.empty(obs.shape, dtype=np.float32)
     for k, f in enumerate(model.fits):
@@ -471,60 +516,96 @@ def _score(
         np.square(zk, out=zk)
         spec2 += zk
     del zk
-    spec2 *= np.float32(1.0 / len(bands))
+    spec2 *= np.float32(1.0 / len(model.bands))
+    return spec2
+
+
+def _structure(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each date's gradient magnitude in units of its typical one, and their standardised
+    difference (0 within the gradient's support of nodata). Rows and columns within
+    :func:`structure_reach` of the window's edge see its edge, not the scene."""
+    bands = model.bands
     ib = _intensity(b, bands)
     ia = _intensity(a, bands)
     if not every:
         ib[~obs] = model.fill[0]
         ia[~obs] = model.fill[1]
-    gb = _gradient(ib, model.gradient_px)
-    ga = _gradient(ia, model.gradient_px)
+    gbn = _gradient(ib, model.gradient_px)
+    gan = _gradient(ia, model.gradient_px)
     del ib, ia
-    gbn = gb
     gbn *= np.float32(1.0 / model.grad_scale_before)
-    gan = ga
     gan *= np.float32(1.0 / model.grad_scale_after)
     ds = gan - gbn
     ds *= np.float32(1.0 / model.struct_sigma)
     if not every:
         # gradients within their support of nodata see the fill value, not the ground
-        reach = 2 * int(math.ceil(2 * model.gradient_px)) + 1
-        ds[~ndi.minimum_filter(obs, size=reach, mode="nearest")] = 0
-    vis = _vis(bands)
-    # the wide-neighbourhood evidence, on the evidence grid (block means)
-    b_e = block_mean(b, es)
-    a_e = block_mean(a, es)
-    # the residuals are linear in the pixels: those of the block means are the block means of
-    # theirs (NaN where a block is not wholly observable)
-    z_e = standardised_residuals(b_e, a_e, list(model.fits))
-    shares = []
-    for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
-        kept, strength = survival_parts(this, other)
-        shares.append(survival_share(block_mean(kept, es), block_mean(strength, es), px_m, e))
-        del kept, strength
-    survival = (shares[0], shares[1])
-    # snow or frost that came or went: its colour is not evidence, only the strong edges it
-    # leaves visible (roads, roofs, shadows) are compared
-    nir = bands.index("nir") if "nir" in bands and len(vis) + 1 == len(bands) else None
-    white_e = ground_whitening(
-        z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
-    )
-    if white_e.any():
-        white = repeat_blocks(white_e, es)
-        spec2[white] = 0
-        ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
+        ds[~ndi.minimum_filter(obs, size=_nodata_reach(model), mode="nearest")] = 0
+    return gbn, gan, ds
+
+
+def _nodata_reach(model: ChangeModel) -> int:
+    return 2 * int(math.ceil(2 * model.gradient_px)) + 1
+
+
+def structure_reach(model: ChangeModel) -> int:
+    """Working pixels on each side that :func:`_structure` looks at (the gradient's truncated
+    Gaussian, the nodata margin)."""
+    return max(int(4.0 * model.gradient_px + 0.5), _nodata_reach(model) // 2)
+
+
+def _combine(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) -> np.ndarray:
+    """The per-pixel score ``sqrt((w * ds^2 + spec2) / (1 + w))`` (``spec2`` None: 0)."""
     w = np.float32(model.config.structure_weight)
     score = np.square(ds)
     score *= w
-    score += spec2
+    if spec2 is not None:
+        score += spec2
     score *= np.float32(1.0 / (1.0 + w))
     np.sqrt(score, out=score)
-    del spec2
+    return score
 
+
+def _evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list[np.ndarray]:
+    """Block means on the evidence grid of the gradient evidence the masks need: the edge
+    survival sums of AFTER then of BEFORE (kept, strength), then each date's gradient."""
+    es = model.evidence_step
+    out = []
+    for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
+        kept, strength = survival_parts(this, other)
+        out += [block_mean(kept, es), block_mean(strength, es)]
+        del kept, strength
+    return [*out, block_mean(gbn, es), block_mean(gan, es)]
+
+
+def _evidence(
+    model: ChangeModel, b_e: np.ndarray, a_e: np.ndarray, means: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The wide-neighbourhood evidence on the evidence grid, from the block means of the pair
+    and :func:`_evidence_means`: whitened ground (snow), and cloud or shadow on each date."""
+    bands = model.bands
+    e = model.step
+    px_m = model.px_m
+    vis = _vis(bands)
+    # the residuals are linear in the pixels: those of the block means are the block means of
+    # theirs (NaN where a block is not wholly observable)
+    z_e = standardised_residuals(b_e, a_e, list(model.fits))
+    kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
+    survival = (
+        survival_share(kept_a, strength_a, px_m, e),
+        survival_share(kept_b, strength_b, px_m, e),
+    )
+    # snow or frost that came or went: its colour is not evidence, only the strong edges it
+    # leaves visible (roads, roofs, shadows) are compared
+    nir = _nir(bands)
+    white_e = ground_whitening(
+        z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
+    )
     # clouds and their shadows, from the dates' disagreement
     tex = model.texture_px / e
-    tb = smooth(block_mean(gbn, es), tex)
-    ta = smooth(block_mean(gan, es), tex)
+    tb = smooth(grad_b, tex)
+    ta = smooth(grad_a, tex)
     # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
     # (a white roof in RGB saturates as well)
     sat_b = at_ceiling(b_e) if nir is not None else None
@@ -546,26 +627,28 @@ def _score(
     veil_b, veil_a = _veils(model, b_e, a_e, sat_b, sat_a)
     cloud_b |= veil_b
     cloud_a |= veil_a
-    cloudy = cloud_b | cloud_a
-    obs_final = obs & ~repeat_blocks(cloudy, es) if cloudy.any() else obs
+    return white_e, cloud_b, cloud_a
 
-    # neighbourhood average over observable pixels only (normalised convolution), on the
-    # evidence grid; a pixel that on its own is within the no-change law keeps its own score (it
-    # cannot inherit a neighbour's change: a strong change would otherwise spill beyond its edge)
-    s = model.smooth_px / e
-    wgt = obs_final.astype(np.float32)
-    num = smooth(block_mean(np.where(obs_final, score, np.float32(0)), es), s)
-    den = smooth(block_mean(wgt, es), s)
-    num = bilinear_up(num, es)
-    den = bilinear_up(den, es)
+
+def _nir(bands: tuple[str, ...]) -> int | None:
+    """Index of the near-infrared band when every other band is visible, else None."""
+    ok = "nir" in bands and len(_vis(bands)) + 1 == len(bands)
+    return bands.index("nir") if ok else None
+
+
+def _decide(
+    model: ChangeModel, score: np.ndarray, obs_final: np.ndarray, num: np.ndarray, den: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Magnitude, change and mask from the score and the neighbourhood sums (``num`` and ``den``
+    on the working grid; ``num`` is overwritten). A pixel that on its own is within the
+    no-change law keeps its own score (it cannot inherit a neighbour's change: a strong change
+    would otherwise spill beyond its edge)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.divide(num, den, out=num)
-    del den
     quiet = score < np.float32(model.pixel_cut)
     np.minimum(magnitude, score, out=magnitude, where=quiet)
     magnitude[~obs_final] = np.nan
-
-    changed = np.zeros(obs.shape, dtype=bool)
+    changed = np.zeros(obs_final.shape, dtype=bool)
     if math.isfinite(model.threshold):
         with np.errstate(invalid="ignore"):
             changed = magnitude > np.float32(model.threshold)
@@ -573,29 +656,25 @@ def _score(
         changed &= obs_final
     mask = changed.astype(np.uint8)
     mask[~obs_final] = NOT_OBSERVABLE
+    return magnitude, changed, mask
 
-    n_obs = int(obs_final.sum())
-    stats = dict(model.stats)
-    stats.update(
-        {
-            "threshold": model.threshold,
-            "changed_fraction": float(changed.sum() / max(1, n_obs)),
-            "observable_fraction": float(n_obs / max(1, obs.size)),
-            "cloud_fraction_before": float(cloud_b.mean()),
-            "cloud_fraction_after": float(cloud_a.mean()),
-        }
-    )
-    # evidence for typing the change areas, on the core only
-    rr, cc = core if core is not None else (slice(None), slice(None))
-    zc = standardised_residuals(b[:, rr, cc][vis], a[:, rr, cc][vis], [model.fits[i] for i in vis])
+
+def _typing(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> dict[str, np.ndarray]:
+    """Per-pixel evidence for typing the change areas (but the structure change): the mean
+    standardised change of the visible bands, each date's NDVI. Pixel by pixel, any shape."""
+    bands = model.bands
+    vis = _vis(bands)
+    zc = standardised_residuals(b[vis], a[vis], [model.fits[i] for i in vis])
     bright = np.nan_to_num(zc.mean(axis=0), nan=0.0)
     if not every:
-        bright[~obs[rr, cc]] = 0
-    layers = {"brightness": bright, "structure": ds[rr, cc]}
+        bright[~obs] = 0
+    layers = {"brightness": bright}
     if "red" in bands and "nir" in bands:
-        layers["ndvi_before"] = _ndvi(b[:, rr, cc], bands)
-        layers["ndvi_after"] = _ndvi(a[:, rr, cc], bands)
-    return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
+        layers["ndvi_before"] = _ndvi(b, bands)
+        layers["ndvi_after"] = _ndvi(a, bands)
+    return layers
 
 
 def _veils(

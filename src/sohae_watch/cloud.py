@@ -28,6 +28,7 @@ __all__ = [
     "survival_parts",
     "survival_share",
     "veil_cloud",
+    "whitening_candidates",
 ]
 
 CLOUD_Z = 4.0  # standardised residual every band must exceed (about 4 no-change sigmas)
@@ -200,8 +201,7 @@ def ground_whitening(
     the near-infrared band's index in ``z`` (all other bands visible), or None without one.
     ``step`` and ``survival``: as for :func:`cloud_and_shadow`."""
     zf = np.nan_to_num(z, nan=0.0)
-    white_a = (zf.min(axis=0) > CLOUD_Z) & (_saturation(vis_after) < 0.25)
-    white_b = (zf.max(axis=0) < -CLOUD_Z) & (_saturation(vis_before) < 0.25)
+    white_a, white_b = whitening_candidates(zf, vis_before, vis_after)
     if nir_index is not None:
         # snow reflects less in the near infrared than in the visible: its NIR rises (or falls)
         # clearly less than its visible bands, unlike paving, bare soil or a cloud
@@ -230,6 +230,16 @@ def ground_whitening(
             white = white & (share > WHITENED_SHARE)
         out.append(white)
     return np.asarray((out[0] & seen_a) | (out[1] & seen_b))
+
+
+def whitening_candidates(
+    z: np.ndarray, vis_before: np.ndarray, vis_after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels brighter in every band and nearly colourless on AFTER, and on BEFORE: what
+    :func:`ground_whitening` narrows down (a superset of its result). ``z`` without NaN."""
+    white_a = (z.min(axis=0) > CLOUD_Z) & (_saturation(vis_after) < 0.25)
+    white_b = (z.max(axis=0) < -CLOUD_Z) & (_saturation(vis_before) < 0.25)
+    return white_a, white_b
 
 
 CEILINGS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scale of 8- to 16-bit sensors
