@@ -1,0 +1,109 @@
+"""The two-pass change stage (each input pixel decoded once) gives the one-piece result bit for
+bit: clouds, snow, nodata, grids off the block lattice, bands and tiles of any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+from scipy import ndimage as ndi
+
+import sohae_watch.change_passes as passes
+from sohae_watch.change import apply_change_model, change_areas, fit_change_model
+from sohae_watch.change_passes import SceneChange, band_pass, detect_changes_passes
+from sohae_watch.grid import Grid
+from sohae_watch.scene import Scene
+from test_change import add_structure, make_scene, textured
+from test_change_snow import _site, _snow
+
+
+@pytest.fixture(autouse=True)
+def _in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small grids are read in one window by default: here in chunks, as large ones are."""
+    monkeypatch.setattr(passes, "WHOLE_PIXELS", 0)
+
+
+def _shifted(data: np.ndarray, res: float, shift: int) -> Scene:
+    s = make_scene(data.astype(np.float32), res)
+    g = Grid(s.grid.crs, s.grid.transform * Affine.translation(shift, shift), *s.grid.shape[::-1])
+    return Scene(s.data, s.valid, s.bands, g, s.date)
+
+
+def _cloudy_pair(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    before = textured((h, w), 9) * 0.5
+    after = add_structure(1.05 * before + 20, slice(h // 2, h // 2 + 60), slice(200, 290))
+    after = add_structure(after, slice(30, 70), slice(w - 120, w - 60))
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-(((yy - h // 2) ** 2 + (xx - 2 * w // 3) ** 2) / (2 * 60.0**2)))
+    alpha = np.clip(blob * 2.5 - 0.5, 0, 0.97).astype(np.float32)
+    after = np.minimum(after * (1 - alpha) + 16383 * alpha, 16383)  # a saturating cloud
+    after[:, h - 90 :, w - 100 :] = np.nan
+    before[:, :20, 40:90] = np.nan
+    return before, after
+
+
+def _same(
+    model_res: tuple[np.ndarray, np.ndarray], whole_mask: np.ndarray, whole_mag: np.ndarray
+) -> None:
+    mask, mag = model_res
+    np.testing.assert_array_equal(mask, whole_mask)
+    np.testing.assert_array_equal(mag.view(np.uint32), whole_mag.astype(np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize(("shift", "bands", "tile"), [(3, 3, 300), (0, 1, 1024), (5, 7, 257)])
+def test_passes_equal_one_piece_at_half_metre(shift: int, bands: int, tile: int) -> None:
+    before, after = _cloudy_pair(1000, 900)
+    b, a = _shifted(before, 0.5, shift), _shifted(after, 0.5, shift)
+    model = fit_change_model(b, a)
+    assert (model.work_step, model.evidence_step) == (2, 4)
+    whole = apply_change_model(model, b, a)
+    assert (whole.mask == 255).sum() > 5000 and (whole.mask == 1).sum() > 2000
+    res = detect_changes_passes(model, b, a, bands=bands, tile=tile)
+    _same((res.mask, res.magnitude), whole.mask, whole.magnitude)
+
+
+def test_passes_equal_one_piece_at_ten_metres_and_with_snow() -> None:
+    before = textured((300, 260), 5)
+    after = add_structure(1.1 * before + 20, slice(100, 140), slice(30, 80))
+    after[:, 250:, 200:] = np.nan
+    b, a = make_scene(before), make_scene(after)
+    model = fit_change_model(b, a)
+    whole = apply_change_model(model, b, a)
+    res = detect_changes_passes(model, b, a, bands=4, tile=128)
+    _same((res.mask, res.magnitude), whole.mask, whole.magnitude)
+    # melting snow at 0.5 m: snow blocks take the score without colour
+    ground = _site(21)
+    rng = np.random.default_rng(5)
+    patchy = ndi.gaussian_filter(rng.normal(size=(240, 240)), 12) > 0
+    b = make_scene(_snow(ground, np.ones((240, 240), bool)), 0.5)
+    a = make_scene(_snow(ground * 1.05 + 30, patchy), 0.5)
+    model = fit_change_model(b, a)
+    whole = apply_change_model(model, b, a)
+    res = detect_changes_passes(model, b, a, bands=2, tile=100)
+    _same((res.mask, res.magnitude), whole.mask, whole.magnitude)
+
+
+def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change areas of a window from the stored typing evidence; layers in a file beyond the
+    budget give the same result."""
+    before, after = _cloudy_pair(600, 560)
+    b, a = _shifted(before, 0.5, 1), _shifted(after, 0.5, 1)
+    model = fit_change_model(b, a)
+    whole = apply_change_model(model, b, a)
+    expected = change_areas(whole, b, a)
+    assert expected
+    monkeypatch.setattr(passes, "LAYER_BUDGET", 0)
+    change = SceneChange(model, b.grid)
+    assert change.spilled
+
+    def read(r0: int, r1: int) -> tuple[Scene, Scene]:
+        return b.crop(r0, 0, r1 - r0, 560), a.crop(r0, 0, r1 - r0, 560)
+
+    for band in reversed(change.bands(3)):  # in any order
+        change.add(band_pass(model, change.layout, read, band))
+    change.prepare()
+    mask, mag, areas = change.tile(0, 0, 600, 560)
+    _same((mask, mag), whole.mask, whole.magnitude)
+    assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in areas] == [
+        (x.geometry.wkt, x.change_type, x.mean_magnitude) for x in expected
+    ]
