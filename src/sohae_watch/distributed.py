@@ -43,6 +43,8 @@ from sohae_watch.stream import Tile
 if TYPE_CHECKING:
     from distributed import Client
 
+    from sohae_watch.change_passes import BandResult
+    from sohae_watch.scene import Scene
     from sohae_watch.site import Site
     from sohae_watch.watch import WatchSummary
 
@@ -94,11 +96,28 @@ class TileResult:
     thumb: np.ndarray | None = None  # AFTER's bands (NaN invalid) every ``thumb_step`` pixels
 
 
+@dataclass(frozen=True)
+class BandJob:
+    """Pass 1 of the two-pass change stage on one band of evidence rows
+    (:func:`sohae_watch.change_passes.band_pass`), picklable like a :class:`TileJob`."""
+
+    run: str
+    before: Acquisition
+    after: Acquisition
+    grid: Grid
+    area: BaseGeometry
+    roles: tuple[str, ...]
+    coreg_model: Affine | None  # None: compare as delivered
+    model: ChangeModel
+    band: tuple[int, int]
+    thumb_step: int = 0  # also return AFTER's rows every this many pixels, sampled so (0: no)
+
+
 _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
 _readers_lock = threading.Lock()
 
 
-def _open_pair(job: TileJob) -> tuple[GridReader, GridReader]:
+def _open_pair(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
     rb = GridReader(job.before, job.grid).__enter__()
     try:
         ra = GridReader(job.after, job.grid, model=job.coreg_model).__enter__()
@@ -109,7 +128,7 @@ def _open_pair(job: TileJob) -> tuple[GridReader, GridReader]:
     return rb, ra
 
 
-def _thread_readers(job: TileJob) -> tuple[GridReader, GridReader]:
+def _thread_readers(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
     """This thread's readers for the job's run (rasterio datasets are not shared by threads)."""
     ident = threading.get_ident()
     with _readers_lock:
@@ -162,6 +181,23 @@ def process_tile(job: TileJob) -> TileResult:
     f = job.thumb_step
     thumb = a_core.data[:, ::f, ::f].copy() if f > 0 else None
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
+
+
+def process_band(job: BandJob) -> BandResult:
+    """Read the band's rows once, top to bottom, and run pass 1 of the change stage on them."""
+    from sohae_watch.change_passes import Layout, band_pass
+    from sohae_watch.stream import window_scene
+
+    rb, ra = _thread_readers(job)
+    width = job.grid.width
+
+    def read(r0: int, r1: int) -> tuple[Scene, Scene]:
+        b = window_scene(rb, job.grid, job.area, job.before, r0, 0, r1 - r0, width)
+        a = window_scene(ra, job.grid, job.area, job.after, r0, 0, r1 - r0, width)
+        return b, a
+
+    layout = Layout.of(job.model, job.grid)
+    return band_pass(job.model, layout, read, job.band, job.thumb_step)
 
 
 def new_run_id() -> str:

@@ -31,6 +31,7 @@ from sohae_watch.change import (
     ChangeModel,
     fit_change_model,
 )
+from sohae_watch.change_passes import SceneChange
 from sohae_watch.chips import png, rgb, stretch
 from sohae_watch.classify import StructureCall
 from sohae_watch.coregister import (
@@ -49,6 +50,7 @@ from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
     SAMPLE_WINDOW,
+    Tile,
     area_valid,
     intensity_reader,
     merge_areas,
@@ -321,13 +323,7 @@ def _compute_diff(
     executor: Executor | None,
     progress: Progress | None,
 ) -> DiffResult:
-    from sohae_watch.distributed import (
-        ThreadExecutor,
-        TileJob,
-        default_workers,
-        new_run_id,
-        process_tile,
-    )
+    from sohae_watch.distributed import ThreadExecutor, default_workers
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -374,36 +370,21 @@ def _compute_diff(
 
         t0 = time.perf_counter()
         size = tile_size(outputs.factor)
-        plan = list(tiles(grid.shape, model.halo_px, size))
         after_model = coreg.model if coreg.status != "failed" else None
-        run_id = new_run_id()
-        jobs = (
-            TileJob(
-                run_id,
-                before_acq,
-                after_acq,
-                grid,
-                area,
-                roles,
-                None if _is_identity(after_model) else after_model,
-                model,
-                tile,
-                outputs.factor,
-            )
-            for tile in plan
-        )
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
-        index = {tile: i for i, tile in enumerate(plan)}
-        found: dict[int, list[ChangeArea]] = {}
-        try:
-            for res in pool.map_unordered(process_tile, jobs):  # in any order
-                outputs.write(res.tile, res.mask, res.magnitude, res.thumb)
-                found[index[res.tile]] = res.areas
-                if progress is not None:
-                    progress(len(found), len(plan))
-        finally:
-            pool.release(run_id)
-        areas = [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
+        areas = _change_passes(
+            model,
+            (before_acq, after_acq),
+            grid,
+            area,
+            roles,
+            None if _is_identity(after_model) else after_model,
+            outputs,
+            workdir,
+            size,
+            pool,
+            progress,
+        )
         areas = merge_areas(areas, seams(grid, size))
         timings["change"] = time.perf_counter() - t0
     finally:
@@ -484,6 +465,79 @@ def _compute_diff(
         timings=timings,
         workdir=tmp,
     )
+
+
+def _change_passes(
+    model: ChangeModel,
+    acqs: tuple[Acquisition, Acquisition],
+    grid: Grid,
+    area: BaseGeometry,
+    roles: tuple[str, ...],
+    after_model: Affine | None,
+    outputs: TileOutputs,
+    workdir: Path,
+    size: int,
+    pool: Executor,
+    progress: Progress | None,
+) -> list[ChangeArea]:
+    """The change stage in two passes (:mod:`sohae_watch.change_passes`): bands of rows on
+    ``pool``, each input pixel read once; then the evidence grid; then the output tiles on this
+    process's threads, written as they come. The change areas come back in tile order."""
+    from sohae_watch.distributed import (
+        BandJob,
+        ThreadExecutor,
+        default_workers,
+        new_run_id,
+        process_band,
+    )
+
+    t0 = time.perf_counter()
+    change = SceneChange(model, grid, workdir)
+    f = outputs.factor
+    run_id = new_run_id()
+    bands = change.bands(2 * pool.workers)
+    jobs = (
+        BandJob(run_id, *acqs, grid, area, roles, after_model, model, band, f) for band in bands
+    )
+    plan = list(tiles(grid.shape, 0, size))
+    total = len(bands) + len(plan)
+    done = 0
+    try:
+        for res in pool.map_unordered(process_band, jobs):  # in any order
+            change.add(res)
+            for row, thumb in res.thumb:
+                outputs.thumb[:, row : row + thumb.shape[1]] = thumb
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    finally:
+        pool.release(run_id)
+    t1 = time.perf_counter()
+    change.prepare()
+    t2 = time.perf_counter()
+
+    def decide(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray, list[ChangeArea]]:
+        return (tile, *change.tile(tile.row, tile.col, tile.height, tile.width))
+
+    index = {tile: i for i, tile in enumerate(plan)}
+    found: dict[int, list[ChangeArea]] = {}
+    local = ThreadExecutor(pool.workers if isinstance(pool, ThreadExecutor) else default_workers())
+    for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
+        outputs.write(tile, mask, magnitude)
+        found[index[tile]] = areas
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    log.info(
+        "change: pass 1 %.2f s (%d bands%s), evidence %.2f s, pass 2 %.2f s (%d tiles)",
+        t1 - t0,
+        len(bands),
+        ", layers in a file" if change.spilled else "",
+        t2 - t1,
+        time.perf_counter() - t2,
+        len(plan),
+    )
+    return [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
 
 
 def _overview_png(
