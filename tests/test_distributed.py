@@ -154,18 +154,21 @@ def test_watch_sites_on_a_cluster_match_the_serial_run(
     assert again.output.count("Nothing new:") == 2
 
 
-def test_tile_jobs_pickle_and_readers_are_released(scenes: list[Path]) -> None:
-    """A TileJob crosses a process boundary; a thread's readers last one run, then close."""
-    from sohae_watch.distributed import TileJob, _readers, process_tile
+def test_band_jobs_pickle_and_readers_are_released(scenes: list[Path]) -> None:
+    """A BandJob (pass 1 of the change stage on a band of rows) crosses a process boundary; a
+    thread's readers last one run, then close."""
+    from sohae_watch.distributed import BandJob, _readers, process_band
     from sohae_watch.pipeline import compute_diff
 
-    seen: list[TileJob] = []
+    seen: list[BandJob] = []
 
     class Recording(ThreadExecutor):
         def map_unordered(self, fn: Any, items: Any) -> Iterator[Any]:
-            def record(job: TileJob) -> Any:
-                seen.append(job)
-                return fn(pickle.loads(pickle.dumps(job)))
+            def record(job: Any) -> Any:
+                if isinstance(job, BandJob):
+                    seen.append(job)
+                    job = pickle.loads(pickle.dumps(job))
+                return fn(job)
 
             return super().map_unordered(record, items)
 
@@ -173,8 +176,8 @@ def test_tile_jobs_pickle_and_readers_are_released(scenes: list[Path]) -> None:
     result = compute_diff(acqs[0], acqs[-1], executor=Recording(2))
     assert seen and result.counts["observable"] > 0
     assert not any(seen[0].run in cache for cache in _readers.values())  # released
-    tile = process_tile(seen[0])  # readers reopened on demand ...
-    assert tile.mask.shape == (seen[0].tile.height, seen[0].tile.width)
+    band = process_band(seen[0])  # readers reopened on demand ...
+    assert band.band == seen[0].band and band.strips and band.pair
     assert release_readers(seen[0].run) == 1  # ... and closed by run
 
 

@@ -9,7 +9,8 @@ decode and score every input pixel several times. Here the scene goes through th
    gradient operator needs a few working rows around each row: they are kept from the chunk
    before, and the rows within that reach of a band's edge are scored afterwards from the edge
    rows the two bands hand back (:meth:`SceneChange.add`). Out of a band come, for every working
-   pixel, the score, the structure change and two flags (observable, strong edge); the block means
+   pixel, the score and two flags (observable, strong edge), and where snow may be the score
+   without colour; the block means
    the wide-neighbourhood evidence needs, on the evidence grid; and the typing evidence of the
    pixels whose own score could make them change (the others never do).
 2. **The evidence grid** of the whole scene (1/64 of the pixels at 0.5 m): snow, cloud, shadow,
@@ -19,16 +20,19 @@ decode and score every input pixel several times. Here the scene goes through th
 
 Every step is the one-piece stage's own function on the same values, so the result is the
 one-piece result (:func:`~sohae_watch.change.apply_change_model` on the whole scene) bit for bit.
-The stored layers take 9 bytes a working pixel (270 MB for a 10980 x 10980 scene at 0.5 m);
+The stored layers take 5 bytes a working pixel (150 MB for a 10980 x 10980 scene at 0.5 m; 4
+more where snow may be);
 beyond :data:`LAYER_BUDGET` they live in a temporary file instead of memory.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -57,7 +61,7 @@ from sohae_watch.scene import Scene
 
 __all__ = ["BandResult", "Layout", "SceneChange", "band_pass", "detect_changes_passes"]
 
-CHUNK_ROWS = 128  # input rows a band reads at a time (every column)
+CHUNK_ROWS = 64  # input rows a band reads at a time (every column)
 # a grid up to this size is read in one window (a source warped onto the grid, e.g. from another
 # CRS, is then resampled as in one piece: GDAL's warper gives window-dependent values)
 WHOLE_PIXELS = 2_000_000
@@ -129,16 +133,27 @@ class Strip:
 
     row: int
     score: np.ndarray  # float32, the score before snow is taken out
-    ds: np.ndarray  # float32, the standardised structure change (0 near nodata)
     flags: np.ndarray  # uint8: OBS | STRONG
     means: np.ndarray  # (GRAD_MEANS, rows / es, cols / es) float32 on the evidence grid
     index: np.ndarray  # flat working-grid indices of the pixels that may change (int64)
     values: np.ndarray  # (typing layers, index.size) float32: their typing evidence
+    white: np.ndarray | None  # float32, the score where snow is taken out (None: no snow near)
+
+
+class Sink(Protocol):
+    """Where :func:`band_pass` puts what it computes, as it goes."""
+
+    def put_pair(self, row: int, means: np.ndarray) -> None: ...
+
+    def put_strip(self, strip: Strip) -> None: ...
+
+    def put_thumb(self, row: int, thumb: np.ndarray) -> None: ...
 
 
 @dataclass
 class BandResult:
-    """What :func:`band_pass` returns for one band of evidence rows."""
+    """What :func:`band_pass` returns for one band of evidence rows (and, without another sink,
+    keeps as it goes: the way back from a cluster)."""
 
     band: tuple[int, int]
     pair: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (evidence row, block means)
@@ -147,12 +162,23 @@ class BandResult:
     tail: Rows | None = None  # its last ones
     thumb: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (row // step, AFTER)
 
+    def put_pair(self, row: int, means: np.ndarray) -> None:
+        self.pair.append((row, means))
+
+    def put_strip(self, strip: Strip) -> None:
+        self.strips.append(strip)
+
+    def put_thumb(self, row: int, thumb: np.ndarray) -> None:
+        self.thumb.append((row, thumb))
+
 
 def typing_names(model: ChangeModel) -> tuple[str, ...]:
+    """The typing evidence kept for the pixels that may change (the structure change first:
+    where snow is found, it is taken out on weak edges)."""
     bands = model.bands
     if "red" in bands and "nir" in bands:
-        return ("brightness", "ndvi_before", "ndvi_after")
-    return ("brightness",)
+        return ("structure", "brightness", "ndvi_before", "ndvi_after")
+    return ("structure", "brightness")
 
 
 def _strip(
@@ -181,6 +207,7 @@ def _strip(
         standardised_residuals(block_mean(bc, es), block_mean(ac, es), list(model.fits)), nan=0.0
     )
     white_a, white_b = whitening_candidates(z_e, block_mean(bc[vis], es), block_mean(ac[vis], es))
+    white = None
     if white_a.any() or white_b.any():
         white = _combine(model, np.where(weak, np.float32(0), ds), None)
         means[7] = block_mean(np.where(oc, white, np.float32(0)), es)
@@ -188,8 +215,9 @@ def _strip(
     may = oc & ~(score < np.float32(model.pixel_cut))
     index = np.flatnonzero(may) + row * oc.shape[1]
     layers = _typing(model, bc[:, may], ac[:, may], oc[may], every)
+    layers["structure"] = ds[may]
     values = np.stack([layers[k] for k in typing_names(model)]).astype(np.float32, copy=False)
-    return Strip(row, score, ds, flags, means, index, values)
+    return Strip(row, score, flags, means, index, values, white)
 
 
 def band_pass(
@@ -198,6 +226,7 @@ def band_pass(
     read: RowReader,
     band: tuple[int, int],
     thumb_step: int = 0,
+    sink: Sink | None = None,
 ) -> BandResult:
     """Pass 1 on the evidence rows ``band``: each input row read once, in chunks, top to bottom.
     The rows within :attr:`Layout.halo` of a band edge inside the scene are left to
@@ -207,6 +236,7 @@ def band_pass(
     he = layout.evidence_shape[0]
     first, last = band[0] == 0, band[1] == he
     out = BandResult(band)
+    put: Sink = out if sink is None else sink
     w0, w1 = band[0] * es, band[1] * es
     done = w0 if first else w0 + hw  # next working row to score
     stop = w1 if last else w1 - hw
@@ -226,12 +256,12 @@ def band_pass(
             block_mean(work.after, es),
             block_mean(obs_f, es)[None],
         ]
-        out.pair.append((k0, np.concatenate(pair)))
+        put.put_pair(k0, np.concatenate(pair))
         if thumb_step:
             t0 = -(-r0 // thumb_step) * thumb_step
             if t0 < r1:
                 thumb = after.data[:, t0 - r0 :: thumb_step, ::thumb_step].copy()
-                out.thumb.append((t0 // thumb_step, thumb))
+                put.put_thumb(t0 // thumb_step, thumb)
         rows = (work.before, work.after, work.obs)
         buf = rows if buf is None else _cat(buf, rows)
         if not first and out.head is None:
@@ -241,7 +271,7 @@ def band_pass(
         if target > done:
             lo, hi = max(buf_row, done - hw), min(avail, target + hw)
             b, a, o = _take(buf, lo - buf_row, hi - buf_row)
-            out.strips.append(_strip(model, b, a, o, done, slice(done - lo, target - lo)))
+            put.put_strip(_strip(model, b, a, o, done, slice(done - lo, target - lo)))
             done = target
         keep = max(w0, done - hw) - buf_row
         if not last:
@@ -292,19 +322,28 @@ class SceneChange:
     """The two-pass change stage of one scene: :meth:`add` each band's pass 1, :meth:`prepare`
     the evidence grid, then :meth:`tile` any output window."""
 
-    def __init__(self, model: ChangeModel, grid: Grid, spill_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: ChangeModel,
+        grid: Grid,
+        spill_dir: Path | None = None,
+        thumb: np.ndarray | None = None,
+    ) -> None:
         self.model = model
         self.grid = grid
         self.layout = lay = Layout.of(model, grid)
         hw, ww = lay.work_shape
         he, we = lay.evidence_shape
         spill = None
-        if 9 * hw * ww > LAYER_BUDGET:
+        if 5 * hw * ww > LAYER_BUDGET:
             spill = spill_dir if spill_dir is not None else Path(tempfile.gettempdir())
         self.spilled = spill is not None
+        self._spill = spill
         self.score = _layer((hw, ww), np.float32, spill)
-        self.ds = _layer((hw, ww), np.float32, spill)
         self.flags = _layer((hw, ww), np.uint8, spill)
+        self.white: np.ndarray | None = None  # made when a band finds snow candidates
+        self.thumb = thumb  # AFTER every thumb_step pixels, filled as the bands read it
+        self.lock = threading.Lock()
         nb = len(model.bands)
         self.pair = np.full((2 * nb + 1, he, we), np.nan, np.float32)
         self.means = np.full((GRAD_MEANS, he, we), np.nan, np.float32)
@@ -318,30 +357,47 @@ class SceneChange:
         return self.layout.bands(n)
 
     def add(self, res: BandResult) -> None:
-        """Take in one band's pass 1; once both bands of an edge are in, score the rows there."""
+        """Take in one band's pass 1 (what it did not put here already); once both bands of an
+        edge are in, score the rows there."""
         for k0, p in res.pair:
-            self.pair[:, k0 : k0 + p.shape[1]] = p
+            self.put_pair(k0, p)
         for s in res.strips:
-            self._put(s)
+            self.put_strip(s)
+        for row, t in res.thumb:
+            self.put_thumb(row, t)
         hw = self.layout.halo
         for row, rows, top in ((res.band[0], res.head, False), (res.band[1], res.tail, True)):
             if rows is None:
                 continue
             w = row * self.layout.es
-            other = self.edges.pop(w, None)
-            if other is None:
-                self.edges[w] = rows
-                continue
+            with self.lock:
+                other = self.edges.pop(w, None)
+                if other is None:
+                    self.edges[w] = rows
+                    continue
             pair = _cat(rows, other) if top else _cat(other, rows)
-            self._put(_strip(self.model, *pair, w - hw, slice(hw, 3 * hw)))
+            self.put_strip(_strip(self.model, *pair, w - hw, slice(hw, 3 * hw)))
 
-    def _put(self, s: Strip) -> None:
+    def put_pair(self, row: int, means: np.ndarray) -> None:
+        self.pair[:, row : row + means.shape[1]] = means
+
+    def put_thumb(self, row: int, thumb: np.ndarray) -> None:
+        if self.thumb is not None:
+            self.thumb[:, row : row + thumb.shape[1]] = thumb
+
+    def put_strip(self, s: Strip) -> None:
+        """Store a strip's layers (any thread: strips do not overlap)."""
         es = self.layout.es
         n = s.score.shape[0]
-        self.score[s.row : s.row + n] = s.score
-        self.ds[s.row : s.row + n] = s.ds
-        self.flags[s.row : s.row + n] = s.flags
+        rows = slice(s.row, s.row + n)
+        self.score[rows] = s.score
+        self.flags[rows] = s.flags
         self.means[:, s.row // es : (s.row + n) // es] = s.means
+        if s.white is not None:
+            with self.lock:
+                if self.white is None:
+                    self.white = _layer(self.score.shape, np.float32, self._spill)
+            self.white[rows] = s.white
         self.picks.append((s.index, s.values))
 
     def prepare(self) -> None:
@@ -388,15 +444,15 @@ class SceneChange:
         b0, b1 = max(0, j0 - reach), min(ww, j1 + reach)
         win = (slice(a0, a1), slice(b0, b1))
         score = np.array(self.score[win])
-        ds = np.array(self.ds[win])
         flags = np.asarray(self.flags[win])
         obs = (flags & OBS).astype(bool)
         cloudy = _on_work(ev.cloudy, es, a0, a1, b0, b1)
         white = _on_work(ev.white, es, a0, a1, b0, b1)
         obs_final = obs & ~cloudy
         if white.any():
-            ds[white & ((flags & STRONG) == 0)] = 0
-            score[white] = _combine(model, ds, None)[white]
+            if self.white is None:
+                raise AssertionError("snow where pass 1 saw no snow candidate")
+            score[white] = self.white[win][white]
         num = bilinear_part(ev.num, es, win[0], win[1])
         den = bilinear_part(ev.den, es, win[0], win[1])
         magnitude, _, mask = _decide(model, score, obs_final, num, den)
@@ -406,8 +462,10 @@ class SceneChange:
         magnitude_px = repeat_blocks(magnitude[core], g)[crop]
         found: list[ChangeArea] = []
         if areas and (mask_px == 1).any():
-            layers = {"structure": ds[core]}
-            layers.update(self._typing(i0, i1, j0, j1))
+            layers = self._typing(i0, i1, j0, j1)
+            if white.any():  # snow: only the strong edges' structure change is evidence
+                weak = (flags[core] & STRONG) == 0
+                layers["structure"][white[core] & weak] = 0
             res = ChangeResult(
                 magnitude_px,
                 mask_px,
@@ -480,9 +538,3 @@ def detect_changes_passes(
         }
     )
     return ChangeResult(magnitude, mask, model.threshold, observable, stats)
-
-
-def layer_bytes(model: ChangeModel, grid: Grid) -> int:
-    """Bytes of the stored working-grid layers of ``grid``."""
-    hw, ww = Layout.of(model, grid).work_shape
-    return 9 * hw * ww

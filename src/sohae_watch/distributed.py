@@ -43,7 +43,7 @@ from sohae_watch.stream import Tile
 if TYPE_CHECKING:
     from distributed import Client
 
-    from sohae_watch.change_passes import BandResult
+    from sohae_watch.change_passes import BandResult, Sink
     from sohae_watch.scene import Scene
     from sohae_watch.site import Site
     from sohae_watch.watch import WatchSummary
@@ -183,8 +183,9 @@ def process_tile(job: TileJob) -> TileResult:
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 
-def process_band(job: BandJob) -> BandResult:
-    """Read the band's rows once, top to bottom, and run pass 1 of the change stage on them."""
+def process_band(job: BandJob, sink: Sink | None = None) -> BandResult:
+    """Read the band's rows once, top to bottom, and run pass 1 of the change stage on them;
+    what it computes goes to ``sink`` as it comes (default: into the result)."""
     from sohae_watch.change_passes import Layout, band_pass
     from sohae_watch.stream import window_scene
 
@@ -197,7 +198,7 @@ def process_band(job: BandJob) -> BandResult:
         return b, a
 
     layout = Layout.of(job.model, job.grid)
-    return band_pass(job.model, layout, read, job.band, job.thumb_step)
+    return band_pass(job.model, layout, read, job.band, job.thumb_step, sink)
 
 
 def new_run_id() -> str:

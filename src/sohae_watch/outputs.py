@@ -153,11 +153,23 @@ class TileOutputs:
         magnitude: np.ndarray,
         thumb: np.ndarray | None = None,
     ) -> None:
-        f = self.factor
         with self.lock:
             w = Window(tile.col, tile.row, tile.width, tile.height)
             self.mask.write(mask, 1, window=w)
             self.magnitude.write(magnitude.astype(np.float32), 1, window=w)
+        self.note(tile, mask, thumb)
+
+    def write_rows(self, row: int, mask: np.ndarray, magnitude: np.ndarray) -> None:
+        """Write whole rows of both rasters (what :meth:`note` does not: see :class:`RowWriter`)."""
+        with self.lock:
+            w = Window(0, row, mask.shape[1], mask.shape[0])
+            self.mask.write(mask, 1, window=w)
+            self.magnitude.write(magnitude.astype(np.float32, copy=False), 1, window=w)
+
+    def note(self, tile: Tile, mask: np.ndarray, thumb: np.ndarray | None = None) -> None:
+        """The counts, the overview and the AFTER thumbnail of a tile (without writing it)."""
+        f = self.factor
+        with self.lock:
             self.counts["changed"] += int((mask == 1).sum())
             self.counts["observable"] += int((mask != 255).sum())
             if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
@@ -183,3 +195,65 @@ class TileOutputs:
         to_cog(self.paths["change_mask"], "NEAREST")
         if self.counts["pixels"] <= COG_MAX_FLOAT_PIXELS:
             to_cog(self.paths["change_magnitude"], "AVERAGE")
+
+
+class RowWriter:
+    """Tiles of :func:`~sohae_watch.stream.tiles` (any order, row-major mostly) written to
+    :class:`TileOutputs` as whole rows of the rasters' blocks: a compressed GeoTIFF block
+    written in parts is compressed (and stored) more than once. Holds one row of tiles plus a
+    partial block row, and the tiles that arrive before their row's turn."""
+
+    def __init__(self, outputs: TileOutputs, grid: Grid, tile_rows: int, block: int = 256) -> None:
+        self.outputs = outputs
+        self.rows, self.cols = grid.height, grid.width
+        self.block = block
+        self.cap = tile_rows + block
+        self.mask = np.empty((self.cap, self.cols), np.uint8)
+        self.magnitude = np.empty((self.cap, self.cols), np.float32)
+        self.filled = np.zeros(self.cap, np.int64)  # columns filled, per buffered row
+        self.row = 0  # first row not written yet (the buffer's first row)
+        self.pending: list[tuple[Tile, np.ndarray, np.ndarray]] = []
+
+    def put(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
+        self.pending.append((tile, mask, magnitude))
+        while True:
+            end = self.row + self.cap
+            fits = [p for p in self.pending if p[0].row + p[0].height <= end]
+            if not fits:
+                return
+            self.pending = [p for p in self.pending if p[0].row + p[0].height > end]
+            for t, m, mag in fits:
+                r = t.row - self.row
+                self.mask[r : r + t.height, t.col : t.col + t.width] = m
+                self.magnitude[r : r + t.height, t.col : t.col + t.width] = mag
+                self.filled[r : r + t.height] += t.width
+            if not self._flush():
+                return
+
+    def _flush(self) -> bool:
+        full = (
+            int(np.argmin(self.filled == self.cols))
+            if (self.filled != self.cols).any()
+            else self.cap
+        )
+        end = self.row + full
+        if end < self.rows:
+            full -= full % self.block
+        else:
+            full = self.rows - self.row
+        if full <= 0:
+            return False
+        self.outputs.write_rows(self.row, self.mask[:full], self.magnitude[:full])
+        rest = self.cap - full
+        self.mask[:rest] = self.mask[full:]
+        self.magnitude[:rest] = self.magnitude[full:]
+        self.filled[:rest] = self.filled[full:]
+        self.filled[rest:] = 0
+        self.row += full
+        return True
+
+    def close(self) -> None:
+        if self.pending or self.row < self.rows:
+            raise ValueError(
+                f"rows {self.row}: of {self.rows} written, {len(self.pending)} tiles pending"
+            )

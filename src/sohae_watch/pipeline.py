@@ -9,6 +9,8 @@ around their footprints.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import logging
 import math
@@ -31,7 +33,7 @@ from sohae_watch.change import (
     ChangeModel,
     fit_change_model,
 )
-from sohae_watch.change_passes import SceneChange
+from sohae_watch.change_passes import BandResult, SceneChange
 from sohae_watch.chips import png, rgb, stretch
 from sohae_watch.classify import StructureCall
 from sohae_watch.coregister import (
@@ -45,7 +47,7 @@ from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition
-from sohae_watch.outputs import OVERVIEW_SIDE, TileOutputs
+from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
@@ -72,6 +74,9 @@ log = logging.getLogger(__name__)
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
 GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
+# the block cache while the change stage reads its bands (bytes): each band reads its rows in
+# chunks, which share the blocks of the source files' block rows
+CHANGE_CACHE = 256 * 2**20
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 # grids up to this size are read whole for co-registration (16 bytes a pixel while reading): tie-
 # point windows overlap there, and reading them one by one decoded the same blocks many times
@@ -111,6 +116,13 @@ class DiffResult:
     rasters: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
     workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
+
+
+def _give_back() -> None:
+    """Return freed heap memory to the system (glibc keeps it: GDAL's blocks of closed datasets
+    stayed resident through the next stage). A no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -297,7 +309,9 @@ def compute_diff(
     Tiles run on ``executor`` (e.g. a Dask cluster), else on ``workers`` threads (default: up
     to 2 cores).
     """
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):  # tiles are read once: a big cache buys nothing
+    # NB rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64 as it is: 256 means 256 bytes, no
+    # block cache at all (as every stage but the change stage's reading has been tuned with)
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         return _compute_diff(
             before_acq,
             after_acq,
@@ -358,6 +372,7 @@ def _compute_diff(
         coreg.reliability,
     )
     timings["coregister"] = time.perf_counter() - t0
+    _give_back()
 
     readers = _Readers(
         before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
@@ -367,6 +382,7 @@ def _compute_diff(
         t0 = time.perf_counter()
         model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq)
         timings["fit"] = time.perf_counter() - t0
+        _give_back()
 
         t0 = time.perf_counter()
         size = tile_size(outputs.factor)
@@ -492,7 +508,7 @@ def _change_passes(
     )
 
     t0 = time.perf_counter()
-    change = SceneChange(model, grid, workdir)
+    change = SceneChange(model, grid, workdir, outputs.thumb)
     f = outputs.factor
     run_id = new_run_id()
     bands = change.bands(2 * pool.workers)
@@ -502,18 +518,24 @@ def _change_passes(
     plan = list(tiles(grid.shape, 0, size))
     total = len(bands) + len(plan)
     done = 0
+
+    def here(job: BandJob) -> BandResult:  # threads of this process store as they go
+        return process_band(job, change)
+
     try:
-        for res in pool.map_unordered(process_band, jobs):  # in any order
-            change.add(res)
-            for row, thumb in res.thumb:
-                outputs.thumb[:, row : row + thumb.shape[1]] = thumb
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        run = here if isinstance(pool, ThreadExecutor) else process_band
+        with rasterio.Env(GDAL_CACHEMAX=CHANGE_CACHE):
+            for res in pool.map_unordered(run, jobs):  # in any order
+                change.add(res)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     finally:
         pool.release(run_id)
     t1 = time.perf_counter()
+    _give_back()  # the readers' blocks
     change.prepare()
+    _give_back()
     t2 = time.perf_counter()
 
     def decide(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray, list[ChangeArea]]:
@@ -522,12 +544,15 @@ def _change_passes(
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
     local = ThreadExecutor(pool.workers if isinstance(pool, ThreadExecutor) else default_workers())
+    rows = RowWriter(outputs, grid, max(t.height for t in plan))
     for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
-        outputs.write(tile, mask, magnitude)
+        outputs.note(tile, mask)
+        rows.put(tile, mask, magnitude)
         found[index[tile]] = areas
         done += 1
         if progress is not None:
             progress(done, total)
+    rows.close()
     log.info(
         "change: pass 1 %.2f s (%d bands%s), evidence %.2f s, pass 2 %.2f s (%d tiles)",
         t1 - t0,
