@@ -38,17 +38,15 @@ import numpy as np
 
 from sohae_watch.areas import ChangeArea, change_areas_on
 from sohae_watch.blocks import bilinear_part, block_mean, lattice_offset, repeat_blocks
-from sohae_watch.change import (
+from sohae_watch.change import ChangeModel, ChangeResult, _to_work
+from sohae_watch.change_steps import (
     NOT_OBSERVABLE,
-    ChangeModel,
-    ChangeResult,
     _combine,
     _decide,
     _evidence,
     _evidence_means,
     _spectral,
     _structure,
-    _to_work,
     _typing,
     _vis,
     structure_reach,

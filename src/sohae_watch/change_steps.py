@@ -1,0 +1,262 @@
+"""The steps of the change stage (:mod:`sohae_watch.change`), each a function of the values it
+needs: the one-piece stage (``change._score``) and the two-pass scene path
+(:mod:`sohae_watch.change_passes`) run the same functions on the same values, so they agree bit
+for bit. Per-pixel steps work on any shape; the others say what they reach.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from sohae_watch.blocks import block_mean
+from sohae_watch.cloud import (
+    at_ceiling,
+    cloud_and_shadow,
+    ground_whitening,
+    haze_opacity,
+    survival_parts,
+    survival_share,
+    veil_cloud,
+)
+from sohae_watch.filters import open_parts, smooth
+from sohae_watch.radiometry import standardised_residuals
+from sohae_watch.scene import VISIBLE
+
+if TYPE_CHECKING:
+    from sohae_watch.change import ChangeModel
+
+NOT_OBSERVABLE = 255
+
+
+def _vis(bands: tuple[str, ...]) -> list[int]:
+    return [i for i, b in enumerate(bands) if b in VISIBLE] or list(range(len(bands)))
+
+
+def _intensity(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    idx = _vis(bands)
+    out = np.array(stack[idx[0]], dtype=np.float32)
+    for i in idx[1:]:
+        out += stack[i]
+    out *= np.float32(1.0 / len(idx))
+    return out
+
+
+def _gradient(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian gradient magnitude (separable, float32) of an image without NaN."""
+    x = np.asarray(img, dtype=np.float32)
+    gx = ndi.gaussian_filter1d(x, sigma, axis=1, order=1, mode="nearest")
+    ndi.gaussian_filter1d(gx, sigma, axis=0, order=0, mode="nearest", output=gx)
+    gy = ndi.gaussian_filter1d(x, sigma, axis=0, order=1, mode="nearest")
+    ndi.gaussian_filter1d(gy, sigma, axis=1, order=0, mode="nearest", output=gy)
+    return np.hypot(gx, gy, out=gx)
+
+
+def _spectral(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> np.ndarray:
+    """Spectral evidence, band by band: standardised residuals, squared and averaged."""
+    spec2 = np.zeros(obs.shape, dtype=np.float32)
+    zk = np.empty(obs.shape, dtype=np.float32)
+    for k, f in enumerate(model.fits):
+        np.multiply(b[k], np.float32(-f.gain), out=zk)
+        zk += a[k]
+        zk -= np.float32(f.offset)
+        zk *= np.float32(1.0 / f.sigma)
+        if not every:
+            zk[~obs] = 0
+        np.square(zk, out=zk)
+        spec2 += zk
+    del zk
+    spec2 *= np.float32(1.0 / len(model.bands))
+    return spec2
+
+
+def _structure(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each date's gradient magnitude in units of its typical one, and their standardised
+    difference (0 within the gradient's support of nodata). Rows and columns within
+    :func:`structure_reach` of the window's edge see its edge, not the scene."""
+    bands = model.bands
+    ib = _intensity(b, bands)
+    ia = _intensity(a, bands)
+    if not every:
+        ib[~obs] = model.fill[0]
+        ia[~obs] = model.fill[1]
+    gbn = _gradient(ib, model.gradient_px)
+    gan = _gradient(ia, model.gradient_px)
+    del ib, ia
+    gbn *= np.float32(1.0 / model.grad_scale_before)
+    gan *= np.float32(1.0 / model.grad_scale_after)
+    ds = gan - gbn
+    ds *= np.float32(1.0 / model.struct_sigma)
+    if not every:
+        # gradients within their support of nodata see the fill value, not the ground
+        ds[~ndi.minimum_filter(obs, size=_nodata_reach(model), mode="nearest")] = 0
+    return gbn, gan, ds
+
+
+def _nodata_reach(model: ChangeModel) -> int:
+    return 2 * int(math.ceil(2 * model.gradient_px)) + 1
+
+
+def structure_reach(model: ChangeModel) -> int:
+    """Working pixels on each side that :func:`_structure` looks at (the gradient's truncated
+    Gaussian, the nodata margin)."""
+    return max(int(4.0 * model.gradient_px + 0.5), _nodata_reach(model) // 2)
+
+
+def _combine(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) -> np.ndarray:
+    """The per-pixel score ``sqrt((w * ds^2 + spec2) / (1 + w))`` (``spec2`` None: 0)."""
+    w = np.float32(model.config.structure_weight)
+    score = np.square(ds)
+    score *= w
+    if spec2 is not None:
+        score += spec2
+    score *= np.float32(1.0 / (1.0 + w))
+    np.sqrt(score, out=score)
+    return score
+
+
+def _evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list[np.ndarray]:
+    """Block means on the evidence grid of the gradient evidence the masks need: the edge
+    survival sums of AFTER then of BEFORE (kept, strength), then each date's gradient."""
+    es = model.evidence_step
+    out = []
+    for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
+        kept, strength = survival_parts(this, other)
+        out += [block_mean(kept, es), block_mean(strength, es)]
+        del kept, strength
+    return [*out, block_mean(gbn, es), block_mean(gan, es)]
+
+
+def _evidence(
+    model: ChangeModel, b_e: np.ndarray, a_e: np.ndarray, means: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The wide-neighbourhood evidence on the evidence grid, from the block means of the pair
+    and :func:`_evidence_means`: whitened ground (snow), and cloud or shadow on each date."""
+    bands = model.bands
+    e = model.step
+    px_m = model.px_m
+    vis = _vis(bands)
+    # the residuals are linear in the pixels: those of the block means are the block means of
+    # theirs (NaN where a block is not wholly observable)
+    z_e = standardised_residuals(b_e, a_e, list(model.fits))
+    kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
+    survival = (
+        survival_share(kept_a, strength_a, px_m, e),
+        survival_share(kept_b, strength_b, px_m, e),
+    )
+    # snow or frost that came or went: its colour is not evidence, only the strong edges it
+    # leaves visible (roads, roofs, shadows) are compared
+    nir = _nir(bands)
+    white_e = ground_whitening(
+        z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
+    )
+    # clouds and their shadows, from the dates' disagreement
+    tex = model.texture_px / e
+    tb = smooth(grad_b, tex)
+    ta = smooth(grad_a, tex)
+    # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
+    # (a white roof in RGB saturates as well)
+    sat_b = at_ceiling(b_e) if nir is not None else None
+    sat_a = at_ceiling(a_e) if nir is not None else None
+    cloud_b, cloud_a = cloud_and_shadow(
+        z_e,
+        b_e[vis],
+        a_e[vis],
+        tb,
+        ta,
+        px_m,
+        None,
+        None,
+        sat_b,
+        sat_a,
+        step=e,
+        survival=survival,
+    )
+    veil_b, veil_a = _veils(model, b_e, a_e, sat_b, sat_a)
+    cloud_b |= veil_b
+    cloud_a |= veil_a
+    return white_e, cloud_b, cloud_a
+
+
+def _nir(bands: tuple[str, ...]) -> int | None:
+    """Index of the near-infrared band when every other band is visible, else None."""
+    ok = "nir" in bands and len(_vis(bands)) + 1 == len(bands)
+    return bands.index("nir") if ok else None
+
+
+def _decide(
+    model: ChangeModel, score: np.ndarray, obs_final: np.ndarray, num: np.ndarray, den: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Magnitude, change and mask from the score and the neighbourhood sums (``num`` and ``den``
+    on the working grid; ``num`` is overwritten). A pixel that on its own is within the
+    no-change law keeps its own score (it cannot inherit a neighbour's change: a strong change
+    would otherwise spill beyond its edge)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.divide(num, den, out=num)
+    quiet = score < np.float32(model.pixel_cut)
+    np.minimum(magnitude, score, out=magnitude, where=quiet)
+    magnitude[~obs_final] = np.nan
+    changed = np.zeros(obs_final.shape, dtype=bool)
+    if math.isfinite(model.threshold):
+        with np.errstate(invalid="ignore"):
+            changed = magnitude > np.float32(model.threshold)
+        changed = open_parts(changed, model.open_radius_px)
+        changed &= obs_final
+    mask = changed.astype(np.uint8)
+    mask[~obs_final] = NOT_OBSERVABLE
+    return magnitude, changed, mask
+
+
+def _typing(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
+) -> dict[str, np.ndarray]:
+    """Per-pixel evidence for typing the change areas (but the structure change): the mean
+    standardised change of the visible bands, each date's NDVI. Pixel by pixel, any shape."""
+    bands = model.bands
+    vis = _vis(bands)
+    zc = standardised_residuals(b[vis], a[vis], [model.fits[i] for i in vis])
+    bright = np.nan_to_num(zc.mean(axis=0), nan=0.0)
+    if not every:
+        bright[~obs] = 0
+    layers = {"brightness": bright}
+    if "red" in bands and "nir" in bands:
+        layers["ndvi_before"] = _ndvi(b, bands)
+        layers["ndvi_after"] = _ndvi(a, bands)
+    return layers
+
+
+def _veils(
+    model: ChangeModel,
+    b: np.ndarray,
+    a: np.ndarray,
+    sat_b: np.ndarray | None,
+    sat_a: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud veils on each date: the opacity of a white veil over the other date's prediction."""
+    if not model.ceiling[0] or (sat_a is None and sat_b is None):
+        z = np.zeros(b.shape[1:], dtype=bool)
+        return z, z
+    ceil_b, ceil_a = (np.asarray(c, dtype=np.float32) for c in model.ceiling)
+    pred_a = np.empty_like(a)
+    pred_b = np.empty_like(b)
+    for i, f in enumerate(model.fits):
+        pred_a[i] = b[i] * np.float32(f.gain) + np.float32(f.offset)
+        pred_b[i] = (a[i] - np.float32(f.offset)) * np.float32(1.0 / f.gain)
+    e = model.step
+    veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a, e)
+    veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b, e)
+    return veil_b, veil_a
+
+
+def _ndvi(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    red = stack[bands.index("red")]
+    nir = stack[bands.index("nir")]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((nir - red) / (nir + red)).astype(np.float32)
