@@ -1,12 +1,14 @@
 """Where the work runs: the tiles of one `diff`, and the sites of one `watch`, on local threads
 or on a Dask cluster (`dask.distributed`).
 
-The unit of a diff is a :class:`TileJob`: a small picklable value (acquisition metadata, working
-grid, area, co-registration and change models, the tile) that :func:`process_tile` turns into a
-:class:`TileResult` in any thread or process that can read the input files. Each thread keeps
-its GridReaders per diff run, so a worker opens the inputs once per run, not once per tile.
-The caller (``pipeline.compute_diff``) writes the results as they arrive, in any order, so at
-most ``2 x workers`` tiles are in flight whatever the scene size.
+The unit of a diff is a :class:`BandJob`: a small picklable value (acquisition metadata, working
+grid, area, co-registration and change models, a band of rows) that :func:`process_band` turns
+into pass 1 of the change stage (:mod:`sohae_watch.change_passes`) in any thread or process that
+can read the input files; on local threads it stores its layers into the caller's scene as it
+goes, from a cluster they come back in the :class:`~sohae_watch.change_passes.BandResult`. Each
+thread keeps its GridReaders per diff run, so a worker opens the inputs once per run, not once
+per band. (:class:`TileJob` and :func:`process_tile`, a tile read with the change model's halo,
+are the windowed reference the pipeline used before.)
 
 The unit of a multi-site watch is a :class:`SiteRun`: :func:`watch_site` is one site's
 ``run_watch`` (its own state database and lock), run on a worker; outcomes come back per site.

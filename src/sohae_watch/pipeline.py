@@ -1,9 +1,11 @@
 """The `diff` pipeline: ingest -> co-register -> change -> classify -> report.
 
 Every pair goes through the same window-by-window path, so a scene larger than memory is just
-more tiles: co-registration reads only its tie-point windows, the change statistics come from a
-sample of windows, then each tile (with the change model's halo) is read once, scored, and its
-core written straight into the output rasters. Structures are classified on small windows
+more rows: co-registration reads only its tie-point windows, the change statistics come from a
+sample of windows, then the change stage reads every row once, in bands, and keeps per-pixel
+layers of the working grid (in a temporary file beyond a budget); the wide-neighbourhood evidence
+is computed once on the whole evidence grid, and output tiles are decided from the stored layers
+and written (:mod:`sohae_watch.change_passes`). Structures are classified on small windows
 around their footprints.
 """
 
