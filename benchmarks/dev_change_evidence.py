@@ -25,7 +25,7 @@ from skimage.segmentation import slic
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dev_change_real import DEFAULT_CASES, read_scene
 
-from sohae_watch.change import _intensity, _stack, apply_change_model, fit_change_model
+from sohae_watch.change import _stack, apply_change_model, fit_change_model, visible_mean
 from sohae_watch.radiometry import standardised_residuals
 
 
@@ -51,7 +51,7 @@ def evidence(before, after, win_m: float = 3.0) -> tuple[dict[str, np.ndarray], 
         "cva_raw": np.sqrt(((a - b) ** 2).sum(0)),
         "spectral_z": np.sqrt((z**2).mean(0)),  # after normalisation
     }
-    ib, ia = _intensity(b, bands), _intensity(a, bands)
+    ib, ia = visible_mean(b, bands), visible_mean(a, bands)
     gs, ws = max(1.0, 1.0 / px), max(1.0, win_m / px)
     mb, ma = _g(ib, ws), _g(ia, ws)
     vb, va = _g(ib * ib, ws) - mb * mb, _g(ia * ia, ws) - ma * ma

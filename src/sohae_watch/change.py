@@ -47,15 +47,15 @@ from sohae_watch.blocks import (
 )
 from sohae_watch.change_steps import (
     NOT_OBSERVABLE,
-    _combine,
-    _decide,
-    _evidence,
-    _evidence_means,
-    _gradient,
-    _intensity,
-    _spectral,
-    _structure,
-    _typing,
+    combine_score,
+    decide_pixels,
+    evidence_grid,
+    evidence_means,
+    gradient_magnitude,
+    spectral_evidence,
+    structure_evidence,
+    typing_layers,
+    visible_mean,
 )
 from sohae_watch.cloud import (
     STRONG_EDGE,
@@ -274,7 +274,7 @@ class _Work:
     part_left: int
 
 
-def _to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int) -> _Work:
+def to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int) -> _Work:
     """The pair as block means on the working grid, padded to whole evidence blocks. A working
     pixel is observable where all its input pixels are (partial blocks at a window's edge are
     not)."""
@@ -311,7 +311,7 @@ def fit_change_model(
     bands = _common_bands(before, after)
     px_m = pixel_size_m(before.grid)
     g, es = _steps(px_m, cfg)
-    work = _to_work(before, after, bands, g, g * es)
+    work = to_work(before, after, bands, g, g * es)
     b, a, obs = work.before, work.after, work.obs
     idx = sample_pixels(obs, cfg.max_samples)
     if idx.size < 10:
@@ -321,13 +321,13 @@ def fit_change_model(
     fits = fit_normalisation(bs, as_)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
-    ib, ia = _intensity(b, bands), _intensity(a, bands)
+    ib, ia = visible_mean(b, bands), visible_mean(a, bands)
     fill = (float(np.median(ib.ravel()[idx])), float(np.median(ia.ravel()[idx])))
     if not obs.all():
         ib[~obs] = fill[0]
         ia[~obs] = fill[1]
-    gb = _gradient(ib, gsig)
-    ga = _gradient(ia, gsig)
+    gb = gradient_magnitude(ib, gsig)
+    ga = gradient_magnitude(ia, gsig)
     gsb = float(np.median(gb.ravel()[idx])) or 1.0
     gsa = float(np.median(ga.ravel()[idx])) or 1.0
     ceiling = (
@@ -400,7 +400,7 @@ def apply_change_model(
     whole window or only for its ``core`` (row and column slices of the window, e.g. a tile
     without its halo: then only the core is brought back to the input pixels)."""
     g, es = model.work_step, model.evidence_step
-    work = _to_work(before, after, model.bands, g, g * es)
+    work = to_work(before, after, model.bands, g, g * es)
     rows = core[0].indices(work.rows) if core is not None else (0, work.rows, 1)
     cols = core[1].indices(work.cols) if core is not None else (0, work.cols, 1)
     # the core starts this far into the padded working grid (input pixels)
@@ -433,17 +433,17 @@ def _score(
     computed on ``core`` (working pixels) only, the rest on the whole window."""
     es = model.evidence_step
     every = bool(obs.all())
-    spec2 = _spectral(model, b, a, obs, every)
-    gbn, gan, ds = _structure(model, b, a, obs, every)
+    spec2 = spectral_evidence(model, b, a, obs, every)
+    gbn, gan, ds = structure_evidence(model, b, a, obs, every)
     # the wide-neighbourhood evidence, on the evidence grid (block means)
     b_e = block_mean(b, es)
     a_e = block_mean(a, es)
-    white_e, cloud_b, cloud_a = _evidence(model, b_e, a_e, _evidence_means(model, gbn, gan))
+    white_e, cloud_b, cloud_a = evidence_grid(model, b_e, a_e, evidence_means(model, gbn, gan))
     if white_e.any():
         white = repeat_blocks(white_e, es)
         spec2[white] = 0
         ds[white & (np.maximum(gbn, gan) < STRONG_EDGE)] = 0
-    score = _combine(model, ds, spec2)
+    score = combine_score(model, ds, spec2)
     del spec2
     cloudy = cloud_b | cloud_a
     obs_final = obs & ~repeat_blocks(cloudy, es) if cloudy.any() else obs
@@ -453,7 +453,7 @@ def _score(
     s = model.smooth_px / model.step
     num = smooth(block_mean(np.where(obs_final, score, np.float32(0)), es), s)
     den = smooth(block_mean(obs_final.astype(np.float32), es), s)
-    magnitude, changed, mask = _decide(
+    magnitude, changed, mask = decide_pixels(
         model, score, obs_final, bilinear_up(num, es), bilinear_up(den, es)
     )
 
@@ -470,7 +470,7 @@ def _score(
     )
     # evidence for typing the change areas, on the core only
     rr, cc = core if core is not None else (slice(None), slice(None))
-    layers = _typing(model, b[:, rr, cc], a[:, rr, cc], obs[rr, cc], every)
+    layers = typing_layers(model, b[:, rr, cc], a[:, rr, cc], obs[rr, cc], every)
     layers["structure"] = ds[rr, cc]
     return ChangeResult(magnitude, mask, model.threshold, obs_final, stats, layers)
 

@@ -38,18 +38,18 @@ import numpy as np
 
 from sohae_watch.areas import ChangeArea, change_areas_on
 from sohae_watch.blocks import bilinear_part, block_mean, lattice_offset, repeat_blocks
-from sohae_watch.change import ChangeModel, ChangeResult, _to_work
+from sohae_watch.change import ChangeModel, ChangeResult, to_work
 from sohae_watch.change_steps import (
     NOT_OBSERVABLE,
-    _combine,
-    _decide,
-    _evidence,
-    _evidence_means,
-    _spectral,
-    _structure,
-    _typing,
-    _vis,
+    combine_score,
+    decide_pixels,
+    evidence_grid,
+    evidence_means,
+    spectral_evidence,
+    structure_evidence,
     structure_reach,
+    typing_layers,
+    visible_indices,
 )
 from sohae_watch.cloud import STRONG_EDGE, whitening_candidates
 from sohae_watch.filters import smooth
@@ -65,7 +65,7 @@ CHUNK_ROWS = 64  # input rows a band reads at a time (every column)
 WHOLE_PIXELS = 2_000_000
 LAYER_BUDGET = 400 * 2**20  # bytes of stored working-grid layers kept in memory at most
 OBS, STRONG = 1, 2  # bits of the flags layer: observable, on a strong edge (either date)
-GRAD_MEANS = 8  # evidence layers from the gradients: 6 of _evidence_means, 2 score sums
+GRAD_MEANS = 8  # evidence layers from the gradients: 6 of evidence_means, 2 score sums
 
 # input rows [r0, r1), every column -> (BEFORE, AFTER) on those rows
 RowReader = Callable[[int, int], tuple[Scene, Scene]]
@@ -188,31 +188,31 @@ def _strip(
     es = model.evidence_step
     every = bool(obs.all())
     bc, ac, oc = b[:, core], a[:, core], obs[core]
-    spec2 = _spectral(model, bc, ac, oc, every)
-    gbn, gan, ds = (x[core] for x in _structure(model, b, a, obs, every))
-    score = _combine(model, ds, spec2)
+    spec2 = spectral_evidence(model, bc, ac, oc, every)
+    gbn, gan, ds = (x[core] for x in structure_evidence(model, b, a, obs, every))
+    score = combine_score(model, ds, spec2)
     del spec2
     weak = np.maximum(gbn, gan) < STRONG_EDGE
     flags = oc.astype(np.uint8)
     flags[~weak] |= STRONG
     means = np.full((GRAD_MEANS, oc.shape[0] // es, oc.shape[1] // es), np.nan, np.float32)
-    means[:6] = _evidence_means(model, gbn, gan)
+    means[:6] = evidence_means(model, gbn, gan)
     del gbn, gan
     means[6] = block_mean(np.where(oc, score, np.float32(0)), es)
     # the score where snow is taken out, on blocks that may be snow (see SceneChange.prepare)
-    vis = _vis(model.bands)
+    vis = visible_indices(model.bands)
     z_e = np.nan_to_num(
         standardised_residuals(block_mean(bc, es), block_mean(ac, es), list(model.fits)), nan=0.0
     )
     white_a, white_b = whitening_candidates(z_e, block_mean(bc[vis], es), block_mean(ac[vis], es))
     white = None
     if white_a.any() or white_b.any():
-        white = _combine(model, np.where(weak, np.float32(0), ds), None)
+        white = combine_score(model, np.where(weak, np.float32(0), ds), None)
         means[7] = block_mean(np.where(oc, white, np.float32(0)), es)
-    # only pixels whose own score reaches the single-pixel cut can change (_decide)
+    # only pixels whose own score reaches the single-pixel cut can change (decide_pixels)
     may = oc & ~(score < np.float32(model.pixel_cut))
     index = np.flatnonzero(may) + row * oc.shape[1]
-    layers = _typing(model, bc[:, may], ac[:, may], oc[may], every)
+    layers = typing_layers(model, bc[:, may], ac[:, may], oc[may], every)
     layers["structure"] = ds[may]
     values = np.stack([layers[k] for k in typing_names(model)]).astype(np.float32, copy=False)
     return Strip(row, score, flags, means, index, values, white)
@@ -245,7 +245,7 @@ def band_pass(
         k1 = min(band[1], k0 + step)
         r0, r1 = layout.input_rows(k0, k1)
         before, after = read(r0, r1)
-        work = _to_work(before, after, model.bands, g, g * es)
+        work = to_work(before, after, model.bands, g, g * es)
         if work.obs.shape != ((k1 - k0) * es, layout.work_shape[1]):
             raise AssertionError(f"working rows {work.obs.shape} of evidence rows {k0}:{k1}")
         obs_f = work.obs.astype(np.float32)
@@ -411,7 +411,7 @@ class SceneChange:
             self.picks = []
         nb = len(model.bands)
         b_e, a_e, den = self.pair[:nb], self.pair[nb : 2 * nb], self.pair[2 * nb].copy()
-        white, cloud_b, cloud_a = _evidence(model, b_e, a_e, list(self.means[:6]))
+        white, cloud_b, cloud_a = evidence_grid(model, b_e, a_e, list(self.means[:6]))
         cloudy = cloud_b | cloud_a
         if np.isnan(self.means[7][white]).any():
             raise AssertionError("snow on a block pass 1 did not take for a snow candidate")
@@ -453,7 +453,7 @@ class SceneChange:
             score[white] = self.white[win][white]
         num = bilinear_part(ev.num, es, win[0], win[1])
         den = bilinear_part(ev.den, es, win[0], win[1])
-        magnitude, _, mask = _decide(model, score, obs_final, num, den)
+        magnitude, _, mask = decide_pixels(model, score, obs_final, num, den)
         core = (slice(i0 - a0, i1 - a0), slice(j0 - b0, j1 - b0))
         crop = (slice(r % g, r % g + height), slice(c % g, c % g + width))
         mask_px = repeat_blocks(mask[core], g)[crop]

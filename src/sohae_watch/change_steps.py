@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 NOT_OBSERVABLE = 255
 
 
-def _vis(bands: tuple[str, ...]) -> list[int]:
+def visible_indices(bands: tuple[str, ...]) -> list[int]:
     return [i for i, b in enumerate(bands) if b in VISIBLE] or list(range(len(bands)))
 
 
-def _intensity(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
-    idx = _vis(bands)
+def visible_mean(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
+    """Mean of the visible bands (all bands when none is visible), accumulated in float32 band
+    by band (one band of temporary memory, unlike :func:`sohae_watch.scene.intensity_of`)."""
+    idx = visible_indices(bands)
     out = np.array(stack[idx[0]], dtype=np.float32)
     for i in idx[1:]:
         out += stack[i]
@@ -45,7 +47,7 @@ def _intensity(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-def _gradient(img: np.ndarray, sigma: float) -> np.ndarray:
+def gradient_magnitude(img: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian gradient magnitude (separable, float32) of an image without NaN."""
     x = np.asarray(img, dtype=np.float32)
     gx = ndi.gaussian_filter1d(x, sigma, axis=1, order=1, mode="nearest")
@@ -55,7 +57,7 @@ def _gradient(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.hypot(gx, gy, out=gx)
 
 
-def _spectral(
+def spectral_evidence(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> np.ndarray:
     """Spectral evidence, band by band: standardised residuals, squared and averaged."""
@@ -75,20 +77,20 @@ def _spectral(
     return spec2
 
 
-def _structure(
+def structure_evidence(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each date's gradient magnitude in units of its typical one, and their standardised
     difference (0 within the gradient's support of nodata). Rows and columns within
     :func:`structure_reach` of the window's edge see its edge, not the scene."""
     bands = model.bands
-    ib = _intensity(b, bands)
-    ia = _intensity(a, bands)
+    ib = visible_mean(b, bands)
+    ia = visible_mean(a, bands)
     if not every:
         ib[~obs] = model.fill[0]
         ia[~obs] = model.fill[1]
-    gbn = _gradient(ib, model.gradient_px)
-    gan = _gradient(ia, model.gradient_px)
+    gbn = gradient_magnitude(ib, model.gradient_px)
+    gan = gradient_magnitude(ia, model.gradient_px)
     del ib, ia
     gbn *= np.float32(1.0 / model.grad_scale_before)
     gan *= np.float32(1.0 / model.grad_scale_after)
@@ -105,12 +107,12 @@ def _nodata_reach(model: ChangeModel) -> int:
 
 
 def structure_reach(model: ChangeModel) -> int:
-    """Working pixels on each side that :func:`_structure` looks at (the gradient's truncated
+    """Working pixels on each side that :func:`structure_evidence` looks at (the gradient's truncated
     Gaussian, the nodata margin)."""
     return max(int(4.0 * model.gradient_px + 0.5), _nodata_reach(model) // 2)
 
 
-def _combine(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) -> np.ndarray:
+def combine_score(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) -> np.ndarray:
     """The per-pixel score ``sqrt((w * ds^2 + spec2) / (1 + w))`` (``spec2`` None: 0)."""
     w = np.float32(model.config.structure_weight)
     score = np.square(ds)
@@ -122,7 +124,7 @@ def _combine(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) -> np
     return score
 
 
-def _evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list[np.ndarray]:
+def evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list[np.ndarray]:
     """Block means on the evidence grid of the gradient evidence the masks need: the edge
     survival sums of AFTER then of BEFORE (kept, strength), then each date's gradient."""
     es = model.evidence_step
@@ -134,15 +136,15 @@ def _evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> lis
     return [*out, block_mean(gbn, es), block_mean(gan, es)]
 
 
-def _evidence(
+def evidence_grid(
     model: ChangeModel, b_e: np.ndarray, a_e: np.ndarray, means: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The wide-neighbourhood evidence on the evidence grid, from the block means of the pair
-    and :func:`_evidence_means`: whitened ground (snow), and cloud or shadow on each date."""
+    and :func:`evidence_means`: whitened ground (snow), and cloud or shadow on each date."""
     bands = model.bands
     e = model.step
     px_m = model.px_m
-    vis = _vis(bands)
+    vis = visible_indices(bands)
     # the residuals are linear in the pixels: those of the block means are the block means of
     # theirs (NaN where a block is not wholly observable)
     z_e = standardised_residuals(b_e, a_e, list(model.fits))
@@ -187,11 +189,11 @@ def _evidence(
 
 def _nir(bands: tuple[str, ...]) -> int | None:
     """Index of the near-infrared band when every other band is visible, else None."""
-    ok = "nir" in bands and len(_vis(bands)) + 1 == len(bands)
+    ok = "nir" in bands and len(visible_indices(bands)) + 1 == len(bands)
     return bands.index("nir") if ok else None
 
 
-def _decide(
+def decide_pixels(
     model: ChangeModel, score: np.ndarray, obs_final: np.ndarray, num: np.ndarray, den: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Magnitude, change and mask from the score and the neighbourhood sums (``num`` and ``den``
@@ -214,13 +216,13 @@ def _decide(
     return magnitude, changed, mask
 
 
-def _typing(
+def typing_layers(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> dict[str, np.ndarray]:
     """Per-pixel evidence for typing the change areas (but the structure change): the mean
     standardised change of the visible bands, each date's NDVI. Pixel by pixel, any shape."""
     bands = model.bands
-    vis = _vis(bands)
+    vis = visible_indices(bands)
     zc = standardised_residuals(b[vis], a[vis], [model.fits[i] for i in vis])
     bright = np.nan_to_num(zc.mean(axis=0), nan=0.0)
     if not every:

@@ -21,6 +21,8 @@ from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.stream import Tile
 
+BLOCK = 256  # tile side of the output rasters, pixels
+
 
 @contextlib.contextmanager
 def staged_dir(out_dir: Path) -> Iterator[Path]:
@@ -86,7 +88,7 @@ def geotiff_profile(grid: Grid, dtype: str, nodata: float | None, count: int = 1
         "BIGTIFF": "IF_SAFER",
     }
     if tiled:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
+        profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     if dtype == "uint8":
         profile["predictor"] = 1
     return profile
@@ -203,7 +205,9 @@ class RowWriter:
     written in parts is compressed (and stored) more than once. Holds one row of tiles plus a
     partial block row, and the tiles that arrive before their row's turn."""
 
-    def __init__(self, outputs: TileOutputs, grid: Grid, tile_rows: int, block: int = 256) -> None:
+    def __init__(
+        self, outputs: TileOutputs, grid: Grid, tile_rows: int, block: int = BLOCK
+    ) -> None:
         self.outputs = outputs
         self.rows, self.cols = grid.height, grid.width
         self.block = block
