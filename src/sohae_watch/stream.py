@@ -23,12 +23,7 @@ from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader
 from sohae_watch.scene import Scene, intensity_of
 
-TILE = 1024  # core tile width in pixels (plus the model's halo on each side)
-# core tile height in tile widths. Tiles go row by row, so the blocks a tile shares with its left
-# neighbour are still in GDAL's block cache when it is read; those it shares with the tile row
-# above are not (a whole row of tiles has been read since). Tall tiles make that vertical overlap
-# (twice the halo) a smaller share of what is decoded, at the memory of a taller window.
-TALL = 1
+TILE = 1024  # side of the change stage's output tiles, pixels
 SAMPLE_WINDOW = 512  # size of the windows the change statistics are fitted on
 SAMPLE_WINDOWS = 9  # how many of them (at most), spread over the grid: 2.4 Mpx of statistics
 
@@ -54,13 +49,12 @@ class Tile:
 
 
 def tiles(shape: tuple[int, int], halo: int, size: int = TILE) -> Iterator[Tile]:
-    """Row-major tiles covering ``shape`` (rows, cols), ``TALL * size`` rows by ``size`` columns,
-    each with ``halo`` pixels of context."""
+    """Row-major square tiles of ``size`` covering ``shape`` (rows, cols), each with ``halo``
+    pixels of context."""
     h, w = shape
-    tall = TALL * size
-    for r in range(0, h, tall):
+    for r in range(0, h, size):
         for c in range(0, w, size):
-            th, tw = min(tall, h - r), min(size, w - c)
+            th, tw = min(size, h - r), min(size, w - c)
             r0, c0 = max(0, r - halo), max(0, c - halo)
             r1, c1 = min(h, r + th + halo), min(w, c + tw + halo)
             yield Tile(r, c, th, tw, r0, c0, r1 - r0, c1 - c0)
@@ -211,7 +205,7 @@ def seams(grid: Grid, size: int) -> BaseGeometry | None:
     """The borders between the cores of :func:`tiles` of ``size``."""
     lines = []
     t = grid.transform
-    for r in range(TALL * size, grid.height, TALL * size):
+    for r in range(size, grid.height, size):
         lines.append(LineString([t @ (0, r), t @ (grid.width, r)]))
     for c in range(size, grid.width, size):
         lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
