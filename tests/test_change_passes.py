@@ -3,18 +3,22 @@ bit: clouds, snow, nodata, grids off the block lattice, bands and tiles of any s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from affine import Affine
 from scipy import ndimage as ndi
 
 import sohae_watch.change_passes as passes
-from sohae_watch.change import apply_change_model, change_areas, fit_change_model
+from sohae_watch.change import ChangeModel, apply_change_model, change_areas, fit_change_model
 from sohae_watch.change_passes import SceneChange, band_pass, detect_changes_passes
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
 from test_change import add_structure, make_scene, textured
 from test_change_snow import _site, _snow
+
+WHOLE_PIXELS = passes.WHOLE_PIXELS  # the module's own value, before the fixture below
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +111,55 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in areas] == [
         (x.geometry.wkt, x.change_type, x.mean_magnitude) for x in expected
     ]
+
+
+def test_evidence_budget_sends_large_grids_by_tiles() -> None:
+    """At 10 m the evidence grid is the input grid: a Sentinel-2 tile would hold gigabytes of
+    it, so such grids go tile by tile; a 0.5 m grid of the same size holds 1/64 of it."""
+    from affine import Affine as A
+    from rasterio.crs import CRS
+
+    def model_at(res: float) -> ChangeModel:
+        before = textured((200, 200), 3).astype(np.float32)
+        return fit_change_model(make_scene(before, res), make_scene(1.1 * before + 20, res))
+
+    model, model10 = model_at(0.5), model_at(10.0)
+    s2 = Grid(CRS.from_epsg(32651), A(10.0, 0, 0, 0, -10.0, 0), 10980, 10980)
+    fine = Grid(CRS.from_epsg(32651), A(0.5, 0, 0, 0, -0.5, 0), 10980, 10980)
+    assert passes.evidence_bytes(model10, s2) > 8 * passes.EVIDENCE_BUDGET
+    assert not passes.two_passes_fit(model10, s2)
+    assert passes.two_passes_fit(model, fine)
+
+
+def test_diff_by_tiles_equals_diff_by_passes(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tile path (scenes over the evidence budget) writes what the two passes write (on the
+    site's grid, read in one window by both: a warped read's values depend on its window)."""
+    import json
+
+    import rasterio
+    from click.testing import CliRunner
+
+    import sohae_watch.pipeline as pipeline
+    from sohae_watch.cli.main import cli
+
+    root = tmp_path
+    site = Path(__file__).resolve().parents[1] / "configs" / "sohae.yaml"
+    args = ["diff", "2019-02-16", "2019-03-02", "--site", str(site)]
+    args += ["--imagery", str(samples / "imagery")]
+    # the site's warped grid read in one window, as in a real run (not in chunks as above)
+    monkeypatch.setattr(passes, "WHOLE_PIXELS", WHOLE_PIXELS)
+    res = CliRunner().invoke(cli, [*args, "--out", str(root / "passes")])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(pipeline, "two_passes_fit", lambda model, grid: False)
+    res = CliRunner().invoke(cli, [*args, "--out", str(root / "tiles")])
+    assert res.exit_code == 0, res.output
+    for name in ("change_mask", "change_magnitude"):
+        with (
+            rasterio.open(root / "passes" / f"{name}.tif") as a,
+            rasterio.open(root / "tiles" / f"{name}.tif") as b,
+        ):
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+    geo = [json.loads((root / d / "changes.geojson").read_text()) for d in ("passes", "tiles")]
+    assert geo[0] == geo[1]

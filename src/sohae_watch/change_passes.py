@@ -57,13 +57,26 @@ from sohae_watch.grid import Grid
 from sohae_watch.radiometry import standardised_residuals
 from sohae_watch.scene import Scene
 
-__all__ = ["BandResult", "Layout", "SceneChange", "band_pass", "detect_changes_passes"]
+__all__ = [
+    "BandResult",
+    "Layout",
+    "SceneChange",
+    "band_pass",
+    "detect_changes_passes",
+    "evidence_bytes",
+    "two_passes_fit",
+]
 
 CHUNK_ROWS = 64  # input rows a band reads at a time (every column)
 # a grid up to this size is read in one window (a source warped onto the grid, e.g. from another
 # CRS, is then resampled as in one piece: GDAL's warper gives window-dependent values)
 WHOLE_PIXELS = 2_000_000
 LAYER_BUDGET = 400 * 2**20  # bytes of stored working-grid layers kept in memory at most
+# bytes of evidence-grid statistics the passes may hold (they stay in memory, and the evidence
+# grid is computed on the whole scene at once): 128 MB for 10980 x 10980 pixels at 0.5 m, but at
+# 10 m the evidence grid is the input grid (a Sentinel-2 tile: 8 GB). Beyond it, the diff goes
+# tile by tile with the model's halo instead (bounded by the tile, about twice the time).
+EVIDENCE_BUDGET = 160 * 2**20
 OBS, STRONG = 1, 2  # bits of the flags layer: observable, on a strong edge (either date)
 GRAD_MEANS = 8  # evidence layers from the gradients: 6 of evidence_means, 2 score sums
 
@@ -123,6 +136,18 @@ class Layout:
         n = max(1, min(n, chunks))
         cuts = [min(he, round(i * chunks / n) * c) for i in range(n + 1)]
         return [(cuts[i], cuts[i + 1]) for i in range(n) if cuts[i + 1] > cuts[i]]
+
+
+def evidence_bytes(model: ChangeModel, grid: Grid) -> int:
+    """Bytes of evidence-grid statistics :class:`SceneChange` holds for ``grid``: both dates'
+    block means, the observable share and ``GRAD_MEANS`` layers, float32."""
+    he, we = Layout.of(model, grid).evidence_shape
+    return (2 * len(model.bands) + 1 + GRAD_MEANS) * 4 * he * we
+
+
+def two_passes_fit(model: ChangeModel, grid: Grid) -> bool:
+    """Whether the two passes hold ``grid``'s evidence grid within :data:`EVIDENCE_BUDGET`."""
+    return evidence_bytes(model, grid) <= EVIDENCE_BUDGET
 
 
 @dataclass

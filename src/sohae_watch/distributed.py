@@ -7,7 +7,9 @@ into pass 1 of the change stage (:mod:`sohae_watch.change_passes`) in any thread
 can read the input files; on local threads it stores its layers into the caller's scene as it
 goes, from a cluster they come back in the :class:`~sohae_watch.change_passes.BandResult`. Each
 thread keeps its GridReaders per diff run, so a worker opens the inputs once per run, not once
-per band.
+per band. A scene whose evidence grid would not fit the two passes' memory budget (e.g. a
+Sentinel-2 tile at 10 m, where the evidence grid is the input grid) goes by :class:`TileJob`
+instead: :func:`process_tile` reads a tile with the change model's halo and keeps its core.
 
 The unit of a multi-site watch is a :class:`SiteRun`: :func:`watch_site` is one site's
 ``run_watch`` (its own state database and lock), run on a worker; outcomes come back per site.
@@ -31,13 +33,15 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+import numpy as np
 from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
-from sohae_watch.change import ChangeModel
+from sohae_watch.change import ChangeArea, ChangeModel, apply_change_model, change_areas
 from sohae_watch.errors import InputError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader
+from sohae_watch.stream import Tile
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -61,7 +65,38 @@ CONNECT_TIMEOUT_S = 10.0
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-# --- one band of a diff ---------------------------------------------------------------------------
+# --- one tile or band of a diff ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything one tile needs, picklable: file paths and metadata, not open datasets.
+
+    ``run`` identifies the diff run; readers are shared by the tiles of one run in one thread.
+    """
+
+    run: str
+    before: Acquisition
+    after: Acquisition
+    grid: Grid
+    area: BaseGeometry
+    roles: tuple[str, ...]
+    coreg_model: Affine | None  # None: compare as delivered
+    model: ChangeModel
+    tile: Tile
+    thumb_step: int = 0  # also return AFTER's core sampled every this many pixels (0: no)
+
+
+@dataclass(frozen=True)
+class TileResult:
+    """The core of a tile: mask (uint8 0/1/255) and magnitude (float32) of shape (rows, cols),
+    and the change areas found in it (cut at the tile border; the caller merges them)."""
+
+    tile: Tile
+    mask: np.ndarray
+    magnitude: np.ndarray
+    areas: list[ChangeArea]
+    thumb: np.ndarray | None = None  # AFTER's bands (NaN invalid) every ``thumb_step`` pixels
 
 
 @dataclass(frozen=True)
@@ -86,7 +121,7 @@ _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
 _readers_lock = threading.Lock()
 
 
-def _open_pair(job: BandJob) -> tuple[GridReader, GridReader]:
+def _open_pair(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
     rb = GridReader(job.before, job.grid).__enter__()
     try:
         ra = GridReader(job.after, job.grid, model=job.coreg_model).__enter__()
@@ -97,7 +132,7 @@ def _open_pair(job: BandJob) -> tuple[GridReader, GridReader]:
     return rb, ra
 
 
-def _thread_readers(job: BandJob) -> tuple[GridReader, GridReader]:
+def _thread_readers(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
     """This thread's readers for the job's run (rasterio datasets are not shared by threads)."""
     ident = threading.get_ident()
     with _readers_lock:
@@ -132,6 +167,24 @@ def release_readers(run: str) -> int:
         for r in pair:
             r.close()
     return len(closing)
+
+
+def process_tile(job: TileJob) -> TileResult:
+    """Read the tile with its halo from both acquisitions, apply the change model, keep the core."""
+    from sohae_watch.stream import window_scene
+
+    rb, ra = _thread_readers(job)
+    t = job.tile
+    window = (t.read_row, t.read_col, t.read_height, t.read_width)
+    b = window_scene(rb, job.grid, job.area, job.before, *window)
+    a = window_scene(ra, job.grid, job.area, job.after, *window)
+    res = apply_change_model(job.model, b, a, core=t.core)  # only the core comes back
+    r0, c0 = t.row - t.read_row, t.col - t.read_col
+    b_core, a_core = b.crop(r0, c0, t.height, t.width), a.crop(r0, c0, t.height, t.width)
+    areas = change_areas(res, b_core, a_core)
+    f = job.thumb_step
+    thumb = a_core.data[:, ::f, ::f].copy() if f > 0 else None
+    return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 
 def process_band(job: BandJob, sink: Sink | None = None) -> BandResult:

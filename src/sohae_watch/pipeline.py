@@ -5,8 +5,10 @@ more rows: co-registration reads only its tie-point windows, the change statisti
 sample of windows, then the change stage reads every row once, in bands, and keeps per-pixel
 layers of the working grid (in a temporary file beyond a budget); the wide-neighbourhood evidence
 is computed once on the whole evidence grid, and output tiles are decided from the stored layers
-and written (:mod:`sohae_watch.change_passes`). Structures are classified on small windows
-around their footprints.
+and written (:mod:`sohae_watch.change_passes`). A scene whose evidence grid would exceed the
+passes' budget (at 10 m the evidence grid is the input grid) goes tile by tile instead, each tile
+read with the change model's halo: bounded memory at about twice the decoding. Structures are
+classified on small windows around their footprints.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sohae_watch.change import (
     ChangeModel,
     fit_change_model,
 )
-from sohae_watch.change_passes import BandResult, SceneChange
+from sohae_watch.change_passes import BandResult, SceneChange, evidence_bytes, two_passes_fit
 from sohae_watch.chips import png, rgb, stretch
 from sohae_watch.classify import StructureCall
 from sohae_watch.coregister import (
@@ -390,7 +392,8 @@ def _compute_diff(
         size = tile_size(outputs.factor)
         after_model = coreg.model if coreg.status != "failed" else None
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
-        areas = _change_passes(
+        stage = _change_passes if two_passes_fit(model, grid) else _change_tiles
+        areas = stage(
             model,
             (before_acq, after_acq),
             grid,
@@ -564,6 +567,50 @@ def _change_passes(
         time.perf_counter() - t2,
         len(plan),
     )
+    return [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
+
+
+def _change_tiles(
+    model: ChangeModel,
+    acqs: tuple[Acquisition, Acquisition],
+    grid: Grid,
+    area: BaseGeometry,
+    roles: tuple[str, ...],
+    after_model: Affine | None,
+    outputs: TileOutputs,
+    workdir: Path,
+    size: int,
+    pool: Executor,
+    progress: Progress | None,
+) -> list[ChangeArea]:
+    """The change stage tile by tile, each tile read with the change model's halo (decoding
+    pixels near tile borders more than once) and its core written: memory bounded by the tile,
+    whatever the scene's size, for scenes whose evidence grid the two passes would hold too much
+    of (:func:`~sohae_watch.change_passes.two_passes_fit`). The same result as the two passes."""
+    from sohae_watch.distributed import TileJob, new_run_id, process_tile
+
+    plan = list(tiles(grid.shape, model.halo_px, size))
+    log.info(
+        "change: evidence grid of %.0f MB over the two passes' budget: %d tiles with a %d px halo",
+        evidence_bytes(model, grid) / 2**20,
+        len(plan),
+        model.halo_px,
+    )
+    run_id = new_run_id()
+    jobs = (
+        TileJob(run_id, *acqs, grid, area, roles, after_model, model, tile, outputs.factor)
+        for tile in plan
+    )
+    index = {tile: i for i, tile in enumerate(plan)}
+    found: dict[int, list[ChangeArea]] = {}
+    try:
+        for res in pool.map_unordered(process_tile, jobs):  # in any order
+            outputs.write(res.tile, res.mask, res.magnitude, res.thumb)
+            found[index[res.tile]] = res.areas
+            if progress is not None:
+                progress(len(found), len(plan))
+    finally:
+        pool.release(run_id)
     return [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
 
 
