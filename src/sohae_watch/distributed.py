@@ -65,15 +65,13 @@ CONNECT_TIMEOUT_S = 10.0
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-# --- one tile or band of a diff ---------------------------------------------------------------------------
+# --- one tile or band of a diff ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class TileJob:
-    """Everything one tile needs, picklable: file paths and metadata, not open datasets.
-
-    ``run`` identifies the diff run; readers are shared by the tiles of one run in one thread.
-    """
+class PairJob:
+    """What every job of one diff needs, picklable: file paths and metadata, not open datasets.
+    ``run`` identifies the diff run; a thread's readers serve every job of a run."""
 
     run: str
     before: Acquisition
@@ -83,6 +81,12 @@ class TileJob:
     roles: tuple[str, ...]
     coreg_model: Affine | None  # None: compare as delivered
     model: ChangeModel
+
+
+@dataclass(frozen=True)
+class TileJob(PairJob):
+    """One tile of the change stage, read with the change model's halo (:func:`process_tile`)."""
+
     tile: Tile
     thumb_step: int = 0  # also return AFTER's core sampled every this many pixels (0: no)
 
@@ -100,19 +104,10 @@ class TileResult:
 
 
 @dataclass(frozen=True)
-class BandJob:
+class BandJob(PairJob):
     """Pass 1 of the two-pass change stage on one band of evidence rows
-    (:func:`sohae_watch.change_passes.band_pass`), picklable: file paths and metadata, not open
-    datasets. ``run`` identifies the diff run; a thread's readers serve every band of a run."""
+    (:func:`sohae_watch.change_passes.band_pass`)."""
 
-    run: str
-    before: Acquisition
-    after: Acquisition
-    grid: Grid
-    area: BaseGeometry
-    roles: tuple[str, ...]
-    coreg_model: Affine | None  # None: compare as delivered
-    model: ChangeModel
     band: tuple[int, int]
     thumb_step: int = 0  # also return AFTER's rows every this many pixels, sampled so (0: no)
 
@@ -121,7 +116,7 @@ _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
 _readers_lock = threading.Lock()
 
 
-def _open_pair(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
+def _open_pair(job: PairJob) -> tuple[GridReader, GridReader]:
     rb = GridReader(job.before, job.grid).__enter__()
     try:
         ra = GridReader(job.after, job.grid, model=job.coreg_model).__enter__()
@@ -132,7 +127,7 @@ def _open_pair(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
     return rb, ra
 
 
-def _thread_readers(job: TileJob | BandJob) -> tuple[GridReader, GridReader]:
+def _thread_readers(job: PairJob) -> tuple[GridReader, GridReader]:
     """This thread's readers for the job's run (rasterio datasets are not shared by threads)."""
     ident = threading.get_ident()
     with _readers_lock:

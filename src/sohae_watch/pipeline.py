@@ -394,17 +394,19 @@ def _compute_diff(
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
         stage = _change_passes if two_passes_fit(model, grid) else _change_tiles
         areas = stage(
-            model,
-            (before_acq, after_acq),
-            grid,
-            area,
-            roles,
-            None if _is_identity(after_model) else after_model,
-            outputs,
-            workdir,
-            size,
-            pool,
-            progress,
+            _Stage(
+                model,
+                (before_acq, after_acq),
+                grid,
+                area,
+                roles,
+                None if _is_identity(after_model) else after_model,
+                outputs,
+                workdir,
+                size,
+                pool,
+                progress,
+            )
         )
         areas = merge_areas(areas, seams(grid, size))
         timings["change"] = time.perf_counter() - t0
@@ -488,19 +490,24 @@ def _compute_diff(
     )
 
 
-def _change_passes(
-    model: ChangeModel,
-    acqs: tuple[Acquisition, Acquisition],
-    grid: Grid,
-    area: BaseGeometry,
-    roles: tuple[str, ...],
-    after_model: Affine | None,
-    outputs: TileOutputs,
-    workdir: Path,
-    size: int,
-    pool: Executor,
-    progress: Progress | None,
-) -> list[ChangeArea]:
+@dataclass(frozen=True)
+class _Stage:
+    """What the change stage of one diff works with, whichever way it runs."""
+
+    model: ChangeModel
+    acqs: tuple[Acquisition, Acquisition]
+    grid: Grid
+    area: BaseGeometry
+    roles: tuple[str, ...]
+    after_model: Affine | None  # None: compare as delivered
+    outputs: TileOutputs
+    workdir: Path
+    size: int  # output tile side
+    pool: Executor
+    progress: Progress | None
+
+
+def _change_passes(st: _Stage) -> list[ChangeArea]:
     """The change stage in two passes (:mod:`sohae_watch.change_passes`): bands of rows on
     ``pool``, each input pixel read once; then the evidence grid; then the output tiles on this
     process's threads, written as they come. The change areas come back in tile order."""
@@ -513,14 +520,15 @@ def _change_passes(
     )
 
     t0 = time.perf_counter()
-    change = SceneChange(model, grid, workdir, outputs.thumb)
-    f = outputs.factor
+    change = SceneChange(st.model, st.grid, st.workdir, st.outputs.thumb)
+    f = st.outputs.factor
     run_id = new_run_id()
-    bands = change.bands(2 * pool.workers)
+    bands = change.bands(2 * st.pool.workers)
     jobs = (
-        BandJob(run_id, *acqs, grid, area, roles, after_model, model, band, f) for band in bands
+        BandJob(run_id, *st.acqs, st.grid, st.area, st.roles, st.after_model, st.model, band, f)
+        for band in bands
     )
-    plan = list(tiles(grid.shape, 0, size))
+    plan = list(tiles(st.grid.shape, 0, st.size))
     total = len(bands) + len(plan)
     done = 0
 
@@ -528,15 +536,15 @@ def _change_passes(
         return process_band(job, change)
 
     try:
-        run = here if isinstance(pool, ThreadExecutor) else process_band
+        run = here if isinstance(st.pool, ThreadExecutor) else process_band
         with rasterio.Env(GDAL_CACHEMAX=CHANGE_CACHE):
-            for res in pool.map_unordered(run, jobs):  # in any order
+            for res in st.pool.map_unordered(run, jobs):  # in any order
                 change.add(res)
                 done += 1
-                if progress is not None:
-                    progress(done, total)
+                if st.progress is not None:
+                    st.progress(done, total)
     finally:
-        pool.release(run_id)
+        st.pool.release(run_id)
     t1 = time.perf_counter()
     _give_back()  # the readers' blocks
     change.prepare()
@@ -548,15 +556,17 @@ def _change_passes(
 
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
-    local = ThreadExecutor(pool.workers if isinstance(pool, ThreadExecutor) else default_workers())
-    rows = RowWriter(outputs, grid, max(t.height for t in plan))
+    local = ThreadExecutor(
+        st.pool.workers if isinstance(st.pool, ThreadExecutor) else default_workers()
+    )
+    rows = RowWriter(st.outputs, st.grid, max(t.height for t in plan))
     for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
-        outputs.note(tile, mask)
+        st.outputs.note(tile, mask)
         rows.put(tile, mask, magnitude)
         found[index[tile]] = areas
         done += 1
-        if progress is not None:
-            progress(done, total)
+        if st.progress is not None:
+            st.progress(done, total)
     rows.close()
     log.info(
         "change: pass 1 %.2f s (%d bands%s), evidence %.2f s, pass 2 %.2f s (%d tiles)",
@@ -570,47 +580,45 @@ def _change_passes(
     return [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
 
 
-def _change_tiles(
-    model: ChangeModel,
-    acqs: tuple[Acquisition, Acquisition],
-    grid: Grid,
-    area: BaseGeometry,
-    roles: tuple[str, ...],
-    after_model: Affine | None,
-    outputs: TileOutputs,
-    workdir: Path,
-    size: int,
-    pool: Executor,
-    progress: Progress | None,
-) -> list[ChangeArea]:
+def _change_tiles(st: _Stage) -> list[ChangeArea]:
     """The change stage tile by tile, each tile read with the change model's halo (decoding
     pixels near tile borders more than once) and its core written: memory bounded by the tile,
     whatever the scene's size, for scenes whose evidence grid the two passes would hold too much
     of (:func:`~sohae_watch.change_passes.two_passes_fit`). The same result as the two passes."""
     from sohae_watch.distributed import TileJob, new_run_id, process_tile
 
-    plan = list(tiles(grid.shape, model.halo_px, size))
+    plan = list(tiles(st.grid.shape, st.model.halo_px, st.size))
     log.info(
         "change: evidence grid of %.0f MB over the two passes' budget: %d tiles with a %d px halo",
-        evidence_bytes(model, grid) / 2**20,
+        evidence_bytes(st.model, st.grid) / 2**20,
         len(plan),
-        model.halo_px,
+        st.model.halo_px,
     )
     run_id = new_run_id()
     jobs = (
-        TileJob(run_id, *acqs, grid, area, roles, after_model, model, tile, outputs.factor)
+        TileJob(
+            run_id,
+            *st.acqs,
+            st.grid,
+            st.area,
+            st.roles,
+            st.after_model,
+            st.model,
+            tile,
+            st.outputs.factor,
+        )
         for tile in plan
     )
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
     try:
-        for res in pool.map_unordered(process_tile, jobs):  # in any order
-            outputs.write(res.tile, res.mask, res.magnitude, res.thumb)
+        for res in st.pool.map_unordered(process_tile, jobs):  # in any order
+            st.outputs.write(res.tile, res.mask, res.magnitude, res.thumb)
             found[index[res.tile]] = res.areas
-            if progress is not None:
-                progress(len(found), len(plan))
+            if st.progress is not None:
+                st.progress(len(found), len(plan))
     finally:
-        pool.release(run_id)
+        st.pool.release(run_id)
     return [a for i in range(len(plan)) for a in found[i]]  # in plan order, as serial
 
 
