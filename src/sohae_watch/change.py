@@ -260,7 +260,7 @@ def _steps(px_m: float, cfg: ChangeConfig) -> tuple[int, int]:
 
 
 @dataclass
-class _Work:
+class WorkPair:
     """A window on the working grid (padded to whole evidence blocks)."""
 
     before: np.ndarray  # (bands, rows, cols) block means
@@ -274,7 +274,7 @@ class _Work:
     part_left: int
 
 
-def to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int) -> _Work:
+def to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int) -> WorkPair:
     """The pair as block means on the working grid, padded to whole evidence blocks. A working
     pixel is observable where all its input pixels are (partial blocks at a window's edge are
     not)."""
@@ -294,7 +294,7 @@ def to_work(before: Scene, after: Scene, bands: tuple[str, ...], g: int, e: int)
     bw = padded(bw, wt, wl, pr, pc, np.nan)
     aw = padded(aw, wt, wl, pr, pc, np.nan)
     obs = padded(obs, wt, wl, pr, pc, False)
-    return _Work(bw, aw, obs, top - gt, left - gl, rows, cols, gt, gl)
+    return WorkPair(bw, aw, obs, top - gt, left - gl, rows, cols, gt, gl)
 
 
 def fit_change_model(
