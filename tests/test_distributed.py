@@ -81,13 +81,19 @@ def _same_outputs(a: Path, b: Path) -> None:
     assert (a / "changes.geojson").read_bytes() == (b / "changes.geojson").read_bytes()
 
 
+@pytest.mark.parametrize("path", ["passes", "tiles"])
 def test_diff_tiles_on_a_local_cluster_match_threads(
-    cluster: str, scenes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: str, scenes: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
+    """Bands of rows (the two passes) or, for scenes over their evidence budget, tiles with the
+    model's halo: on a cluster as on threads."""
+    import sohae_watch.pipeline as pipeline
     import sohae_watch.stream as stream
 
     # a 600 x 560 grid in 4 tiles (the change model's halo makes each read most of the grid)
     monkeypatch.setattr(stream, "TILE", 320)
+    if path == "tiles":
+        monkeypatch.setattr(pipeline, "two_passes_fit", lambda model, grid: False)
     imagery = scenes[0] / "imagery"
     dates = [a.date.isoformat() for a in catalog(imagery, strict=False)[0]]
     runner = CliRunner()
