@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from rasterio.crs import CRS
 from scipy import ndimage
 from shapely.geometry import box, shape
 
@@ -24,24 +23,12 @@ from sohae_watch.footprint import (
     gradient_levels,
     pattern_change,
 )
-from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Structure
+from test_classify_evidence import BLOCK, GRID, GROUND, SNOW, _footprint
 
-RES = 0.5
-GRID = Grid.from_bounds(CRS.from_epsg(32651), (500000.0, 4390000.0, 500060.0, 4390060.0), RES)
-BLOCK = (40, 50, 80, 70)  # rows r0:r1, cols c0:c1: a 20 m x 10 m block in the middle
-GROUND = (0.19, 0.16, 0.12, 0.25)  # bare soil (red, green, blue, nir)
-SNOW = (0.84, 0.86, 0.89, 0.70)
 ROOF = (0.07, 0.08, 0.10, 0.12)  # dark tar paper
 SUN = SunPosition(160.0, 35.0)
-
-
-def _footprint() -> np.ndarray:
-    fp = np.zeros(GRID.shape, bool)
-    r0, c0, r1, c1 = BLOCK
-    fp[r0:r1, c0:c1] = True
-    return fp
 
 
 def _structure() -> Structure:
