@@ -34,9 +34,9 @@ from sohae_watch.ingest import (
 )
 from sohae_watch.scene import VISIBLE
 
-#: output block size (px) and GDAL block cache (MB) of the file path
+#: output block size (px) and GDAL block cache of the file path
 BLOCK = 512
-CACHE_MB = 256
+CACHE_BYTES = 256  # in effect no block cache (bytes, see pipeline.GDAL_CACHE_BYTES)
 #: DEFLATE level of the corrected target: 1 compresses noisy imagery about as well as the
 #: default 6 (within 3 %) in about 60 % of the time; any DEFLATE reader reads it
 ZLEVEL = 1
@@ -184,7 +184,7 @@ def _check_overlap(tgt: Acquisition, grid: Grid, target: Path) -> None:
 
 @contextmanager
 def _gdal_env() -> Iterator[None]:
-    with rasterio.Env(GDAL_CACHEMAX=CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):
         yield
 
 

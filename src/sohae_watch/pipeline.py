@@ -77,7 +77,10 @@ log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
-GDAL_CACHE_MB = 256  # GDAL's block cache; its default (5 % of RAM) dominated resident memory
+# GDAL's block cache outside the change stage's band reads, in bytes: rasterio hands the value
+# to GDALSetCacheMax64 as it is, so this is in effect no cache, which those stages were tuned
+# with (GDAL's default, 5 % of RAM, had dominated resident memory)
+GDAL_CACHE_BYTES = 256
 # the block cache while the change stage reads its bands (bytes): each band reads its rows in
 # chunks, which share the blocks of the source files' block rows
 CHANGE_CACHE = 256 * 2**20
@@ -313,9 +316,7 @@ def compute_diff(
     Tiles run on ``executor`` (e.g. a Dask cluster), else on ``workers`` threads (default: up
     to 2 cores).
     """
-    # NB rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64 as it is: 256 means 256 bytes, no
-    # block cache at all (as every stage but the change stage's reading has been tuned with)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         return _compute_diff(
             before_acq,
             after_acq,
