@@ -41,7 +41,12 @@ def _reference_gradient(a, b, va, vb, ix, iy):  # type: ignore[no-untyped-def]
     as it was before the fast path; the fast path must give its numbers."""
     import math
 
-    from sohae_watch.coreg_phase import MIN_VALID_FRACTION, _normalise_stack
+    from sohae_watch.coreg_phase import MIN_VALID_FRACTION
+
+    def normalise(win, valid):  # type: ignore[no-untyped-def]
+        # one level for the whole stack, over its valid pixels; 0 where invalid
+        vals = win[valid]
+        return np.where(valid, (win - vals.mean()) / vals.std(), 0.0).astype(np.float32)
 
     w = a.shape[1]
     va = va & np.isfinite(a)
@@ -49,8 +54,8 @@ def _reference_gradient(a, b, va, vb, ix, iy):  # type: ignore[no-untyped-def]
     measured = (va.mean(axis=(1, 2)) >= MIN_VALID_FRACTION) & (
         vbb.mean(axis=(1, 2)) >= MIN_VALID_FRACTION
     )
-    a = ndi.gaussian_filter(_normalise_stack(a, va), (0, 1.5, 1.5), mode="nearest")
-    b = ndi.gaussian_filter(_normalise_stack(b, vbb), (0, 1.5, 1.5), mode="nearest")
+    a = ndi.gaussian_filter(normalise(a, va), (0, 1.5, 1.5), mode="nearest")
+    b = ndi.gaussian_filter(normalise(b, vbb), (0, 1.5, 1.5), mode="nearest")
     va = ~ndi.maximum_filter(~va, size=(1, 11, 11))
     vb = (~ndi.maximum_filter(~vbb, size=(1, 11, 11))).astype(np.float32)
     sx, sy = np.array(ix, float), np.array(iy, float)
@@ -84,6 +89,11 @@ def test_gradient_windows_match_the_plain_computation() -> None:
     assert res.measured.all()
     np.testing.assert_allclose(res.dx, want_x, atol=1e-3)
     np.testing.assert_allclose(res.dy, want_y, atol=1e-3)
+    # windows solved on two threads: the same numbers exactly
+    two = gradient_windows(a, b, va, vb, *init, threads=2)
+    np.testing.assert_array_equal(two.dx, res.dx)
+    np.testing.assert_array_equal(two.dy, res.dy)
+    np.testing.assert_array_equal(two.reliability, res.reliability)
 
 
 def _count_phase_windows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -138,9 +148,9 @@ def test_probe_stops_phase_correlation_where_it_sees_nothing(
     ref, tgt = waves(SHAPE, (0, 0), 0), waves(SHAPE, (3, -2), 1)
     real = C._coarse
 
-    def chance(ref, tgt, shape, windows, method="phase"):  # type: ignore[no-untyped-def]
+    def chance(ref, tgt, shape, windows, method="phase", threads=1):  # type: ignore[no-untyped-def]
         if method != "phase":
-            return real(ref, tgt, shape, windows, method)
+            return real(ref, tgt, shape, windows, method, threads)
         c, r = np.array([500.0, 1500.0, 2500.0]), np.array([300.0, 800.0, 1300.0])
         d = np.tile([-3.0, 2.0], (3, 1))
         return fit_translation(c, r, d, np.ones(3), tol=4.0)

@@ -12,6 +12,7 @@ opposite sign of ``skimage.registration.phase_cross_correlation(reference, targe
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -277,13 +278,29 @@ def ncc_to_reliability(ncc: np.ndarray) -> np.ndarray:
     return np.clip((ncc - 0.6) / 0.3, 0.0, 1.0)
 
 
-def _normalise_stack(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Windows less the stack's mean over its valid pixels, over its standard deviation; 0 where
-    invalid (float32)."""
+def _stack_level(win: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a stack of windows over its valid pixels."""
     vals = win[valid]
     mu = float(vals.mean()) if vals.size else 0.0
     sd = float(vals.std()) if vals.size else 1.0
-    return np.where(valid, (win - mu) / max(sd, 1e-12), 0.0).astype(np.float32)
+    return mu, max(sd, 1e-12)
+
+
+def _prepared(
+    win: np.ndarray, valid: np.ndarray, level: tuple[float, float], smooth: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One window less the stack's mean, over its standard deviation, 0 where invalid (float32),
+    smoothed (Gaussian ``smooth`` px); and its validity without the pixels the smoothing carried
+    invalid ones into."""
+    mu, sd = level
+    out = np.where(valid, (win - mu) / sd, 0.0).astype(np.float32)
+    if smooth <= 0:
+        return out, valid
+    out = ndi.gaussian_filter(out, smooth, mode="nearest")
+    if not valid.all():
+        r = int(math.ceil(3 * smooth))
+        valid = ~ndi.maximum_filter(~valid, size=2 * r + 1)
+    return out, valid
 
 
 def _sample_bilinear(
@@ -330,6 +347,7 @@ def gradient_windows(
     *,
     iterations: int = 8,
     smooth: float = 1.5,
+    threads: int = 1,
 ) -> WindowShifts:
     """Shift of the target in each window pair by iterated least squares on image gradients
     (Lucas-Kanade), for smooth texture that phase correlation cannot pin down: a few long waves
@@ -349,6 +367,8 @@ def gradient_windows(
 
     Only the interior the solve uses is resampled (an integer slice and a 4-tap blend, float32),
     and the 3 x 3 normal equations are summed row by row in float32 and over rows in float64.
+    Windows are solved on ``threads`` threads (numpy releases the GIL on arrays this size); each
+    window's solve is independent, so the result does not depend on ``threads``.
 
     Returns
     -------
@@ -366,23 +386,15 @@ def gradient_windows(
     ncc = np.zeros(n)
     # one gain and offset for the whole stack, not per window: a long wave moved along its
     # crests changes a window's level, which per-window normalisation would discard
-    a = _normalise_stack(ref, va)
-    b = _normalise_stack(tgt, vbb)
+    level_a, level_b = _stack_level(ref, va), _stack_level(tgt, vbb)
     sel = np.flatnonzero(measured)  # only these are smoothed and measured
-    a, b, va, vbb = a[sel], b[sel], va[sel], vbb[sel]
-    if smooth > 0 and len(sel):
-        a = ndi.gaussian_filter(a, (0, smooth, smooth), mode="nearest")
-        b = ndi.gaussian_filter(b, (0, smooth, smooth), mode="nearest")
-        # the smoothing carries invalid (zeroed) pixels into their neighbours: not used
-        r = int(math.ceil(3 * smooth))
-        if not va.all():
-            va = ~ndi.maximum_filter(~va, size=(1, 2 * r + 1, 2 * r + 1))
-        if not vbb.all():
-            vbb = ~ndi.maximum_filter(~vbb, size=(1, 2 * r + 1, 2 * r + 1))
-    for j, i in enumerate(sel):
-        ai, bi = a[j], b[j]
-        ref_full = bool(va[j].all())
-        vb = None if vbb[j].all() else vbb[j].astype(np.float32)
+
+    def solve(j: int) -> None:
+        i = int(sel[j])
+        ai, vai = _prepared(ref[i], va[i], level_a, smooth)
+        bi, vbi = _prepared(tgt[i], vbb[i], level_b, smooth)
+        ref_full = bool(vai.all())
+        vb = None if vbi.all() else vbi.astype(np.float32)
         ok = True
         use: np.ndarray | None = None
         lo = hi = 0
@@ -396,7 +408,7 @@ def gradient_windows(
             lo, hi = edge, w - edge
             # bw(x) = b(x + s): the target moved back onto the reference
             bw = _sample_bilinear(bi, sy[i], sx[i], (lo - 1, hi + 1), (lo - 1, hi + 1))
-            use = None if ref_full else va[j, lo:hi, lo:hi]
+            use = None if ref_full else vai[lo:hi, lo:hi]
             if vb is not None:
                 vw = _sample_bilinear(vb, sy[i], sx[i], (lo, hi), (lo, hi)) > 0.999
                 use = vw if use is None else use & vw
@@ -428,7 +440,7 @@ def gradient_windows(
                 break
         if not ok:
             measured[i] = False
-            continue
+            return
         bw = _sample_bilinear(bi, sy[i], sx[i], (lo, hi), (lo, hi))
         x, y = ai[lo:hi, lo:hi], bw
         if use is not None:
@@ -438,6 +450,13 @@ def gradient_windows(
         ncc[i] = float(
             np.vdot(x, y) / max(math.sqrt(float(np.vdot(x, x)) * float(np.vdot(y, y))), 1e-12)
         )
+
+    if threads > 1 and len(sel) > 1:
+        with ThreadPoolExecutor(min(threads, len(sel))) as pool:
+            list(pool.map(solve, range(len(sel))))
+    else:
+        for j in range(len(sel)):
+            solve(j)
     sx[~measured] = np.nan
     sy[~measured] = np.nan
     return WindowShifts(sx, sy, ncc, ncc_to_reliability(ncc) * measured, measured)

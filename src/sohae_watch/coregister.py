@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 from sohae_watch.coreg_fit import ModelFit, choose_model, fit_translation
 from sohae_watch.coreg_phase import correlate_windows, gradient_windows
 from sohae_watch.grid import Grid
+from sohae_watch.parallel import concurrently
 
 Mode = Literal["auto", "global", "local"]
 Status = Literal["ok", "low-confidence", "failed"]
@@ -183,6 +184,13 @@ def _read_stack(
     return data, mask_saturated(data, valid)
 
 
+def _read_means(
+    reader: WindowReader, boxes: list[tuple[int, int]], size: int, f: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The windows at ``boxes``, read and averaged over f x f blocks."""
+    return _block_mean(*_read_stack(reader, boxes, size), f)
+
+
 def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     """Average (n, h, w) stacks over f x f blocks using valid pixels only."""
     if f == 1:
@@ -245,6 +253,7 @@ def _measure(
     method: Method = "phase",
     init: np.ndarray | None = None,
     stacks: list[tuple[np.ndarray, ...]] | None = None,
+    threads: int = 1,
 ) -> list[TiePoint]:
     """Correlate reference windows at ``origins`` with target windows at origin + offset.
 
@@ -254,7 +263,11 @@ def _measure(
     entry per batch; when given filled (by a call on the same windows), they are not read again.
 
     A reader with a ``plan(rows, size)`` method is told up front which window rows it will be
-    asked for, in order (a file reader then decodes only those rows, ahead of time)."""
+    asked for, in order (a file reader then decodes only those rows, ahead of time).
+
+    ``threads`` > 1: the reference's and the target's windows are read at the same time (two
+    readers, two sources) and the gradient method solves windows in parallel; the tie points
+    are the same whatever ``threads``."""
     points: list[TiePoint] = []
     # BATCH windows of 128 px; fewer of larger ones (bounds memory)
     batch = max(4, BATCH * 128 * 128 // (size * size))
@@ -270,13 +283,16 @@ def _measure(
         if stacks and cached:
             a, av, b, bv = stacks[j]
         else:
-            a, av = _block_mean(*_read_stack(ref, chunk, size), factor)
-            b, bv = _block_mean(*_read_stack(tgt, boxes[k : k + batch], size), factor)
+            (a, av), (b, bv) = concurrently(
+                functools.partial(_read_means, ref, chunk, size, factor),
+                functools.partial(_read_means, tgt, boxes[k : k + batch], size, factor),
+                threads,
+            )
             if stacks is not None:
                 stacks.append((a, av, b, bv))
         if method == "gradient":
             start = np.zeros((len(chunk), 2)) if init is None else init[k : k + batch]
-            res = gradient_windows(a, b, av, bv, start[:, 0], start[:, 1])
+            res = gradient_windows(a, b, av, bv, start[:, 0], start[:, 1], threads=threads)
         else:
             res = correlate_windows(a, b, av, bv)
         for i, ((r, c), (ox, oy)) in enumerate(zip(chunk, offs, strict=True)):
@@ -342,13 +358,14 @@ def _coarse(
     shape: tuple[int, int],
     windows: _CoarseWindows,
     method: Method = "phase",
+    threads: int = 1,
 ) -> ModelFit | None:
     """Coarse model from the coarse ``windows`` (read unless already read); None without
     agreement."""
     h, w = shape
     origins, size, f = windows.origins, windows.size, windows.factor
     zero = [(0, 0)] * len(origins)
-    pts = _measure(ref, tgt, origins, zero, size, f, method, None, windows.stacks)
+    pts = _measure(ref, tgt, origins, zero, size, f, method, None, windows.stacks, threads)
     pts = [p for p in pts if p.valid]
     if not pts:
         return None
@@ -371,13 +388,16 @@ def coregister_readers(
     mode: Mode = "auto",
     max_points: int = MAX_POINTS,
     row_block: int | None = None,
+    threads: int = 1,
 ) -> CoregResult:
     """Co-register through window readers over a reference grid of ``shape`` (rows, cols).
 
     The engine behind :func:`coregister_arrays` and the file path: it only reads the windows it
     measures, so memory is bounded by ``BATCH`` windows. ``row_block``: the height (grid rows,
     from row 0) of the blocks the reference is stored in; on a large image the tie-point rows
-    are packed into as few of them as possible (see :func:`_block_rows`).
+    are packed into as few of them as possible (see :func:`_block_rows`). ``threads``: see
+    :func:`_measure` (the readers must then be safe to call from two threads at once, each
+    reader from one at a time).
     """
     if mode not in ("auto", "global", "local"):
         raise ValueError(f"mode must be 'auto', 'global' or 'local', got {mode!r}")
@@ -389,7 +409,7 @@ def coregister_readers(
     coarse = _coarse_windows(shape, packed, row_block)
     band = row_block if packed else None
     phase = functools.partial(
-        _register, ref, tgt, shape, mode, origins, size, coarse, "phase", band
+        _register, ref, tgt, shape, mode, origins, size, coarse, "phase", band, threads=threads
     )
     result, probed = phase(probe=True)
     if result.status != "failed":
@@ -408,7 +428,7 @@ def coregister_readers(
         small = _layout(h, w, fit, count, row_block)
         if small[1] is not None:
             size, (origins, packed) = fit, small
-    second, _ = _register(ref, tgt, shape, mode, origins, size, coarse, "gradient")
+    second, _ = _register(ref, tgt, shape, mode, origins, size, coarse, "gradient", threads=threads)
     if second.status != "failed":
         return second
     if probed:
@@ -470,6 +490,7 @@ def _register(
     band: int | None = None,
     *,
     probe: bool = False,
+    threads: int = 1,
 ) -> tuple[CoregResult, bool]:
     """Coarse model from ``windows``, tie points at ``origins`` measured by ``how``, model fit
     and reliability; and whether the measuring stopped after the probe.
@@ -481,7 +502,7 @@ def _register(
     ``failed`` without measuring the others (the caller measures them when nothing else works).
     """
     h, w = shape
-    coarse = _coarse(ref, tgt, shape, windows, how)
+    coarse = _coarse(ref, tgt, shape, windows, how, threads)
     if coarse is None:
         return failed("tie-points"), False
     ctr = coarse.displacement(
@@ -492,12 +513,12 @@ def _register(
     init = ctr.T - np.array(offsets, dtype=float).reshape(-1, 2)
     split = _probe_split(origins, size, band) if probe else None
     if split is None:
-        pts = _measure(ref, tgt, origins, offsets, size, 1, how, init)
+        pts = _measure(ref, tgt, origins, offsets, size, 1, how, init, threads=threads)
     else:
         pts = []
         for k, part in enumerate(split):
             sub = ([origins[i] for i in part], [offsets[i] for i in part])
-            pts += _measure(ref, tgt, *sub, size, 1, how, init[part])
+            pts += _measure(ref, tgt, *sub, size, 1, how, init[part], threads=threads)
             if k == 0 and len(pts) >= PROBE_MIN_MEASURED and sum(p.valid for p in pts) < 3:
                 return failed("tie-points", tuple(pts)), True
         # back in grid order (the robust fit samples in that order)

@@ -52,6 +52,7 @@ from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
+from sohae_watch.parallel import concurrently
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
@@ -213,10 +214,12 @@ def _check_observable(
 
 
 def _coregister(
-    readers: tuple[GridReader, GridReader], grid: Grid, area: BaseGeometry
+    readers: tuple[GridReader, GridReader], grid: Grid, area: BaseGeometry, threads: int
 ) -> CoregResult:
     """Measure AFTER against BEFORE. A grid small enough is read once into memory (a reprojected
-    source costs a warp set-up per window read); a large one is read only where tie points are."""
+    source costs a warp set-up per window read); a large one is read only where tie points are.
+    With ``threads`` > 1 the two acquisitions are read at the same time (each reader in one
+    thread) and windows are measured in parallel."""
     Reader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
     def masked(read: Reader) -> Reader:
@@ -226,19 +229,18 @@ def _coregister(
 
         return inner
 
-    pair: list[Reader] = []
     whole = grid.width * grid.height <= WHOLE_READ_PIXELS
-    for r in readers:
-        if whole:
-            img, valid = intensity_reader(r)(0, 0, grid.height, grid.width)
-            pair.append(
-                array_reader(img, valid & area_valid(grid, area, 0, 0, grid.height, grid.width))
-            )
-        else:
-            pair.append(masked(intensity_reader(r)))
+
+    def prepare(r: GridReader) -> Reader:
+        if not whole:
+            return masked(intensity_reader(r))
+        img, valid = intensity_reader(r)(0, 0, grid.height, grid.width)
+        return array_reader(img, valid & area_valid(grid, area, 0, 0, grid.height, grid.width))
+
+    pair = concurrently(lambda: prepare(readers[0]), lambda: prepare(readers[1]), threads)
     try:
         block = None if whole else block_rows(readers[0].acq, grid)
-        return coregister_readers(pair[0], pair[1], grid.shape, row_block=block)
+        return coregister_readers(pair[0], pair[1], grid.shape, row_block=block, threads=threads)
     except ValueError as exc:  # too small to measure: say so rather than assume no shift
         log.warning("co-registration not possible: %s", exc)
         return failed("tie-points")
@@ -250,9 +252,11 @@ def _fit_model(
     area: BaseGeometry,
     before: Acquisition,
     after: Acquisition,
+    threads: int,
 ) -> tuple[ChangeModel, tuple[tuple[float, float], tuple[float, float]]]:
     """Fit the change statistics on a sample of full-resolution windows (the whole grid when small);
-    also each date's gradient levels for the structure classifier."""
+    also each date's gradient levels for the structure classifier. With ``threads`` > 1 the two
+    dates are read at the same time, and their gradient levels computed beside the fit."""
     small = grid.width * grid.height <= WHOLE_FIT_PIXELS
     origins = [(0, 0)] if small else sample_origins(grid.shape)
     size = SAMPLE_WINDOW
@@ -265,31 +269,23 @@ def _fit_model(
 
         return read
 
-    if small:
-        scenes = [
-            window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
-            for r, a in zip(readers, (before, after), strict=True)
-        ]
-    else:
-        scenes = []
-        for r, a in zip(readers, (before, after), strict=True):
-            data, valid = sample_mosaic(reader(r), origins, size, grid.shape, gap)
-            data[:, ~valid] = np.nan
-            scenes.append(
-                Scene(
-                    data,
-                    valid,
-                    tuple(r.roles),
-                    sample_grid(grid, valid.shape),
-                    a.date,
-                    a.paths,
-                    a.sun,
-                )
-            )
+    def scene(r: GridReader, a: Acquisition) -> Scene:
+        if small:
+            return window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
+        data, valid = sample_mosaic(reader(r), origins, size, grid.shape, gap)
+        data[:, ~valid] = np.nan
+        return Scene(
+            data, valid, tuple(r.roles), sample_grid(grid, valid.shape), a.date, a.paths, a.sun
+        )
+
+    first, second = concurrently(
+        lambda: scene(readers[0], before), lambda: scene(readers[1], after), threads
+    )
     try:
-        return fit_change_model(scenes[0], scenes[1]), (
-            gradient_levels(scenes[0]),
-            gradient_levels(scenes[1]),
+        return concurrently(
+            lambda: fit_change_model(first, second),
+            lambda: (gradient_levels(first), gradient_levels(second)),
+            threads,
         )
     except ValueError as exc:
         raise InputError(
@@ -345,6 +341,8 @@ def _compute_diff(
     from sohae_watch.distributed import ThreadExecutor, default_workers
 
     timings: dict[str, float] = {}
+    # threads of this process for the stages before the change stage (which runs on ``executor``)
+    threads = default_workers() if workers is None else max(1, min(workers, default_workers()))
     t0 = time.perf_counter()
     grid, area = working_area(before_acq, after_acq, site=site, aoi=aoi)
     roles = _common_roles(before_acq, after_acq)
@@ -362,7 +360,7 @@ def _compute_diff(
     t0 = time.perf_counter()
     plain = _Readers(before_acq, after_acq, grid, roles, None)
     try:
-        coreg = _coregister(plain.get(), grid, area)
+        coreg = _coregister(plain.get(), grid, area, threads)
     finally:
         plain.close()
     if coreg.status == "failed":
@@ -385,7 +383,7 @@ def _compute_diff(
     outputs = TileOutputs(workdir, grid, len(roles))
     try:
         t0 = time.perf_counter()
-        model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq)
+        model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq, threads)
         timings["fit"] = time.perf_counter() - t0
         _give_back()
 

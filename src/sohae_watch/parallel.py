@@ -1,0 +1,23 @@
+"""Two pieces of work at once on local threads (GDAL and numpy release the GIL while they decode
+and compute on large arrays). The executors that spread a diff's bands or a watch's sites live in
+:mod:`sohae_watch.distributed`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def concurrently(first: Callable[[], A], second: Callable[[], B], threads: int) -> tuple[A, B]:
+    """``(first(), second())``: ``second`` in a thread of its own while ``first`` runs in this
+    one when ``threads`` > 1, one after the other otherwise. Each must be safe to run beside the
+    other (e.g. readers of two different datasets)."""
+    if threads < 2:
+        return first(), second()
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(second)
+        return first(), other.result()
