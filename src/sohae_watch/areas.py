@@ -13,6 +13,8 @@ from scipy import ndimage as ndi
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
+from sohae_watch.filters import set_box
+
 if TYPE_CHECKING:
     from sohae_watch.change import ChangeResult
     from sohae_watch.grid import Grid
@@ -84,19 +86,22 @@ def change_areas_on(
     px_m = pixel_size_m(grid)
     floor = max(4 * px_m * px_m, 100.0) if min_area_m2 is None else min_area_m2
     changed = result.mask == 1
-    if not changed.any():
+    box = set_box(changed)
+    if box is None:
         return []
-    labels = ndi.label(changed, structure=np.ones((3, 3), dtype=bool))[0]
+    labels = ndi.label(changed[box], structure=np.ones((3, 3), dtype=bool))[0]
+    r0, c0 = box[0].start, box[1].start
     # geometric pixel area (grids in degrees as well)
     pix_area = px_m * px_m
     tol = abs(grid.transform.a)
     out: list[ChangeArea] = []
     thr = result.threshold if math.isfinite(result.threshold) and result.threshold > 0 else 1.0
     # each area on its own bounding box: the cost follows the change, not the window
-    for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
+    for lab, at in enumerate(ndi.find_objects(labels), start=1):
+        if at is None:
             continue
-        part = labels[sl] == lab
+        part = labels[at] == lab
+        sl = (slice(at[0].start + r0, at[0].stop + r0), slice(at[1].start + c0, at[1].stop + c0))
         count = int(part.sum())
         area = float(count * pix_area)
         if area < floor:

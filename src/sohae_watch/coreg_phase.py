@@ -21,6 +21,11 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 #: a window needs at least this fraction of valid pixels in both images to be measured
+# a window's updates must shrink at least by half per iteration from the third on, and the last be
+# under SETTLED px: one converging that slowly, where the texture is nearly one-dimensional (a
+# single wave's crests), has no settled estimate (eight iterations left some 0.5 px from it)
+STALL = 0.5
+SETTLED = 0.01
 MIN_VALID_FRACTION = 0.75
 #: upsampling factor of the matrix-multiply DFT around the integer peak
 UPSAMPLE = 10
@@ -362,8 +367,8 @@ def gradient_windows(
     pixels valid in both and away from the moved border, with the gradient of the mean of both
     (central differences: second-order accurate). Starts at
     ``init``; iterates until the update is below 2e-3 px (at most ``iterations`` times);
-    windows whose estimate leaves the window, or whose normal equations are singular, are not
-    measured.
+    windows whose estimate leaves the window, whose normal equations are singular, or whose
+    updates do not settle (see :data:`STALL`) are not measured.
 
     Only the interior the solve uses is resampled (an integer slice and a 4-tap blend, float32),
     and the 3 x 3 normal equations are summed row by row in float32 and over rows in float64.
@@ -398,7 +403,8 @@ def gradient_windows(
         ok = True
         use: np.ndarray | None = None
         lo = hi = 0
-        for _ in range(iterations):
+        last = math.inf  # the size of the last update (px)
+        for it in range(iterations):
             if not (abs(sx[i]) < w / 4 and abs(sy[i]) < w / 4):
                 ok = False
                 break
@@ -436,9 +442,14 @@ def gradient_windows(
             step = np.linalg.solve(h, gram[:3, 3])
             sx[i] -= step[0]
             sy[i] -= step[1]
-            if abs(step[0]) < 2e-3 and abs(step[1]) < 2e-3:
+            size = max(abs(step[0]), abs(step[1]))
+            if it >= 2 and size > STALL * last and size >= SETTLED:
+                ok = False  # shrinking too slowly to settle in the iterations left
                 break
-        if not ok:
+            last = size
+            if size < 2e-3:
+                break
+        if not ok or last >= SETTLED:
             measured[i] = False
             return
         bw = _sample_bilinear(bi, sy[i], sx[i], (lo, hi), (lo, hi))

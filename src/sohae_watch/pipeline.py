@@ -85,6 +85,11 @@ GDAL_CACHE_BYTES = 256
 # the block cache while the change stage reads its bands (bytes): each band reads its rows in
 # chunks, which share the blocks of the source files' block rows
 CHANGE_CACHE = 256 * 2**20
+# the block cache while co-registration reads its tie-point windows (bytes): windows side by side
+# share blocks (a 448 px window at any column touches two 512 px blocks) and overlapping ones on a
+# mid-size grid share most of theirs; without a cache each block was decoded once per window
+# (a 4096^2 pair: 8.2 s of co-registration, 4.9 s with it)
+COREG_CACHE = 128 * 2**20
 WHOLE_FIT_PIXELS = 4_000_000  # grids up to this size fit the change statistics on every pixel
 # grids up to this size are read whole for co-registration (16 bytes a pixel while reading): tie-
 # point windows overlap there, and reading them one by one decoded the same blocks many times
@@ -360,7 +365,8 @@ def _compute_diff(
     t0 = time.perf_counter()
     plain = _Readers(before_acq, after_acq, grid, roles, None)
     try:
-        coreg = _coregister(plain.get(), grid, area, threads)
+        with rasterio.Env(GDAL_CACHEMAX=COREG_CACHE):
+            coreg = _coregister(plain.get(), grid, area, threads)
     finally:
         plain.close()
     if coreg.status == "failed":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any
 
 import click
+from rasterio.errors import NotGeoreferencedWarning
 
 from sohae_watch import __version__
 from sohae_watch.errors import SohaeError
@@ -65,6 +67,12 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     root.propagate = False
     logging.getLogger("rasterio").setLevel(
         max(level, logging.WARNING) if verbosity < 2 else logging.DEBUG
+    )
+    # rasterio's rasterize/shapes, called from two threads at once, now and then warn that their
+    # in-memory dataset has no geotransform although one is given (the same masks come out as
+    # with one thread): noise on an analyst's terminal, not a fault of the input
+    warnings.filterwarnings(
+        "ignore", category=NotGeoreferencedWarning, module=r"rasterio\.features"
     )
 
 
