@@ -89,7 +89,7 @@ def test_passes_equal_one_piece_at_ten_metres_and_with_snow() -> None:
 
 def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Change areas of a window from the stored typing evidence; layers in a file beyond the
-    budget give the same result."""
+    budget, and the evidence grid computed on two threads, give the same result."""
     before, after = _cloudy_pair(600, 560)
     b, a = _shifted(before, 0.5, 1), _shifted(after, 0.5, 1)
     model = fit_change_model(b, a)
@@ -105,7 +105,7 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
 
     for band in reversed(change.bands(3)):  # in any order
         change.add(band_pass(model, change.layout, read, band))
-    change.prepare()
+    change.prepare(threads=2)  # the evidence grid's parts side by side: the same result
     mask, mag, areas = change.tile(0, 0, 600, 560)
     _same((mask, mag), whole.mask, whole.magnitude)
     assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in areas] == [

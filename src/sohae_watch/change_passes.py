@@ -54,6 +54,7 @@ from sohae_watch.change_steps import (
 from sohae_watch.cloud import STRONG_EDGE, whitening_candidates
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
+from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import standardised_residuals
 from sohae_watch.scene import Scene
 
@@ -423,8 +424,9 @@ class SceneChange:
             self.white[rows] = s.white
         self.picks.append((s.index, s.values))
 
-    def prepare(self) -> None:
-        """The evidence grid of the whole scene, from the block means the bands returned."""
+    def prepare(self, threads: int = 1) -> None:
+        """The evidence grid of the whole scene, from the block means the bands returned (its
+        independent parts on ``threads`` threads: the same result)."""
         if self.edges:
             raise ValueError(f"band edges at working rows {sorted(self.edges)} lack a neighbour")
         model = self.model
@@ -436,7 +438,7 @@ class SceneChange:
             self.picks = []
         nb = len(model.bands)
         b_e, a_e, den = self.pair[:nb], self.pair[nb : 2 * nb], self.pair[2 * nb].copy()
-        white, cloud_b, cloud_a = evidence_grid(model, b_e, a_e, list(self.means[:6]))
+        white, cloud_b, cloud_a = evidence_grid(model, b_e, a_e, list(self.means[:6]), threads)
         cloudy = cloud_b | cloud_a
         if np.isnan(self.means[7][white]).any():
             raise AssertionError("snow on a block pass 1 did not take for a snow candidate")
@@ -444,7 +446,8 @@ class SceneChange:
         num[cloudy] = 0
         den[cloudy] = 0
         s = model.smooth_px / model.step
-        self.evidence = Evidence(smooth(num, s), smooth(den, s), cloudy, white)
+        num, den = concurrently(lambda: smooth(num, s), lambda: smooth(den, s), threads)
+        self.evidence = Evidence(num, den, cloudy, white)
         self.pair = self.means = np.zeros((0, 0, 0), np.float32)
 
     def tile(

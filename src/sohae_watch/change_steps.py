@@ -23,6 +23,7 @@ from sohae_watch.cloud import (
     veil_cloud,
 )
 from sohae_watch.filters import open_parts, smooth
+from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import standardised_residuals
 from sohae_watch.scene import VISIBLE
 
@@ -137,10 +138,15 @@ def evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list
 
 
 def evidence_grid(
-    model: ChangeModel, b_e: np.ndarray, a_e: np.ndarray, means: list[np.ndarray]
+    model: ChangeModel,
+    b_e: np.ndarray,
+    a_e: np.ndarray,
+    means: list[np.ndarray],
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The wide-neighbourhood evidence on the evidence grid, from the block means of the pair
-    and :func:`evidence_means`: whitened ground (snow), and cloud or shadow on each date."""
+    and :func:`evidence_means`: whitened ground (snow), and cloud or shadow on each date. With
+    ``threads`` > 1 independent parts run side by side (the same arrays come out)."""
     bands = model.bands
     e = model.step
     px_m = model.px_m
@@ -149,42 +155,48 @@ def evidence_grid(
     # theirs (NaN where a block is not wholly observable)
     z_e = standardised_residuals(b_e, a_e, list(model.fits))
     kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
-    survival = (
-        survival_share(kept_a, strength_a, px_m, e),
-        survival_share(kept_b, strength_b, px_m, e),
-    )
-    # snow or frost that came or went: its colour is not evidence, only the strong edges it
-    # leaves visible (roads, roofs, shadows) are compared
     nir = _nir(bands)
-    white_e = ground_whitening(
-        z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
+
+    def date(
+        kept: np.ndarray, strength: np.ndarray, x_e: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        # a sensor's ceiling in every band tells cloud only where a near-infrared band says it
+        # too (a white roof in RGB saturates as well)
+        return survival_share(kept, strength, px_m, e), at_ceiling(x_e) if nir is not None else None
+
+    (surv_a, sat_a), (surv_b, sat_b) = concurrently(
+        lambda: date(kept_a, strength_a, a_e), lambda: date(kept_b, strength_b, b_e), threads
     )
-    # clouds and their shadows, from the dates' disagreement
-    tex = model.texture_px / e
-    tb = smooth(grad_b, tex)
-    ta = smooth(grad_a, tex)
-    # a sensor's ceiling in every band tells cloud only where a near-infrared band says it too
-    # (a white roof in RGB saturates as well)
-    sat_b = at_ceiling(b_e) if nir is not None else None
-    sat_a = at_ceiling(a_e) if nir is not None else None
-    cloud_b, cloud_a = cloud_and_shadow(
-        z_e,
-        b_e[vis],
-        a_e[vis],
-        tb,
-        ta,
-        px_m,
-        None,
-        None,
-        sat_b,
-        sat_a,
-        step=e,
-        survival=survival,
-    )
-    veil_b, veil_a = _veils(model, b_e, a_e, sat_b, sat_a)
-    cloud_b |= veil_b
-    cloud_a |= veil_a
-    return white_e, cloud_b, cloud_a
+    survival = (surv_a, surv_b)
+
+    def snow_and_veils() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        # snow or frost that came or went: its colour is not evidence, only the strong edges it
+        # leaves visible (roads, roofs, shadows) are compared
+        white = ground_whitening(
+            z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
+        )
+        return white, _veils(model, b_e, a_e, sat_b, sat_a)
+
+    def clouds() -> tuple[np.ndarray, np.ndarray]:
+        # clouds and their shadows, from the dates' disagreement
+        tex = model.texture_px / e
+        return cloud_and_shadow(
+            z_e,
+            b_e[vis],
+            a_e[vis],
+            smooth(grad_b, tex),
+            smooth(grad_a, tex),
+            px_m,
+            None,
+            None,
+            sat_b,
+            sat_a,
+            step=e,
+            survival=survival,
+        )
+
+    (white_e, (veil_b, veil_a)), (cloud_b, cloud_a) = concurrently(snow_and_veils, clouds, threads)
+    return white_e, cloud_b | veil_b, cloud_a | veil_a
 
 
 def _nir(bands: tuple[str, ...]) -> int | None:

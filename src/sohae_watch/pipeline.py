@@ -551,8 +551,12 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     finally:
         st.pool.release(run_id)
     t1 = time.perf_counter()
+    # this process's threads for the evidence grid and the output tiles
+    local = ThreadExecutor(
+        st.pool.workers if isinstance(st.pool, ThreadExecutor) else default_workers()
+    )
     _give_back()  # the readers' blocks
-    change.prepare()
+    change.prepare(local.workers)
     _give_back()
     t2 = time.perf_counter()
 
@@ -561,9 +565,6 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
 
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
-    local = ThreadExecutor(
-        st.pool.workers if isinstance(st.pool, ThreadExecutor) else default_workers()
-    )
     rows = RowWriter(st.outputs, st.grid, max(t.height for t in plan))
     for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
         st.outputs.note(tile, mask)
