@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,8 @@ class TileOutputs:
         self.magnitude = rasterio.open(
             self.paths["change_magnitude"], "w", **geotiff_profile(grid, "float32", float("nan"))
         )
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the mask, counts and overview
+        self.magnitude_lock = threading.Lock()
         self.counts = {"changed": 0, "observable": 0, "pixels": grid.width * grid.height}
         self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
         oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
@@ -158,17 +160,23 @@ class TileOutputs:
         magnitude: np.ndarray,
         thumb: np.ndarray | None = None,
     ) -> None:
+        w = Window(tile.col, tile.row, tile.width, tile.height)
         with self.lock:
-            w = Window(tile.col, tile.row, tile.width, tile.height)
             self.mask.write(mask, 1, window=w)
+        with self.magnitude_lock:
             self.magnitude.write(magnitude.astype(np.float32), 1, window=w)
         self.note(tile, mask, thumb)
 
-    def write_rows(self, row: int, mask: np.ndarray, magnitude: np.ndarray) -> None:
-        """Write whole rows of both rasters (what :meth:`note` does not: see :class:`RowWriter`)."""
+    def write_mask_rows(self, row: int, mask: np.ndarray) -> None:
+        """Whole rows of the mask (what :meth:`note` does not: see :class:`RowWriter`)."""
         with self.lock:
-            w = Window(0, row, mask.shape[1], mask.shape[0])
-            self.mask.write(mask, 1, window=w)
+            self.mask.write(mask, 1, window=Window(0, row, mask.shape[1], mask.shape[0]))
+
+    def write_magnitude_rows(self, row: int, magnitude: np.ndarray) -> None:
+        """Whole rows of the score raster; safe beside :meth:`write_mask_rows` in another thread
+        (its own dataset and lock)."""
+        with self.magnitude_lock:
+            w = Window(0, row, magnitude.shape[1], magnitude.shape[0])
             self.magnitude.write(magnitude.astype(np.float32, copy=False), 1, window=w)
 
     def note(self, tile: Tile, mask: np.ndarray, thumb: np.ndarray | None = None) -> None:
@@ -206,7 +214,11 @@ class RowWriter:
     """Tiles of :func:`~sohae_watch.stream.tiles` (any order, row-major mostly) written to
     :class:`TileOutputs` as whole rows of the rasters' blocks: a compressed GeoTIFF block
     written in parts is compressed (and stored) more than once. Holds one row of tiles plus a
-    partial block row, and the tiles that arrive before their row's turn."""
+    partial block row, and the tiles that arrive before their row's turn.
+
+    The score's rows (float32, the costly ones to compress) are written by a thread of the
+    writer's own, one block row in flight, while the caller goes on: :meth:`close` waits for
+    them (and says whether every row came), :meth:`shutdown` only waits."""
 
     def __init__(
         self, outputs: TileOutputs, grid: Grid, tile_rows: int, block: int = BLOCK
@@ -220,6 +232,8 @@ class RowWriter:
         self.filled = np.zeros(self.cap, np.int64)  # columns filled, per buffered row
         self.row = 0  # first row not written yet (the buffer's first row)
         self.pending: list[tuple[Tile, np.ndarray, np.ndarray]] = []
+        self._writer = ThreadPoolExecutor(1)
+        self._written: Future[None] | None = None
 
     def put(self, tile: Tile, mask: np.ndarray, magnitude: np.ndarray) -> None:
         self.pending.append((tile, mask, magnitude))
@@ -250,7 +264,10 @@ class RowWriter:
             full = self.rows - self.row
         if full <= 0:
             return False
-        self.outputs.write_rows(self.row, self.mask[:full], self.magnitude[:full])
+        self.outputs.write_mask_rows(self.row, self.mask[:full])
+        self._wait()
+        rows = self.magnitude[:full].copy()
+        self._written = self._writer.submit(self.outputs.write_magnitude_rows, self.row, rows)
         rest = self.cap - full
         self.mask[:rest] = self.mask[full:]
         self.magnitude[:rest] = self.magnitude[full:]
@@ -259,7 +276,20 @@ class RowWriter:
         self.row += full
         return True
 
+    def _wait(self) -> None:
+        if self._written is not None:
+            written, self._written = self._written, None
+            written.result()
+
+    def shutdown(self) -> None:
+        """Wait for the score rows in flight (raising what writing them raised)."""
+        try:
+            self._wait()
+        finally:
+            self._writer.shutdown()
+
     def close(self) -> None:
+        self.shutdown()
         if self.pending or self.row < self.rows:
             raise ValueError(
                 f"rows {self.row}: of {self.rows} written, {len(self.pending)} tiles pending"

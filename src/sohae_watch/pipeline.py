@@ -566,13 +566,16 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
     rows = RowWriter(st.outputs, st.grid, max(t.height for t in plan))
-    for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
-        st.outputs.note(tile, mask)
-        rows.put(tile, mask, magnitude)
-        found[index[tile]] = areas
-        done += 1
-        if st.progress is not None:
-            st.progress(done, total)
+    try:
+        for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
+            st.outputs.note(tile, mask)
+            rows.put(tile, mask, magnitude)
+            found[index[tile]] = areas
+            done += 1
+            if st.progress is not None:
+                st.progress(done, total)
+    finally:
+        rows.shutdown()  # no score rows still being written when this stage ends, however
     rows.close()
     log.info(
         "change: pass 1 %.2f s (%d bands%s), evidence %.2f s, pass 2 %.2f s (%d tiles)",
