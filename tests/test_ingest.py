@@ -113,6 +113,25 @@ def test_corrected_read_is_the_shifted_source(tmp_path: Path, shift: tuple[float
     assert np.isnan(edge[:, ~edge_valid]).all() and np.isfinite(edge[:, edge_valid]).all()
 
 
+def test_corrected_read_past_the_edge_of_a_nodata_file(tmp_path: Path) -> None:
+    """A shifted read reaching past the raster decodes into the padded result: with a declared
+    nodata and only some of the bands asked for, values and validity are those of the source."""
+    data = coord_image((40, 50))
+    data[:, 30:, 45:] = 0  # nodata in every band
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data, nodata=0)
+    acq = open_acquisition(p)
+    grid = acq.sources[0].grid
+    with GridReader(acq, grid, model=Affine.translation(3.0, -2.0)) as reader:
+        reader.roles = tuple(acq.roles[1:3])
+        got, valid = reader.read(25, 40, 15, 10)  # source rows 23:38, columns 43:53 (50 on)
+    src = data[1:3, 23:38, 43:50].astype(np.float32)
+    want_valid = np.zeros((15, 10), bool)
+    want_valid[:, :7] = (data[:, 23:38, 43:50] != 0).any(axis=0)
+    np.testing.assert_array_equal(valid, want_valid)
+    np.testing.assert_array_equal(got[:, :, :7][:, want_valid[:, :7]], src[:, want_valid[:, :7]])
+    assert np.isnan(got[:, ~valid]).all()
+
+
 def test_nodata_declared_and_given(tmp_path: Path) -> None:
     data = textured((10, 10))
     data[:, 0, :] = 0

@@ -412,13 +412,14 @@ class GridReader:
             return np.zeros((len(indexes), height, width), np.float32), np.zeros(
                 (height, width), bool
             )
-        part, part_mask = _read_masked(ds, indexes, Window(col + c0, row + r0, c1 - c0, r1 - r0))
+        inside = Window(col + c0, row + r0, c1 - c0, r1 - r0)
         if (r1 - r0, c1 - c0) == (height, width):  # inside the raster: decoded into the result
-            return part, part_mask
+            return _read_masked(ds, indexes, inside)
+        # partly outside (e.g. a target moved by its registration): decoded straight into the
+        # zero-padded result
         data = np.zeros((len(indexes), height, width), np.float32)
         mask = np.zeros((height, width), bool)
-        data[:, r0:r1, c0:c1] = part
-        mask[r0:r1, c0:c1] = part_mask
+        _, mask[r0:r1, c0:c1] = _read_masked(ds, indexes, inside, out=data[:, r0:r1, c0:c1])
         return data, mask
 
     def _resample_aligned(
@@ -546,24 +547,39 @@ class GridReader:
 
 
 def _read_masked(
-    ds: rasterio.io.DatasetReader, indexes: list[int], window: Window
+    ds: rasterio.io.DatasetReader,
+    indexes: list[int],
+    window: Window,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bands ``indexes`` of ``window`` (float32) and GDAL's dataset mask there (valid where any
     band of the file is). When the file's only masks are nodata values, every band is read once
-    and the mask taken from the pixels: asking GDAL for it decodes every band a second time."""
+    and the mask taken from the pixels: asking GDAL for it decodes every band a second time.
+    ``out``: a float32 array (a view will do) of the bands' shape to decode into."""
     flags = ds.mask_flag_enums
+
+    def read(idx: list[int], into: np.ndarray | None) -> np.ndarray:
+        if into is None:
+            return np.asarray(ds.read(idx, window=window, out_dtype="float32"))
+        return np.asarray(ds.read(idx, window=window, out=into))
+
     if all(f == [MaskFlags.all_valid] for f in flags):
-        data = ds.read(indexes, window=window, out_dtype="float32")
+        data = read(indexes, out)
         return data, np.ones(data.shape[1:], bool)
     every = list(range(1, ds.count + 1))
     if all(f == [MaskFlags.nodata] for f in flags) and None not in ds.nodatavals:
-        bands = ds.read(every, window=window, out_dtype="float32")
+        bands = read(every, out if indexes == every else None)
         valid = np.zeros(bands.shape[1:], bool)
         for band, v in zip(bands, ds.nodatavals, strict=True):
             valid |= ~np.isnan(band) if math.isnan(v) else band != np.float32(v)
-        data = bands if indexes == every else bands[[i - 1 for i in indexes]]
+        if indexes == every:
+            return bands, valid
+        data = bands[[i - 1 for i in indexes]]
+        if out is not None:
+            out[...] = data
+            data = out
         return data, valid
-    data = ds.read(indexes, window=window, out_dtype="float32")
+    data = read(indexes, out)
     return data, np.asarray(ds.dataset_mask(window=window) > 0)
 
 
