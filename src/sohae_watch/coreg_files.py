@@ -22,6 +22,7 @@ from pyproj import Transformer
 from scipy import ndimage as ndi
 
 from sohae_watch.coregister import MAX_POINTS, CoregResult, Mode, coregister_readers
+from sohae_watch.distributed import default_workers
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import (
@@ -215,6 +216,7 @@ def measure_files(
                 mode=mode,
                 max_points=MAX_POINTS if max_points is None else max_points,
                 row_block=block,
+                threads=default_workers(),
             )
         finally:
             for s in strips:

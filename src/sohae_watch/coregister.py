@@ -13,10 +13,12 @@ Coarse to fine on a tie-point grid:
 3. fit: robust translation and RANSAC affine (see :mod:`coreg_fit`); the affine is kept only
    when it is significantly better. Never a silent zero: no agreeing tie points means ``failed``.
 4. when phase correlation finds no agreement, the same steps again with least squares on image
-   gradients (:func:`coreg_phase.gradient_windows`) in larger windows (the coarse windows
-   already read are not read again): smooth texture under strong white noise (a few long
-   waves), where the whitened spectrum is mostly noise. Images without common texture still
-   fail there.
+   gradients (:func:`coreg_phase.gradient_windows`) in larger windows, at most
+   ``GRADIENT_POINTS`` of them (the coarse windows already read are not read again): smooth
+   texture under strong white noise (a few long waves), where the whitened spectrum is mostly
+   noise. Images without common texture still fail there.
+
+Windows are read for both images at once and measured on ``threads`` threads when asked.
 
 Windows with too little valid data (nodata, saturated cloud) are not measured; windows without
 common texture (cloud, water, snow) give low correlation peaks and are rejected by reliability
