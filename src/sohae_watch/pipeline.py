@@ -83,8 +83,10 @@ NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
 # with (GDAL's default, 5 % of RAM, had dominated resident memory)
 GDAL_CACHE_BYTES = 256
 # the block cache while the change stage reads its bands (bytes): each band reads its rows in
-# chunks, which share the blocks of the source files' block rows
-CHANGE_CACHE = 256 * 2**20
+# chunks, which share the blocks of the source files' block rows (two threads hold a 512 px block
+# row of both inputs: 184 MB of blocks for 4-band uint16). On the benchmark pair 192 MB was ~1 s
+# slower; 224 and 256 MB ran alike, 256 MB peaking ~20 MB higher, close to 1 GB
+CHANGE_CACHE = 224 * 2**20
 # the block cache while co-registration reads its tie-point windows (bytes): windows side by side
 # share blocks (a 448 px window at any column touches two 512 px blocks) and overlapping ones on a
 # mid-size grid share most of theirs; without a cache each block was decoded once per window
