@@ -21,12 +21,13 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 #: a window needs at least this fraction of valid pixels in both images to be measured
-# a window's updates must shrink at least by half per iteration from the third on, and the last be
-# under SETTLED px: one converging that slowly, where the texture is nearly one-dimensional (a
-# single wave's crests), has no settled estimate (eight iterations left some 0.5 px from it)
+MIN_VALID_FRACTION = 0.75
+# gradient windows: the updates must shrink at least by half per iteration from the third on, and
+# the last be under SETTLED px; one converging that slowly, where the texture is nearly
+# one-dimensional (a single wave's crests), has no settled estimate (eight iterations left some
+# 0.5 px from it)
 STALL = 0.5
 SETTLED = 0.01
-MIN_VALID_FRACTION = 0.75
 #: upsampling factor of the matrix-multiply DFT around the integer peak
 UPSAMPLE = 10
 #: half-width (px) of the upsampled search around the integer peak
