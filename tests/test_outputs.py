@@ -58,3 +58,55 @@ def test_a_large_float_score_stays_a_plain_tiled_geotiff(
         np.testing.assert_array_equal(src.read(1), mag)
     with rasterio.open(out.paths["change_mask"]) as src:
         assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+
+
+def test_row_writer_writes_tiles_in_any_order_and_reports_write_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiles arriving in any order come out as the rasters written whole (the score's rows by
+    the writer's own thread); a failed score write is raised to the caller (by the next block
+    row's write or by close()), and shutdown() when the caller is already handling an error
+    does not raise another."""
+    from sohae_watch.outputs import RowWriter
+
+    grid = Grid(CRS.from_epsg(32651), Affine(0.5, 0, 400000, 0, -0.5, 4400000), 1300, 1100)
+    rng = np.random.default_rng(4)
+    mask = rng.choice(np.array([0, 1, 255], np.uint8), size=grid.shape, p=[0.8, 0.1, 0.1])
+    mag = rng.random(grid.shape, dtype=np.float32)
+    plan = list(tiles(grid.shape, 0, 300))
+    (tmp_path / "a").mkdir()
+    out = TileOutputs(tmp_path / "a", grid)
+    rows = RowWriter(out, grid, 300, block=256)
+    for t in reversed(plan):
+        rows.put(t, mask[t.row : t.row + t.height, t.col : t.col + t.width],
+                 mag[t.row : t.row + t.height, t.col : t.col + t.width])  # fmt: skip
+    rows.close()
+    out.close()
+    with (
+        rasterio.open(out.paths["change_mask"]) as m,
+        rasterio.open(out.paths["change_magnitude"]) as g,
+    ):
+        np.testing.assert_array_equal(m.read(1), mask)
+        np.testing.assert_array_equal(g.read(1), mag)
+
+    def full(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    (tmp_path / "b").mkdir()
+    out = TileOutputs(tmp_path / "b", grid)
+    monkeypatch.setattr(out, "write_magnitude_rows", full)
+    first = [t for t in plan if t.row == 0]  # one row of tiles: one block row to write
+
+    def put_first(rows: RowWriter) -> None:
+        for t in first:
+            rows.put(t, mask[t.row : t.row + t.height, t.col : t.col + t.width],
+                     mag[t.row : t.row + t.height, t.col : t.col + t.width])  # fmt: skip
+
+    rows = RowWriter(out, grid, 300, block=256)
+    put_first(rows)  # its score rows are being written, and fail
+    with pytest.raises(OSError, match="No space"):
+        rows.close()
+    rows = RowWriter(out, grid, 300, block=256)
+    put_first(rows)
+    rows.shutdown(raise_errors=False)  # a caller handling its own error: nothing raised here
+    out.close()

@@ -419,7 +419,8 @@ class GridReader:
         # zero-padded result
         data = np.zeros((len(indexes), height, width), np.float32)
         mask = np.zeros((height, width), bool)
-        _, mask[r0:r1, c0:c1] = _read_masked(ds, indexes, inside, out=data[:, r0:r1, c0:c1])
+        _, part_mask = _read_masked(ds, indexes, inside, out=data[:, r0:r1, c0:c1])
+        mask[r0:r1, c0:c1] = part_mask
         return data, mask
 
     def _resample_aligned(

@@ -281,10 +281,14 @@ class RowWriter:
             written, self._written = self._written, None
             written.result()
 
-    def shutdown(self) -> None:
-        """Wait for the score rows in flight (raising what writing them raised)."""
+    def shutdown(self, raise_errors: bool = True) -> None:
+        """Wait for the score rows in flight, raising what writing them raised (unless not
+        ``raise_errors``: when the caller is already handling an error of its own)."""
         try:
             self._wait()
+        except Exception:
+            if raise_errors:
+                raise
         finally:
             self._writer.shutdown()
 

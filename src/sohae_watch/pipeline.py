@@ -576,8 +576,10 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
             done += 1
             if st.progress is not None:
                 st.progress(done, total)
-    finally:
-        rows.shutdown()  # no score rows still being written when this stage ends, however
+    except BaseException:
+        # no score rows still being written when the stage ends; the first error is the one told
+        rows.shutdown(raise_errors=False)
+        raise
     rows.close()
     log.info(
         "change: pass 1 %.2f s (%d bands%s), evidence %.2f s, pass 2 %.2f s (%d tiles)",
