@@ -1,13 +1,14 @@
 """Whole-scene `diff` against the read floor, in one run (issues 4 and 7).
 
-usage: python benchmarks/bench_diff.py BIG_DIR [--threads N]
+usage: python benchmarks/bench_diff.py BIG_DIR [--threads N] [--repeat N]
 BIG_DIR holds before.tif / after.tif from ../shared/bench/make_big_pair.py (10980 x 10980 x 4
 uint16, not committed). Times, in the same run and with /usr/bin/time -v for peak resident memory:
 1. ../shared/bench/read_floor.py on the pair (decode every block once, single-threaded);
 2. `sohae-watch diff before.tif after.tif` (no site: the whole overlap);
 3. `sohae-watch diff` with a site whose AOI is 1 km x 1 km inside the scene.
 Prints one row per run and the ratios to the read floor, then the per-stage seconds each `diff`
-logged (`-v`: plan, coregister, fit, change, write, classify).
+logged (`-v`: plan, coregister, fit, change, write, classify). ``--repeat N`` runs the three N times,
+interleaved, and reports median times (peak memory: the largest) and each round's ratio.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,43 +77,59 @@ def main() -> None:
     )
     ap.add_argument("big", type=Path)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the three runs, interleaved; medians reported (the machine is noisy)",
+    )
     args = ap.parse_args()
     before, after = args.big / "before.tif", args.big / "after.tif"
     work = Path(tempfile.mkdtemp(prefix="bench-diff-"))
     extra = ["--threads", str(args.threads)] if args.threads else []
+    names = ("read floor (both inputs once)", "diff, whole scene", "diff, 1 km x 1 km site AOI")
+    runs: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     try:
-        rows = []
-        floor = timed([sys.executable, str(READ_FLOOR), str(before), str(after)])
-        rows.append(("read floor (both inputs once)", *floor))
-        whole = timed(
-            [str(CLI), "-v", "diff", str(before), str(after), "--out", str(work / "whole"), *extra],
-            "whole",
-        )
-        rows.append(("diff, whole scene", *whole))
         site = aoi_site(args.big, work)
-        small = timed(
-            [
-                str(CLI),
-                "-v",
-                "diff",
-                str(before),
-                str(after),
-                "--site",
-                str(site),
-                "--out",
-                str(work / "aoi"),
-                *extra,
-            ],
-            "aoi",
-        )
-        rows.append(("diff, 1 km x 1 km site AOI", *small))
-        print(f"{'run':<32} {'seconds':>8} {'x read':>7} {'peak MB':>8}")
-        for name, sec, mb in rows:
-            print(f"{name:<32} {sec:8.1f} {sec / floor[0]:7.2f} {mb:8.0f}")
-        print(f"AOI diff / whole diff: {small[0] / whole[0]:.3f}")
+        for k in range(max(1, args.repeat)):
+            floor = timed([sys.executable, str(READ_FLOOR), str(before), str(after)])
+            out = work / f"whole{k}"
+            whole = timed(
+                [str(CLI), "-v", "diff", str(before), str(after), "--out", str(out), *extra],
+                "whole",
+            )
+            shutil.rmtree(out, ignore_errors=True)
+            out = work / f"aoi{k}"
+            cmd = [str(CLI), "-v", "diff", str(before), str(after), "--site", str(site)]
+            small = timed([*cmd, "--out", str(out), *extra], "aoi")
+            shutil.rmtree(out, ignore_errors=True)
+            for name, res in zip(names, (floor, whole, small), strict=True):
+                runs[name].append(res)
+            if args.repeat > 1:
+                print(
+                    f"round {k + 1}: floor {floor[0]:.1f} s, whole {whole[0]:.1f} s "
+                    f"({whole[0] / floor[0]:.2f}x), AOI {small[0]:.1f} s",
+                    flush=True,
+                )
+        med = {
+            n: (statistics.median(s for s, _ in r), max(m for _, m in r)) for n, r in runs.items()
+        }
+        label = "median seconds" if args.repeat > 1 else "seconds"
+        print(f"{'run':<32} {label:>14} {'x read':>7} {'peak MB':>8}")
+        base = med[names[0]][0]
+        for name in names:
+            sec, mb = med[name]
+            print(f"{name:<32} {sec:14.1f} {sec / base:7.2f} {mb:8.0f}")
+        print(f"AOI diff / whole diff: {med[names[2]][0] / med[names[1]][0]:.3f}")
+        if args.repeat > 1:
+            ratios = [w / f for (f, _), (w, _) in zip(runs[names[0]], runs[names[1]], strict=True)]
+            print("whole / floor per round: " + ", ".join(f"{r:.2f}" for r in ratios))
         for name, stages in STAGES.items():
             if stages:
-                print(f"stages ({name}): " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+                print(
+                    f"stages ({name}, last round): "
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items())
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
