@@ -17,6 +17,7 @@ import numpy as np
 from sohae_watch import __version__
 from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
+from sohae_watch.history import activity_place, activity_sentence
 from sohae_watch.outputs import staged_dir
 
 if TYPE_CHECKING:
@@ -61,10 +62,7 @@ def summary_sentences(result: DiffResult) -> list[str]:
     out = list(events)
     for a in result.new_activity:
         lon, lat = result.grid.to_lonlat(a.geometry.centroid.x, a.geometry.centroid.y)
-        out.append(
-            f"New activity at {abs(lat):.5f} {'N' if lat >= 0 else 'S'}, {abs(lon):.5f} "
-            f"{'E' if lon >= 0 else 'W'} ({a.area_m2:,.0f} m²) {span}."
-        )
+        out.append(activity_sentence(lon, lat, a.area_m2, result.before.date, result.after.date))
     out.extend(obscured)
     for c in result.structures:
         if c.status == "obscured":
@@ -190,10 +188,9 @@ STRUCTURE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 
 def _activity_text(a: dict[str, Any]) -> str:
     """One new-activity record of report.json in words."""
-    lat, lon = a["lat"], a["lon"]
     kind = str(a.get("change_type") or "change").replace("_", " ")
     return (
-        f"{abs(lat):.5f} {'N' if lat >= 0 else 'S'}, {abs(lon):.5f} {'E' if lon >= 0 else 'W'}: "
+        f"{activity_place(a['lon'], a['lat'])}: "
         f"{kind}, {a['area_m2']:,.0f} m², confidence {a['confidence']:.2f}"
     )
 
