@@ -78,24 +78,15 @@ def classify_windows(
 
     A date without the sun's position in its metadata gets one estimated from the image: the
     direction in which dark bands sit next to the footprints clearly outlined on that date."""
-    from rasterio.windows import Window
-
     windows: list[tuple[Structure, list[Scene], np.ndarray]] = []
     with rasterio.open(mask_path) as mask_ds:
         for s in site.structures:
             fp = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-            r0, c0, r1, c1 = box_around(
-                grid, fp.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution)
-            )
-            if r1 <= r0 or c1 <= c0:
-                r0, c0, r1, c1 = 0, 0, min(grid.height, 8), min(grid.width, 8)
-            h, w = r1 - r0, c1 - c0
-            scenes = [
-                window_scene(r, grid, area, a, r0, c0, h, w)
-                for r, a in zip(readers, acqs, strict=True)
-            ]
-            mask = mask_ds.read(1, window=Window(c0, r0, w, h))
-            windows.append((s, scenes, mask))
+            box = _chip_box(grid, fp)
+            if box is None:
+                box = 0, 0, min(grid.height, 8), min(grid.width, 8)
+            before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
+            windows.append((s, [before, after], mask))
     for i in (0, 1):
         if windows and windows[0][1][i].sun is None:
             sun = estimate_sun(windows, i, levels[i] if levels else None)
@@ -133,24 +124,40 @@ def activity_chips(
 ) -> dict[str, dict[str, bytes]]:
     """Before / after / change chips of each new-activity area (keys ``_activity-N``, in order),
     the area outlined, read on a window around it."""
-    from rasterio.windows import Window
-
     chips: dict[str, dict[str, bytes]] = {}
     with rasterio.open(mask_path) as mask_ds:
         for n, a in enumerate(areas):
-            r0, c0, r1, c1 = box_around(
-                grid, a.geometry.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution)
-            )
-            if r1 <= r0 or c1 <= c0:
-                continue
-            h, w = r1 - r0, c1 - c0
-            before, after = (
-                window_scene(r, grid, area, acq, r0, c0, h, w)
-                for r, acq in zip(readers, acqs, strict=True)
-            )
-            mask = mask_ds.read(1, window=Window(c0, r0, w, h))
-            chips[f"_activity-{n}"] = outlined_chips(a.geometry, before, after, mask)
+            box = _chip_box(grid, a.geometry)
+            if box is not None:
+                before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
+                chips[f"_activity-{n}"] = outlined_chips(a.geometry, before, after, mask)
     return chips
+
+
+def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | None:
+    """Rows and columns (r0, c0, r1, c1) of the window around ``geom`` (the grid's CRS) that
+    chips and structure evidence are read on; None when it misses the grid."""
+    r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution))
+    return None if r1 <= r0 or c1 <= c0 else (r0, c0, r1, c1)
+
+
+def _chip_window(
+    box: tuple[int, int, int, int],
+    readers: tuple[GridReader, GridReader],
+    grid: Grid,
+    area: BaseGeometry,
+    acqs: tuple[Acquisition, Acquisition],
+    mask_ds: rasterio.io.DatasetReader,
+) -> tuple[Scene, Scene, np.ndarray]:
+    """Both dates and the change mask on the window ``box``."""
+    from rasterio.windows import Window
+
+    r0, c0, r1, c1 = box
+    h, w = r1 - r0, c1 - c0
+    before, after = (
+        window_scene(r, grid, area, acq, r0, c0, h, w) for r, acq in zip(readers, acqs, strict=True)
+    )
+    return before, after, mask_ds.read(1, window=Window(c0, r0, w, h))
 
 
 def estimate_sun(
