@@ -181,19 +181,24 @@ class TileOutputs:
             self.magnitude.write(magnitude.astype(np.float32, copy=False), 1, window=w)
 
     def note(self, tile: Tile, mask: np.ndarray, thumb: np.ndarray | None = None) -> None:
-        """The counts, the overview and the AFTER thumbnail of a tile (without writing it)."""
+        """The counts, the overview and the AFTER thumbnail of a tile (without writing it). Safe
+        from several threads: only the updates hold the lock."""
         f = self.factor
+        changed = mask == 1
+        n_changed = int(np.count_nonzero(changed))
+        n_observable = int(np.count_nonzero(mask != 255))
+        small = None
+        if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
+            small = mask[::f, ::f].copy()
+            if n_changed:
+                hh, ww = small.shape
+                pad = np.zeros((hh * f, ww * f), bool)
+                pad[: changed.shape[0], : changed.shape[1]] = changed
+                small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
         with self.lock:
-            self.counts["changed"] += int((mask == 1).sum())
-            self.counts["observable"] += int((mask != 255).sum())
-            if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
-                small = mask[::f, ::f].copy()
-                changed = mask == 1
-                if changed.any():
-                    hh, ww = small.shape
-                    pad = np.zeros((hh * f, ww * f), bool)
-                    pad[: changed.shape[0], : changed.shape[1]] = changed
-                    small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
+            self.counts["changed"] += n_changed
+            self.counts["observable"] += n_observable
+            if small is not None:
                 r0, c0 = tile.row // f, tile.col // f
                 self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
                 if thumb is not None and self.thumb.shape[0] == thumb.shape[0]:

@@ -563,14 +563,15 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     t2 = time.perf_counter()
 
     def decide(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray, list[ChangeArea]]:
-        return (tile, *change.tile(tile.row, tile.col, tile.height, tile.width))
+        mask, magnitude, areas = change.tile(tile.row, tile.col, tile.height, tile.width)
+        st.outputs.note(tile, mask)  # counts and overview on the deciding threads
+        return tile, mask, magnitude, areas
 
     index = {tile: i for i, tile in enumerate(plan)}
     found: dict[int, list[ChangeArea]] = {}
     rows = RowWriter(st.outputs, st.grid, max(t.height for t in plan))
     try:
         for tile, mask, magnitude, areas in local.map_unordered(decide, plan):
-            st.outputs.note(tile, mask)
             rows.put(tile, mask, magnitude)
             found[index[tile]] = areas
             done += 1
