@@ -55,7 +55,12 @@ def gradient_magnitude(img: np.ndarray, sigma: float) -> np.ndarray:
     ndi.gaussian_filter1d(gx, sigma, axis=0, order=0, mode="nearest", output=gx)
     gy = ndi.gaussian_filter1d(x, sigma, axis=0, order=1, mode="nearest")
     ndi.gaussian_filter1d(gy, sigma, axis=1, order=0, mode="nearest", output=gy)
-    return np.hypot(gx, gy, out=gx)
+    # sqrt(gx^2 + gy^2) in place: a fifth of this function's time with np.hypot, whose care
+    # against overflow these values (image gradients) never need
+    np.square(gx, out=gx)
+    np.square(gy, out=gy)
+    gx += gy
+    return np.sqrt(gx, out=gx)
 
 
 def spectral_evidence(
