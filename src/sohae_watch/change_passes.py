@@ -52,7 +52,7 @@ from sohae_watch.change_steps import (
     visible_indices,
 )
 from sohae_watch.cloud import STRONG_EDGE, whitening_candidates
-from sohae_watch.filters import smooth
+from sohae_watch.filters import set_box, smooth
 from sohae_watch.grid import Grid
 from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import standardised_residuals
@@ -487,18 +487,33 @@ class SceneChange:
         mask_px = repeat_blocks(mask[core], g)[crop]
         magnitude_px = repeat_blocks(magnitude[core], g)[crop]
         found: list[ChangeArea] = []
-        if areas and (mask_px == 1).any():
-            layers = self._typing(i0, i1, j0, j1)
+        # every working pixel of the core keeps at least one input pixel after the crop
+        box = set_box(mask[core] == 1) if areas else None
+        if box is not None:
+            # the typing evidence is read only inside the changed pixels' box: the areas read
+            # nothing else of it
+            (w0, w1), (v0, v1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
+            layers = self._typing(i0 + w0, i0 + w1, j0 + v0, j0 + v1)
             if white.any():  # snow: only the strong edges' structure change is evidence
-                weak = (flags[core] & STRONG) == 0
-                layers["structure"][white[core] & weak] = 0
+                weak = (flags[core][box] & STRONG) == 0
+                layers["structure"][white[core][box] & weak] = 0
+            top, left = w0 * g - crop[0].start, v0 * g - crop[1].start  # the box's first pixel
+            p0, p1 = max(0, top), min(height, w1 * g - crop[0].start)
+            q0, q1 = max(0, left), min(width, v1 * g - crop[1].start)
+
+            def on_tile(v: np.ndarray) -> np.ndarray:
+                out = np.zeros((height, width), np.float32)
+                up = repeat_blocks(v, g)
+                out[p0:p1, q0:q1] = up[p0 - top : p1 - top, q0 - left : q1 - left]
+                return out
+
             res = ChangeResult(
                 magnitude_px,
                 mask_px,
                 model.threshold,
                 mask_px != NOT_OBSERVABLE,
                 {},
-                {k: repeat_blocks(v, g)[crop] for k, v in layers.items()},
+                {k: on_tile(v) for k, v in layers.items()},
             )
             found = change_areas_on(res, self.grid.crop(row, col, height, width))
         return mask_px, magnitude_px, found

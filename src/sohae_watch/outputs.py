@@ -190,11 +190,9 @@ class TileOutputs:
         small = None
         if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
             small = mask[::f, ::f].copy()
-            if n_changed:
-                hh, ww = small.shape
-                pad = np.zeros((hh * f, ww * f), bool)
-                pad[: changed.shape[0], : changed.shape[1]] = changed
-                small[pad.reshape(hh, f, ww, f).any(axis=(1, 3))] = 1
+            if n_changed:  # an overview pixel is changed where any of its f x f pixels is
+                rr, cc = np.nonzero(changed)
+                small[rr // f, cc // f] = 1
         with self.lock:
             self.counts["changed"] += n_changed
             self.counts["observable"] += n_observable
