@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
+from sohae_watch.filters import set_box
 from sohae_watch.grid import Bounds, Grid
 from sohae_watch.scene import Scene, SunPosition
 
@@ -521,8 +522,7 @@ class GridReader:
             src, ds = self._datasets[0]
             if _overlaps(src, self.grid.crop(r0, c0, height, width), margin=self._margin()):
                 data, mask = self._decode(0, src, ds, Window(c0, r0, width, height))
-                if not mask.all():
-                    data[:, ~mask] = np.nan
+                set_nan(data, mask)
                 return data, mask
         out = np.full((len(self.roles), height, width), np.nan, dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
@@ -555,6 +555,16 @@ class GridReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def set_nan(data: np.ndarray, valid: np.ndarray) -> None:
+    """NaN in every band of ``data`` where not ``valid``, written on the invalid pixels'
+    bounding box only: a date moved by its registration has invalid pixels in a few columns of
+    every window, and masking whole windows cost ~4 % of a diff."""
+    box = set_box(~valid)
+    if box is not None:
+        part = data[(slice(None), *box)]
+        part[:, ~valid[box]] = np.nan
 
 
 def _read_masked(

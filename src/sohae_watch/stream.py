@@ -20,7 +20,7 @@ from shapely.ops import unary_union
 
 from sohae_watch.areas import ChangeArea
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader
+from sohae_watch.ingest import Acquisition, GridReader, set_nan
 from sohae_watch.scene import Scene, intensity_of
 
 TILE = 1024  # side of the change stage's output tiles, pixels
@@ -187,9 +187,11 @@ def window_scene(
     height: int,
     width: int,
 ) -> Scene:
-    data, valid = reader.read(row, col, height, width)
-    valid &= area_valid(grid, area, row, col, height, width)
-    data[:, ~valid] = np.nan
+    data, valid = reader.read(row, col, height, width)  # NaN where not valid
+    inside = area_valid(grid, area, row, col, height, width)
+    if not inside.all():
+        valid &= inside
+        set_nan(data, valid)
     return Scene(
         data,
         valid,
