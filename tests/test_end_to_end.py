@@ -170,3 +170,46 @@ def test_rebuilt_from_an_earlier_acquisition(samples: Path, tmp_path: Path) -> N
         if s["id"] == "launch-pad"
     )
     assert (pad["status"], pad["event"]) == ("appeared", "rebuilt")
+
+
+def test_rasters_are_cloud_optimized_with_nothing_left_behind(
+    outputs: dict[tuple[str, str], Path],
+) -> None:
+    """The Cloud-Optimized copies, made beside the classification, replaced the rasters."""
+    for d in outputs.values():
+        for name in ("change_mask.tif", "change_magnitude.tif"):
+            with rasterio.open(d / name) as src:
+                assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG", d / name
+        assert not [p.name for p in d.iterdir() if p.name.startswith(".")]
+
+
+def test_a_failing_classification_discards_the_copies(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while the Cloud-Optimized copies are being made is raised as it was, and the
+    copies are deleted: the rasters in the working folder stay as written."""
+    from sohae_watch import pipeline
+    from sohae_watch.ingest import open_acquisition
+
+    made: list[Path] = []
+    copy = pipeline.TileOutputs.cog_copies
+
+    def copies(self: pipeline.TileOutputs) -> list[tuple[Path, Path]]:
+        done = copy(self)
+        made.extend(c for c, _ in done)
+        return done
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("classification broke")
+
+    monkeypatch.setattr(pipeline.TileOutputs, "cog_copies", copies)
+    monkeypatch.setattr(pipeline, "_classify", broken)
+    imagery = samples / "imagery"
+    before = open_acquisition("2019-02-16", imagery=imagery)
+    after = open_acquisition("2019-03-02", imagery=imagery)
+    with pytest.raises(RuntimeError, match="classification broke"):
+        pipeline.compute_diff(before, after, workdir=tmp_path)
+    assert made and not any(p.exists() for p in made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["change_magnitude.tif", "change_mask.tif"]
+    with rasterio.open(tmp_path / "change_mask.tif") as src:
+        assert "LAYOUT" not in src.tags(ns="IMAGE_STRUCTURE")  # as written, not replaced

@@ -109,6 +109,19 @@ COG_MAX_FLOAT_PIXELS = 16_000_000
 
 def to_cog(path: Path, resampling: str) -> None:
     """Rewrite the GeoTIFF at ``path`` in place as a Cloud-Optimized GeoTIFF with overviews."""
+    tmp = cog_copy(path, resampling)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cog_copy(path: Path, resampling: str) -> Path:
+    """A Cloud-Optimized copy (overviews, header first) of the GeoTIFF at ``path``, written to a
+    hidden sibling whose path is returned: the caller renames it over ``path`` (no reader of
+    ``path`` is disturbed until then)."""
     with rasterio.open(path) as src:
         opts: dict[str, Any] = {
             "driver": "COG",
@@ -124,11 +137,11 @@ def to_cog(path: Path, resampling: str) -> None:
     tmp = path.with_name(f".{path.name}.cog")
     try:
         rasterio.shutil.copy(str(path), str(tmp), **opts)
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
 
 
 class TileOutputs:
@@ -209,9 +222,38 @@ class TileOutputs:
 
     def finish(self) -> None:
         """Overviews for viewers: the mask always, the float score up to ``COG_MAX_FLOAT_PIXELS``."""
-        to_cog(self.paths["change_mask"], "NEAREST")
+        self.commit(self.cog_copies())
+
+    def cog_copies(self) -> list[tuple[Path, Path]]:
+        """The Cloud-Optimized copies :meth:`finish` makes, each as (copy, raster it replaces),
+        not renamed yet: the rasters can still be read meanwhile (see :meth:`commit`)."""
+        todo = [("change_mask", "NEAREST")]
         if self.counts["pixels"] <= COG_MAX_FLOAT_PIXELS:
-            to_cog(self.paths["change_magnitude"], "AVERAGE")
+            todo.append(("change_magnitude", "AVERAGE"))
+        done: list[tuple[Path, Path]] = []
+        try:
+            for name, resampling in todo:
+                done.append((cog_copy(self.paths[name], resampling), self.paths[name]))
+        except BaseException:
+            self.discard(done)
+            raise
+        return done
+
+    @staticmethod
+    def commit(copies: list[tuple[Path, Path]]) -> None:
+        """Rename :meth:`cog_copies`' copies over their rasters (once nothing reads them)."""
+        try:
+            for tmp, path in copies:
+                os.replace(tmp, path)
+        except BaseException:
+            TileOutputs.discard(copies)
+            raise
+
+    @staticmethod
+    def discard(copies: list[tuple[Path, Path]]) -> None:
+        for tmp, _ in copies:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 class RowWriter:

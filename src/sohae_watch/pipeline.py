@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -420,11 +421,73 @@ def _compute_diff(
     finally:
         outputs.close()
         readers.close()
-    t0 = time.perf_counter()
-    outputs.finish()
-    timings["write"] = time.perf_counter() - t0
+    # the rasters' Cloud-Optimized copies are made beside the classification, which reads the
+    # rasters as written (the same pixels); the copies replace them once nothing reads them
+    t_write = time.perf_counter()
 
-    t0 = time.perf_counter()
+    def copies() -> tuple[list[tuple[Path, Path]], float]:
+        return outputs.cog_copies(), time.perf_counter() - t_write
+
+    timings["write"] = 0.0
+    with ThreadPoolExecutor(1) as side:
+        finishing = side.submit(copies)
+        try:
+            t0 = time.perf_counter()
+            structures, chips, new_activity = _classify(
+                site,
+                (before_acq, after_acq),
+                grid,
+                area,
+                roles,
+                coreg,
+                outputs,
+                areas,
+                stood_before,
+                levels,
+            )
+            timings["classify"] = time.perf_counter() - t0
+        except BaseException:
+            with contextlib.suppress(Exception):
+                TileOutputs.discard(finishing.result()[0])
+            raise
+    made, timings["write"] = finishing.result()
+    outputs.commit(made)
+    for k, v in timings.items():
+        log.info("stage %-10s %.2f s", k, v)
+    return DiffResult(
+        site=site,
+        grid=grid,
+        area=area,
+        before=Side(before_acq.date, before_acq.paths, before_acq.sun),
+        after=Side(after_acq.date, after_acq.paths, after_acq.sun),
+        coreg=coreg,
+        threshold=model.threshold,
+        counts=outputs.counts,
+        areas=areas,
+        structures=structures,
+        new_activity=new_activity,
+        chips=chips,
+        rasters=outputs.paths,
+        timings=timings,
+        workdir=tmp,
+    )
+
+
+def _classify(
+    site: Site | None,
+    acqs: tuple[Acquisition, Acquisition],
+    grid: Grid,
+    area: BaseGeometry,
+    roles: tuple[str, ...],
+    coreg: CoregResult,
+    outputs: TileOutputs,
+    areas: list[ChangeArea],
+    stood_before: Mapping[str, bool] | None,
+    levels: tuple[tuple[float, float], tuple[float, float]],
+) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea]]:
+    """The site's structure calls, the new activity and the image chips (the overview map's
+    too): what the reports show beside the change areas."""
+    before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
     new_activity: list[ChangeArea] = []
@@ -475,26 +538,7 @@ def _compute_diff(
         chips["_overview"] = {"map": _overview_png(readers.get()[1], grid, outputs, footprints_ll)}
     finally:
         readers.close()
-    timings["classify"] = time.perf_counter() - t0
-    for k, v in timings.items():
-        log.info("stage %-10s %.2f s", k, v)
-    return DiffResult(
-        site=site,
-        grid=grid,
-        area=area,
-        before=Side(before_acq.date, before_acq.paths, before_acq.sun),
-        after=Side(after_acq.date, after_acq.paths, after_acq.sun),
-        coreg=coreg,
-        threshold=model.threshold,
-        counts=outputs.counts,
-        areas=areas,
-        structures=structures,
-        new_activity=new_activity,
-        chips=chips,
-        rasters=outputs.paths,
-        timings=timings,
-        workdir=tmp,
-    )
+    return structures, chips, new_activity
 
 
 @dataclass(frozen=True)
