@@ -560,7 +560,7 @@ class GridReader:
 def set_nan(data: np.ndarray, valid: np.ndarray) -> None:
     """NaN in every band of ``data`` where not ``valid``, written on the invalid pixels'
     bounding box only: a date moved by its registration has invalid pixels in a few columns of
-    every window, and masking whole windows cost ~4 % of a diff."""
+    every window (on the benchmark pair, masking whole windows cost ~1 CPU-s of a diff's ~37)."""
     box = set_box(~valid)
     if box is not None:
         part = data[(slice(None), *box)]

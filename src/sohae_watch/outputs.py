@@ -107,17 +107,6 @@ OVERVIEW_SIDE = 900  # longest side of the overview map, pixels
 COG_MAX_FLOAT_PIXELS = 16_000_000
 
 
-def to_cog(path: Path, resampling: str) -> None:
-    """Rewrite the GeoTIFF at ``path`` in place as a Cloud-Optimized GeoTIFF with overviews."""
-    tmp = cog_copy(path, resampling)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def cog_copy(path: Path, resampling: str) -> Path:
     """A Cloud-Optimized copy (overviews, header first) of the GeoTIFF at ``path``, written to a
     hidden sibling whose path is returned: the caller renames it over ``path`` (no reader of
