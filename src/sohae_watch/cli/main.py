@@ -12,6 +12,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from sohae_watch import __version__
 from sohae_watch.errors import SohaeError
+from sohae_watch.parallel import one_heap
 
 log = logging.getLogger("sohae_watch")
 
@@ -49,6 +50,7 @@ class SohaeGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Satellite-imagery change detection for named structures at monitored sites."""
+    one_heap()  # before any thread starts
     verbosity = verbose - quiet
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbosity
