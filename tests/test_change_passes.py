@@ -11,7 +11,14 @@ from affine import Affine
 from scipy import ndimage as ndi
 
 import sohae_watch.change_passes as passes
-from sohae_watch.change import ChangeModel, apply_change_model, change_areas, fit_change_model
+from sohae_watch.areas import ChangeArea, change_areas_on
+from sohae_watch.change import (
+    ChangeModel,
+    ChangeResult,
+    apply_change_model,
+    change_areas,
+    fit_change_model,
+)
 from sohae_watch.change_passes import SceneChange, band_pass, detect_changes_passes
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
@@ -111,6 +118,36 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
     assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in areas] == [
         (x.geometry.wkt, x.change_type, x.mean_magnitude) for x in expected
     ]
+    # windows cut anywhere (odd offsets from the 2 px working lattice, through changed pixels,
+    # at the grid's last row and column): the areas of the one-piece result there, from typing
+    # evidence equal to the one-piece result's under every changed pixel
+    seen: list[ChangeResult] = []
+
+    def spy(res: ChangeResult, grid: Grid) -> list[ChangeArea]:
+        seen.append(res)
+        return change_areas_on(res, grid)
+
+    monkeypatch.setattr(passes, "change_areas_on", spy)
+    for row, col, h, w in ((30, 202, 301, 358), (298, 98, 302, 301), (44, 450, 101, 59)):
+        window = (slice(row, row + h), slice(col, col + w))
+        part = ChangeResult(
+            whole.magnitude[window],
+            whole.mask[window],
+            whole.threshold,
+            whole.observable[window],
+            {},
+            {k: v[window] for k, v in whole.layers.items()},
+        )
+        want = change_areas_on(part, b.grid.crop(row, col, h, w))
+        assert want, (row, col)
+        got = change.tile(row, col, h, w)[2]
+        assert [(x.geometry.wkt, x.change_type, x.mean_magnitude, x.confidence) for x in got] == [
+            (x.geometry.wkt, x.change_type, x.mean_magnitude, x.confidence) for x in want
+        ]
+        changed = part.mask == 1
+        assert set(seen[-1].layers) == set(part.layers)
+        for k, v in part.layers.items():
+            np.testing.assert_array_equal(seen[-1].layers[k][changed], v[changed], err_msg=k)
 
 
 def test_evidence_budget_sends_large_grids_by_tiles() -> None:
