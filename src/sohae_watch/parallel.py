@@ -33,7 +33,7 @@ def one_heap() -> None:
 
     glibc gives each thread that allocates a heap of its own, and a heap keeps the memory its
     thread freed for that thread: with the change stage's two reading threads, the benchmark
-    diff peaked ~70 MB higher (936-973 against 879-888 MB, three runs each, same speed).
+    diff peaked ~70 MiB higher (936-973 against 879-888 MiB, three runs each, same speed).
     Call before the threads start."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1)
