@@ -11,7 +11,7 @@ import pytest
 
 PROBE = textwrap.dedent(
     """
-    import ctypes, sys, tempfile, threading
+    import ctypes, os, sys, tempfile, threading
     from sohae_watch.parallel import one_heap
     if sys.argv[1] == "one":
         one_heap()
@@ -30,11 +30,14 @@ PROBE = textwrap.dedent(
         t.start()
     for t in threads:
         t.join()
-    path = tempfile.mktemp()
+    fd, path = tempfile.mkstemp()
+    os.close(fd)
     f = libc.fopen(path.encode(), b"w")
     libc.malloc_info(0, f)
     libc.fclose(f)
-    print(open(path).read().count("<heap nr="))
+    with open(path) as fh:
+        print(fh.read().count("<heap nr="))
+    os.unlink(path)
     """
 )
 
