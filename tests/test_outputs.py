@@ -110,3 +110,70 @@ def test_row_writer_writes_tiles_in_any_order_and_reports_write_errors(
     put_first(rows)
     rows.shutdown(raise_errors=False)  # a caller handling its own error: nothing raised here
     out.close()
+
+
+def test_a_full_device_is_told_in_one_line_and_leaves_the_outputs_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing that fails on a full device (ENOSPC, or GDAL's errno-less error with the device
+    left full) ends in one error naming the folder and the fix; the previous outputs stay, a
+    folder made for the run goes; other errors pass through as they were."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from sohae_watch.errors import InputError, ProcessingError
+    from sohae_watch.outputs import staged_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("previous")
+
+    def fail(exc: BaseException, folder: Path) -> None:
+        with staged_dir(folder) as tmp:
+            (tmp / "report.json").write_text("partial")
+            raise exc
+
+    with pytest.raises(ProcessingError, match=r"out: no space left on the device.*another --out"):
+        fail(OSError(errno.ENOSPC, "No space left on device"), out)
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text() == "previous"
+    with pytest.raises(RuntimeError, match="IO error"):  # space left: not the device
+        fail(RuntimeError("IO error writing tag data"), out)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 4096))
+    with pytest.raises(ProcessingError, match="no space left"):
+        fail(RuntimeError("IO error writing tag data"), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(InputError, match="bad site"):  # an error of ours stays itself
+        fail(InputError("bad site"), out)
+    assert (out / "report.json").read_text() == "previous"
+
+
+def test_a_full_device_while_writing_a_file_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from sohae_watch import outputs
+    from sohae_watch.errors import ProcessingError
+
+    path = tmp_path / "history.json"
+    path.write_text("previous")
+    real = os.fdopen
+
+    def full(fd: int, *args: object, **kwargs: object) -> object:
+        fh = real(fd, *args, **kwargs)
+
+        def write(text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        fh.write = write
+        return fh
+
+    monkeypatch.setattr(outputs.os, "fdopen", full)
+    with pytest.raises(ProcessingError, match=r"history.json: no space left.*elsewhere"):
+        outputs.atomic_write_text(path, "new")
+    assert path.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import shutil
@@ -18,7 +19,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from sohae_watch.errors import InputError
+from sohae_watch.errors import InputError, ProcessingError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.stream import Tile
 
@@ -41,30 +42,74 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         ) from exc
     if not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder; choose another --out")
-    tmp = Path(tempfile.mkdtemp(prefix=".sohae-", dir=out_dir))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".sohae-", dir=out_dir))
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if _device_full(out_dir, exc):
+            raise ProcessingError(_full_message(out_dir)) from exc
+        raise
     try:
         yield tmp
         for f in sorted(tmp.iterdir()):
             os.replace(f, out_dir / f.name)
-    except BaseException:
+    except BaseException as exc:
+        # before the partial outputs are removed (which frees the space)
+        full = isinstance(exc, Exception) and not isinstance(exc, SohaeError)
+        full = full and _device_full(tmp, exc)
+        shutil.rmtree(tmp, ignore_errors=True)
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
+        if full:
+            raise ProcessingError(_full_message(out_dir)) from exc
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+FULL_BYTES = 1 << 20  # free space below which a device where a write failed counts as full
+
+
+def _device_full(path: Path, exc: BaseException) -> bool:
+    """Whether ``exc``, raised while writing under ``path``, comes from a full device: ENOSPC in
+    its chain, or (GDAL's errors do not carry the errno) less than ``FULL_BYTES`` left there."""
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    try:
+        return shutil.disk_usage(path).free < FULL_BYTES
+    except OSError:
+        return False
+
+
+def _full_message(path: Path, fix: str = "free space or choose another --out") -> str:
+    return f"{path}: no space left on the device (nothing was written there); {fix}"
+
+
+WRITE_ELSEWHERE = "free space on that device or write the file elsewhere"
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
         raise
 
 
