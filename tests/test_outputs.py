@@ -177,3 +177,29 @@ def test_a_full_device_while_writing_a_file_keeps_the_previous_one(
         outputs.atomic_write_text(path, "new")
     assert path.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_an_output_folder_that_cannot_be_written_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    from sohae_watch.errors import InputError
+    from sohae_watch.outputs import staged_dir
+
+    def denied(*args: object, **kwargs: object) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    out = tmp_path / "out"
+    out.mkdir()
+    with (
+        pytest.raises(InputError, match=r"out: cannot write in the output folder.*another --out"),
+        staged_dir(out),
+    ):
+        pass
+    assert out.is_dir()  # not made by the run: left
+    with pytest.raises(InputError, match="cannot write"), staged_dir(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()  # made by the run: removed

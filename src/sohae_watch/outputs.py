@@ -49,7 +49,9 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
             shutil.rmtree(out_dir, ignore_errors=True)
         if _device_full(out_dir, exc):
             raise ProcessingError(_full_message(out_dir)) from exc
-        raise
+        raise InputError(
+            f"{out_dir}: cannot write in the output folder ({exc.strerror}); choose another --out"
+        ) from exc
     try:
         yield tmp
         for f in sorted(tmp.iterdir()):
