@@ -216,3 +216,23 @@ def test_unreachable_scheduler_is_one_line_exit_2(
     assert res.exit_code == 2
     assert "tcp://127.0.0.1:9: cannot connect to the Dask scheduler" in res.output
     assert "Traceback" not in res.output
+
+
+def test_threads_stop_at_the_first_error_without_running_what_waits() -> None:
+    """An error (or Ctrl-C) in the caller's loop: the items not started are dropped, not run."""
+    import time
+
+    from sohae_watch.distributed import ThreadExecutor
+
+    started: list[int] = []
+
+    def work(x: int) -> int:
+        started.append(x)
+        if x == 0:
+            raise ValueError("item 0 failed")
+        time.sleep(0.3)  # the worker is busy when the caller stops
+        return x
+
+    with pytest.raises(ValueError, match="item 0"):
+        list(ThreadExecutor(1).map_unordered(work, range(6)))
+    assert 0 in started and len(started) <= 2, started

@@ -232,7 +232,8 @@ class ThreadExecutor:
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         todo = iter(items)
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=self._workers)
+        try:
             running = {
                 pool.submit(fn, x) for x in islice(todo, IN_FLIGHT_PER_WORKER * self._workers)
             }
@@ -241,6 +242,10 @@ class ThreadExecutor:
                 for fut in done:
                     running.update(pool.submit(fn, x) for x in islice(todo, 1))
                     yield fut.result()
+        finally:
+            # stopped early (an error, Ctrl-C): the items not started are dropped, only the
+            # running ones are waited for (a diff's band is a quarter of the scene)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def release(self, run: str) -> None:
         release_readers(run)
