@@ -167,7 +167,8 @@ def test_existing_out_dir_keeps_its_files_on_failure(tmp_path: Path, runner: Cli
 SITE_CASES = {
     "unknown site name": ("atlantis", "atlantis"),
     "not YAML": ("id: [1, 2\n: - :", "site.yaml"),
-    "missing field": ("name: x\n", "'id'"),
+    "missing field": ("name: x\n", "missing field 'id'; add a short name"),
+    "missing area": ("id: x\n", "missing field 'aoi'; add the area of interest"),
     "invalid field": (
         "id: x\naoi: {type: Polygon, coordinates: [[[0,0],[1,0],[1,1],[0,0]]]}\ngrid: {resolution: fast}\n",
         "'grid.resolution'",

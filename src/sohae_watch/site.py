@@ -115,9 +115,13 @@ def load_site(spec: str | Path) -> Site:
         raise InputError(
             f"{path}: a site file must be a YAML mapping with id, name, aoi, structures"
         )
+    what = {
+        "id": "a short name for the site, e.g. 'id: sohae'",
+        "aoi": "the area of interest as a GeoJSON polygon in lon/lat (see configs/sohae.yaml)",
+    }
     for key in ("id", "aoi"):
         if key not in doc:
-            raise InputError(f"{path}: missing field '{key}'")
+            raise InputError(f"{path}: missing field '{key}'; add {what[key]}")
     sid = doc["id"]
     if not isinstance(sid, str) or not sid.strip():
         raise InputError(f"{path}: field 'id' must be a non-empty string")
@@ -176,7 +180,10 @@ def load_site(spec: str | Path) -> Site:
             raise InputError(f"{path}: field '{where}.id' repeats {s['id']!r}; ids must be unique")
         seen.add(s["id"])
         if "geometry" not in s:
-            raise InputError(f"{path}: missing field '{where}.geometry'")
+            raise InputError(
+                f"{path}: missing field '{where}.geometry'; add the structure's footprint as a "
+                "GeoJSON polygon in lon/lat"
+            )
         baseline = s.get("baseline")
         if baseline not in (None, "present", "absent"):
             raise InputError(f"{path}: field '{where}.baseline' must be present or absent")
