@@ -144,7 +144,10 @@ def _site_specs(sites: str) -> list[str]:
     if folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
         if not files:
-            raise click.UsageError(f"{folder}: no site file (*.yaml) in this folder")
+            raise click.UsageError(
+                f"{folder}: no site file (*.yaml) in this folder; give --sites the folder that "
+                "holds them, or a comma-separated list of site files"
+            )
         return [str(p) for p in files]
     specs = [s.strip() for s in sites.split(",") if s.strip()]
     if not specs:
