@@ -96,7 +96,7 @@ class ChangeConfig:
     gradient_m: float = 1.0  # Gaussian sigma of the gradient operator, metres (at least 1 px)
     false_alarm: float = 0.001  # no-change tail probability at the threshold
     min_area_m2: float = 100.0  # minimum mapping unit
-    max_samples: int = 400_000  # pixels used to fit the statistics
+    max_samples: int = 200_000  # pixels used to fit the statistics
     structure_weight: float = 1.0  # weight of the structure evidence against the spectral one
     # the finest scale the stage resolves: pixels finer than this are block-averaged to it first
     # (the gradient operator's scale; below it the score only sees sensor noise)
