@@ -22,7 +22,6 @@ from pyproj import Transformer
 from scipy import ndimage as ndi
 
 from sohae_watch.coregister import MAX_POINTS, CoregResult, Mode, coregister_readers
-from sohae_watch.distributed import default_workers
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import (
@@ -33,6 +32,7 @@ from sohae_watch.ingest import (
     block_rows,
     open_acquisition,
 )
+from sohae_watch.parallel import default_workers
 from sohae_watch.scene import VISIBLE
 
 #: output block size (px) and GDAL block cache of the file path

@@ -283,13 +283,6 @@ class DaskExecutor:
             log.debug("releasing readers of run %s: %s", run, exc)
 
 
-def default_workers() -> int:
-    """Threads for a local diff: both cores of a 2-core machine, no more (I/O bound beyond)."""
-    import os
-
-    return min(2, os.cpu_count() or 1)
-
-
 # --- a cluster for the run --------------------------------------------------------------------------
 
 

@@ -1,17 +1,24 @@
-"""Two pieces of work at once on local threads (GDAL and numpy release the GIL while they decode
-and compute on large arrays). The executors that spread a diff's bands or a watch's sites live in
+"""This process's threads: how many a local diff uses, two pieces of work at once (GDAL and
+numpy release the GIL while they decode and compute on large arrays), one malloc heap for all of
+them. The executors that spread a diff's bands or a watch's sites live in
 :mod:`sohae_watch.distributed`."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 A = TypeVar("A")
 B = TypeVar("B")
+
+
+def default_workers() -> int:
+    """Threads for a local diff: both cores of a 2-core machine, no more (I/O bound beyond)."""
+    return min(2, os.cpu_count() or 1)
 
 
 def concurrently(first: Callable[[], A], second: Callable[[], B], threads: int) -> tuple[A, B]:

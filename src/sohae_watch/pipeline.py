@@ -53,7 +53,7 @@ from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
-from sohae_watch.parallel import concurrently
+from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
@@ -346,7 +346,7 @@ def _compute_diff(
     executor: Executor | None,
     progress: Progress | None,
 ) -> DiffResult:
-    from sohae_watch.distributed import ThreadExecutor, default_workers
+    from sohae_watch.distributed import ThreadExecutor
 
     timings: dict[str, float] = {}
     # threads of this process for the stages before the change stage (which runs on ``executor``)
@@ -565,7 +565,6 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     from sohae_watch.distributed import (
         BandJob,
         ThreadExecutor,
-        default_workers,
         new_run_id,
         process_band,
     )
