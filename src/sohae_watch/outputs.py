@@ -97,19 +97,16 @@ WRITE_ELSEWHERE = "free space on that device or write the file elsewhere"
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
-        raise
-    try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
         raise

@@ -51,7 +51,7 @@ from sohae_watch.coregister import (
 from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition
+from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition, set_nan
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.scene import Scene, SunPosition
@@ -281,7 +281,7 @@ def _fit_model(
         if small:
             return window_scene(r, grid, area, a, 0, 0, grid.height, grid.width)
         data, valid = sample_mosaic(reader(r), origins, size, grid.shape, gap)
-        data[:, ~valid] = np.nan
+        set_nan(data, valid)
         return Scene(
             data, valid, tuple(r.roles), sample_grid(grid, valid.shape), a.date, a.paths, a.sun
         )

@@ -119,9 +119,9 @@ def load_site(spec: str | Path) -> Site:
         "id": "a short name for the site, e.g. 'id: sohae'",
         "aoi": "the area of interest as a GeoJSON polygon in lon/lat (see configs/sohae.yaml)",
     }
-    for key in ("id", "aoi"):
+    for key, fix in what.items():
         if key not in doc:
-            raise InputError(f"{path}: missing field '{key}'; add {what[key]}")
+            raise InputError(f"{path}: missing field '{key}'; add {fix}")
     sid = doc["id"]
     if not isinstance(sid, str) or not sid.strip():
         raise InputError(f"{path}: field 'id' must be a non-empty string")
