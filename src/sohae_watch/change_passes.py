@@ -227,10 +227,9 @@ def _strip(
     means[6] = block_mean(np.where(oc, score, np.float32(0)), es)
     # the score where snow is taken out, on blocks that may be snow (see SceneChange.prepare)
     vis = visible_indices(model.bands)
-    z_e = np.nan_to_num(
-        standardised_residuals(block_mean(bc, es), block_mean(ac, es), list(model.fits)), nan=0.0
-    )
-    white_a, white_b = whitening_candidates(z_e, block_mean(bc[vis], es), block_mean(ac[vis], es))
+    b_e, a_e = block_mean(bc, es), block_mean(ac, es)  # band by band: b_e[vis] is theirs
+    z_e = np.nan_to_num(standardised_residuals(b_e, a_e, list(model.fits)), nan=0.0)
+    white_a, white_b = whitening_candidates(z_e, b_e[vis], a_e[vis])
     white = None
     if white_a.any() or white_b.any():
         white = combine_score(model, np.where(weak, np.float32(0), ds), None)

@@ -297,7 +297,9 @@ class RowWriter:
 
     The score's rows (float32, the costly ones to compress) are written by a thread of the
     writer's own, one block row in flight, while the caller goes on: :meth:`close` waits for
-    them (and says whether every row came), :meth:`shutdown` only waits."""
+    them (and says whether every row came), :meth:`shutdown` only waits. The score has two
+    buffers that take turns: the rows in flight are written from one while tiles fill the
+    other (no copy of them, and no fresh memory for each)."""
 
     def __init__(
         self, outputs: TileOutputs, grid: Grid, tile_rows: int, block: int = BLOCK
@@ -308,6 +310,7 @@ class RowWriter:
         self.cap = tile_rows + block
         self.mask = np.empty((self.cap, self.cols), np.uint8)
         self.magnitude = np.empty((self.cap, self.cols), np.float32)
+        self._spare = np.empty_like(self.magnitude)  # the other buffer (see the class)
         self.filled = np.zeros(self.cap, np.int64)  # columns filled, per buffered row
         self.row = 0  # first row not written yet (the buffer's first row)
         self.pending: list[tuple[Tile, np.ndarray, np.ndarray]] = []
@@ -344,12 +347,13 @@ class RowWriter:
         if full <= 0:
             return False
         self.outputs.write_mask_rows(self.row, self.mask[:full])
-        self._wait()
-        rows = self.magnitude[:full].copy()
-        self._written = self._writer.submit(self.outputs.write_magnitude_rows, self.row, rows)
+        self._wait()  # the spare buffer's rows are written: it takes the rows after these
         rest = self.cap - full
+        self._spare[:rest] = self.magnitude[full:]
+        rows = self.magnitude[:full]
+        self.magnitude, self._spare = self._spare, self.magnitude
+        self._written = self._writer.submit(self.outputs.write_magnitude_rows, self.row, rows)
         self.mask[:rest] = self.mask[full:]
-        self.magnitude[:rest] = self.magnitude[full:]
         self.filled[:rest] = self.filled[full:]
         self.filled[rest:] = 0
         self.row += full
