@@ -79,10 +79,12 @@ log = logging.getLogger(__name__)
 
 NEW_ACTIVITY_MIN_AREA_M2 = 50.0
 NEW_ACTIVITY_MIN_CONFIDENCE = 0.5
-# GDAL's block cache outside the change stage's band reads, in bytes: rasterio hands the value
-# to GDALSetCacheMax64 as it is, so this is in effect no cache, which those stages were tuned
-# with (GDAL's default, 5 % of RAM, had dominated resident memory)
-GDAL_CACHE_BYTES = 256
+# GDAL's block cache outside the change stage's band reads, in bytes (rasterio hands the value to
+# GDALSetCacheMax64 as it is). It was 256 bytes, in effect none (GDAL's default, 5 % of RAM, had
+# dominated resident memory): a source GDAL warps onto the grid (another CRS or resolution) then
+# decoded its blocks again for each chunk the warper reads. On the samples' EPSG:4326 date a
+# 109 x 181 chip window took 0.8 s against 0.1 s (first read) and 2 ms (next ones) with 16 MB
+GDAL_CACHE_BYTES = 64 * 2**20
 # the block cache while the change stage reads its bands (bytes): each band reads its rows in
 # chunks, which share the blocks of the source files' block rows (two threads hold a 512 px block
 # row of both inputs: 184 MB of blocks for 4-band uint16). On the benchmark pair 192 MB was ~1 s
