@@ -118,12 +118,27 @@ def outline_coverage(
 ) -> float:
     """Share of the outline (moved by dx, dy pixels) along which the image has an edge across it,
     stronger than ``EDGE_FACTOR`` times the ``typical`` gradient (default: the scene's)."""
+    return float(outline_coverages(edges, sides, [(dx, dy)], typical)[0])
+
+
+def outline_coverages(
+    edges: EdgeImage,
+    sides: Sequence[Side],
+    offsets: Sequence[tuple[int, int]],
+    typical: float | None = None,
+) -> np.ndarray:
+    """:func:`outline_coverage` at each of the ``offsets`` (dx, dy), all at once (NaN where no
+    point of the outline is on valid pixels)."""
     level = EDGE_FACTOR * (edges.typical if typical is None else typical)
     h, w = edges.gx.shape
-    total = covered = 0.0
+    dx = np.array([o[0] for o in offsets], dtype=np.int64)[:, None]
+    dy = np.array([o[1] for o in offsets], dtype=np.int64)[:, None]
+    total = np.zeros(len(offsets))
+    covered = np.zeros(len(offsets))
     for s in sides:
-        hit = np.zeros(s.x.size, bool)
-        seen = np.zeros(s.x.size, bool)
+        shape = (len(offsets), s.x.size)
+        hit = np.zeros(shape, bool)
+        seen = np.zeros(shape, bool)
         for k in (-1, 0, 1):  # the edge may sit a pixel inside or outside the outline
             c = np.round(s.x + dx - 0.5 + k * s.nx).astype(int)
             r = np.round(s.y + dy - 0.5 + k * s.ny).astype(int)
@@ -135,10 +150,15 @@ def outline_coverage(
             along = np.abs(-gx * s.ny + gy * s.nx)
             hit |= ok & (across > level) & (across > 1.5 * along)
             seen |= ok
-        if seen.any():
-            total += s.length * float(seen.mean())
-            covered += s.length * float(hit[seen].mean()) * float(seen.mean())
-    return covered / total if total > 0 else float("nan")
+        n_seen = seen.sum(axis=1)
+        any_seen = n_seen > 0
+        seen_share = n_seen / s.x.size
+        # a hit is always seen: the share of the seen points that hit
+        hit_share = hit.sum(axis=1) / np.maximum(n_seen, 1)
+        total = np.where(any_seen, total + s.length * seen_share, total)
+        covered = np.where(any_seen, covered + s.length * hit_share * seen_share, covered)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, covered / np.where(total > 0, total, 1.0), np.nan)
 
 
 def _shifted(a: np.ndarray, dc: int, dr: int) -> np.ndarray:
@@ -243,24 +263,16 @@ def best_offset(
     ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
     best = OutlineFit(0, 0, float("nan"), float("nan"), kb, ka)
     best_score = -1.0
-    for dy in range(-tol_px, tol_px + 1):
-        for dx in range(-tol_px, tol_px + 1):
-            if dx * dx + dy * dy > tol_px * tol_px:
-                continue
-            fit = OutlineFit(
-                dx,
-                dy,
-                outline_coverage(before, sides, dx, dy, tb),
-                outline_coverage(after, sides, dx, dy, ta),
-                kb,
-                ka,
-            )
-            cb, ca = fit.before, fit.after
-            score = (
-                np.nanmax([cb, ca, 0.0]) + 0.25 * np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
-            )
-            if score > best_score:
-                best, best_score = fit, float(score)
+    r = range(-tol_px, tol_px + 1)
+    offsets = [(dx, dy) for dy in r for dx in r if dx * dx + dy * dy <= tol_px * tol_px]
+    on_before = outline_coverages(before, sides, offsets, tb)
+    on_after = outline_coverages(after, sides, offsets, ta)
+    for (dx, dy), raw_b, raw_a in zip(offsets, on_before, on_after, strict=True):
+        fit = OutlineFit(dx, dy, float(raw_b), float(raw_a), kb, ka)
+        cb, ca = fit.before, fit.after
+        score = np.nanmax([cb, ca, 0.0]) + 0.25 * np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
+        if score > best_score:
+            best, best_score = fit, float(score)
     return best
 
 

@@ -1,0 +1,61 @@
+"""Where an outline is: edge coverage of a footprint's sides, and the offset that outlines it best."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from shapely.geometry import box
+
+from sohae_watch.footprint import (
+    EdgeImage,
+    best_offset,
+    footprint_sides,
+    outline_coverage,
+    outline_coverages,
+)
+from sohae_watch.grid import Grid
+from sohae_watch.scene import Scene
+
+GRID = Grid(CRS.from_epsg(32651), Affine(0.5, 0, 400000, 0, -0.5, 4400000), 120, 100)
+
+
+def _edges(shift: tuple[int, int], valid_cols: slice = slice(None), roof: bool = True) -> EdgeImage:
+    """A bright 30 x 40 px roof (or none) on noisy ground, moved by ``shift`` (dx, dy) px."""
+    rng = np.random.default_rng(7)
+    img = rng.normal(100, 2, GRID.shape).astype(np.float32)
+    dx, dy = shift
+    if roof:
+        img[40 + dy : 70 + dy, 30 + dx : 70 + dx] += 80
+    valid = np.zeros(GRID.shape, bool)
+    valid[:, valid_cols] = True
+    data = np.repeat(img[None], 3, axis=0)
+    scene = Scene(data, valid, ("red", "green", "blue"), GRID, dt.date(2019, 3, 2))
+    return EdgeImage.of(scene)
+
+
+def test_the_outline_is_covered_where_the_roof_is_and_found_at_its_shift() -> None:
+    sides = footprint_sides(box(30, 40, 70, 70))  # pixel coordinates (x: cols, y: rows)
+    edges = _edges((6, -5))
+    offsets = [(0, 0), (6, -5), (3, -2)]
+    got = outline_coverages(edges, sides, offsets)
+    assert got[1] == 1.0  # on the roof's edges
+    assert got[0] == 0.0  # beside them
+    assert 0.5 < got[2] < 1.0  # partly on them (an edge is a few pixels wide)
+    # the vectorised form is the single-offset form, offset by offset
+    for (dx, dy), value in zip(offsets, got, strict=True):
+        assert outline_coverage(edges, sides, dx, dy) == value
+    # a roof that stood before only, 6 and 5 px from its drawn footprint: found there (an edge
+    # a pixel inside or outside the outline counts, and of equal fits the nearest wins)
+    fit = best_offset(edges, _edges((0, 0), roof=False), sides, tol_px=8)
+    assert abs(fit.dx - 6) <= 1 and abs(fit.dy + 5) <= 1
+    assert fit.raw_before > 0.95 and fit.raw_after < 0.1
+
+
+def test_an_outline_on_no_valid_pixel_has_no_coverage() -> None:
+    sides = footprint_sides(box(30, 40, 70, 70))
+    edges = _edges((0, 0), valid_cols=slice(90, None))  # only columns far from the roof
+    got = outline_coverages(edges, sides, [(0, 0), (1, 1)])
+    assert np.isnan(got).all()
