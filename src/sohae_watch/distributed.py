@@ -41,6 +41,7 @@ from sohae_watch.change import ChangeArea, ChangeModel, apply_change_model, chan
 from sohae_watch.errors import InputError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader
+from sohae_watch.readcache import GridCache
 from sohae_watch.stream import Tile
 
 if TYPE_CHECKING:
@@ -116,10 +117,10 @@ _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
 _readers_lock = threading.Lock()
 
 
-def _open_pair(job: PairJob) -> tuple[GridReader, GridReader]:
-    rb = GridReader(job.before, job.grid).__enter__()
+def _open_pair(job: PairJob, cache: GridCache | None = None) -> tuple[GridReader, GridReader]:
+    rb = GridReader(job.before, job.grid, cache=cache).__enter__()
     try:
-        ra = GridReader(job.after, job.grid, model=job.coreg_model).__enter__()
+        ra = GridReader(job.after, job.grid, model=job.coreg_model, cache=cache).__enter__()
     except BaseException:
         rb.close()
         raise
@@ -127,8 +128,9 @@ def _open_pair(job: PairJob) -> tuple[GridReader, GridReader]:
     return rb, ra
 
 
-def _thread_readers(job: PairJob) -> tuple[GridReader, GridReader]:
-    """This thread's readers for the job's run (rasterio datasets are not shared by threads)."""
+def _thread_readers(job: PairJob, reads: GridCache | None = None) -> tuple[GridReader, GridReader]:
+    """This thread's readers for the job's run (rasterio datasets are not shared by threads),
+    opened with the run's whole-grid ``reads`` when it has them (a run in this process)."""
     ident = threading.get_ident()
     with _readers_lock:
         cache = _readers.setdefault(ident, OrderedDict())
@@ -136,7 +138,7 @@ def _thread_readers(job: PairJob) -> tuple[GridReader, GridReader]:
         if pair is not None:
             cache.move_to_end(job.run)
             return pair
-    pair = _open_pair(job)
+    pair = _open_pair(job, reads)
     evicted: list[tuple[GridReader, GridReader]] = []
     with _readers_lock:
         cache[job.run] = pair
@@ -182,13 +184,16 @@ def process_tile(job: TileJob) -> TileResult:
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 
-def process_band(job: BandJob, sink: Sink | None = None) -> BandResult:
+def process_band(
+    job: BandJob, sink: Sink | None = None, reads: GridCache | None = None
+) -> BandResult:
     """Read the band's rows once, top to bottom, and run pass 1 of the change stage on them;
-    what it computes goes to ``sink`` as it comes (default: into the result)."""
+    what it computes goes to ``sink`` as it comes (default: into the result); ``reads``: the
+    run's whole-grid reads (in this process)."""
     from sohae_watch.change_passes import Layout, band_pass
     from sohae_watch.stream import window_scene
 
-    rb, ra = _thread_readers(job)
+    rb, ra = _thread_readers(job, reads)
     width = job.grid.width
 
     def read(r0: int, r1: int) -> tuple[Scene, Scene]:

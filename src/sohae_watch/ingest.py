@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +29,7 @@ from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
 from sohae_watch.filters import set_box
 from sohae_watch.grid import Bounds, Grid
+from sohae_watch.readcache import GridCache
 from sohae_watch.scene import Scene, SunPosition
 
 log = logging.getLogger(__name__)
@@ -330,10 +331,12 @@ class GridReader:
         *,
         model: Affine | None = None,
         resampling: ResamplingName = "bilinear",
+        cache: GridCache | None = None,
     ) -> None:
         self.acq = acq
         self.grid = grid
         self.model = model
+        self.cache = cache if cache is not None and cache.grid == grid else None
         self.roles = acq.roles
         self.resampling = Resampling[resampling]
         self._datasets: list[tuple[RasterSource, rasterio.io.DatasetReader]] = []
@@ -513,7 +516,32 @@ class GridReader:
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Bands (float32, NaN where invalid) and validity of a window of the grid; the parts of
-        the window outside the grid are invalid."""
+        the window outside the grid are invalid. With a cache, from the grid's whole read where
+        that gives the same pixels (see :mod:`sohae_watch.readcache`)."""
+        g = self.grid
+        inside = row >= 0 and col >= 0 and row + height <= g.height and col + width <= g.width
+        whole = (row, col, height, width) == (0, 0, g.height, g.width)
+        if self.cache is not None and whole:
+            return self.cache.whole(self.cache_key, lambda: self._read(0, 0, *g.shape))
+        if self.cache is not None and inside and self._window_independent():
+            part = self.cache.window(self.cache_key, row, col, height, width)
+            if part is not None:
+                return part
+        return self._read(row, col, height, width)
+
+    @property
+    def cache_key(self) -> tuple[Hashable, ...]:
+        """What the pixels of a read depend on besides the window (the grid is the cache's)."""
+        return (self.acq.paths, self.model, tuple(self.roles), self.resampling)
+
+    def _window_independent(self) -> bool:
+        """Whether a window's pixels are those of the whole grid's read: every source on the
+        grid's lattice, read as it is or moved by a translation (see :meth:`_resample_aligned`)."""
+        m = self.model
+        translation = m is None or (m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0)
+        return translation and all(o is not None for o in self._offsets)
+
+    def _read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         r0, c0 = max(0, row), max(0, col)
         r1, c1 = min(self.grid.height, row + height), min(self.grid.width, col + width)
         if len(self._datasets) == 1 and (r1 - r0, c1 - c0) == (height, width):

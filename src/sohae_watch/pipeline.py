@@ -54,6 +54,7 @@ from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition, set_nan
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers
+from sohae_watch.readcache import GridCache, cache_for
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
@@ -167,8 +168,10 @@ class _Readers:
         grid: Grid,
         roles: tuple[str, ...],
         model: Affine | None,
+        reads: GridCache | None = None,
     ) -> None:
         self.args = (before, after, grid, roles, model)
+        self.reads = reads
         self.local = threading.local()
         self.opened: list[GridReader] = []
         self.lock = threading.Lock()
@@ -177,8 +180,10 @@ class _Readers:
         pair = getattr(self.local, "pair", None)
         if pair is None:
             before, after, grid, roles, model = self.args
-            rb = GridReader(before, grid).__enter__()
-            ra = GridReader(after, grid, model=None if _is_identity(model) else model).__enter__()
+            rb = GridReader(before, grid, cache=self.reads).__enter__()
+            ra = GridReader(
+                after, grid, model=None if _is_identity(model) else model, cache=self.reads
+            ).__enter__()
             rb.roles = ra.roles = roles
             pair = (rb, ra)
             self.local.pair = pair
@@ -367,8 +372,11 @@ def _compute_diff(
         workdir = Path(tmp.name)
     timings["plan"] = time.perf_counter() - t0
 
+    # a small grid's whole reads, kept for the later stages (see readcache); freed on return
+    reads = cache_for(grid, len(roles))
+
     t0 = time.perf_counter()
-    plain = _Readers(before_acq, after_acq, grid, roles, None)
+    plain = _Readers(before_acq, after_acq, grid, roles, None, reads)
     try:
         with rasterio.Env(GDAL_CACHEMAX=COREG_CACHE):
             coreg = _coregister(plain.get(), grid, area, threads)
@@ -386,10 +394,18 @@ def _compute_diff(
         coreg.reliability,
     )
     timings["coregister"] = time.perf_counter() - t0
+    registered = coreg.status != "failed" and not _is_identity(coreg.model)
+    if reads is not None and registered:  # AFTER as delivered is not read again
+        reads.drop(lambda key: not (key[0] == after_acq.paths and key[1] is None))
     _give_back()
 
     readers = _Readers(
-        before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
+        before_acq,
+        after_acq,
+        grid,
+        roles,
+        coreg.model if coreg.status != "failed" else None,
+        reads,
     )
     outputs = TileOutputs(workdir, grid, len(roles))
     try:
@@ -416,6 +432,7 @@ def _compute_diff(
                 size,
                 pool,
                 progress,
+                reads,
             )
         )
         areas = merge_areas(areas, seams(grid, size))
@@ -446,6 +463,7 @@ def _compute_diff(
                 areas,
                 stood_before,
                 levels,
+                reads,
             )
             timings["classify"] = time.perf_counter() - t0
         except BaseException:
@@ -486,15 +504,21 @@ def _classify(
     areas: list[ChangeArea],
     stood_before: Mapping[str, bool] | None,
     levels: tuple[tuple[float, float], tuple[float, float]],
+    reads: GridCache | None = None,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
-    too): what the reports show beside the change areas."""
+    too): what the reports show beside the change areas; ``reads``: the diff's whole reads."""
     before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
     new_activity: list[ChangeArea] = []
     readers = _Readers(
-        before_acq, after_acq, grid, roles, coreg.model if coreg.status != "failed" else None
+        before_acq,
+        after_acq,
+        grid,
+        roles,
+        coreg.model if coreg.status != "failed" else None,
+        reads,
     )
     try:
         if site is not None:
@@ -558,6 +582,7 @@ class _Stage:
     size: int  # output tile side
     pool: Executor
     progress: Progress | None
+    reads: GridCache | None = None  # the diff's whole reads (this process's threads only)
 
 
 def _change_passes(st: _Stage) -> list[ChangeArea]:
@@ -585,7 +610,7 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     done = 0
 
     def here(job: BandJob) -> BandResult:  # threads of this process store as they go
-        return process_band(job, change)
+        return process_band(job, change, st.reads)
 
     try:
         run = here if isinstance(st.pool, ThreadExecutor) else process_band
