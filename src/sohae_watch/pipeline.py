@@ -176,6 +176,18 @@ class _Readers:
         self.opened: list[GridReader] = []
         self.lock = threading.Lock()
 
+    @classmethod
+    def registered(
+        cls,
+        acqs: tuple[Acquisition, Acquisition],
+        grid: Grid,
+        roles: tuple[str, ...],
+        coreg: CoregResult,
+        reads: GridCache | None,
+    ) -> _Readers:
+        """Readers of both dates, AFTER through its registration (as delivered when it failed)."""
+        return cls(*acqs, grid, roles, coreg.model if coreg.status != "failed" else None, reads)
+
     def get(self) -> tuple[GridReader, GridReader]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
@@ -399,14 +411,7 @@ def _compute_diff(
         reads.drop(lambda key: not (key[0] == after_acq.paths and key[1] is None))
     _give_back()
 
-    readers = _Readers(
-        before_acq,
-        after_acq,
-        grid,
-        roles,
-        coreg.model if coreg.status != "failed" else None,
-        reads,
-    )
+    readers = _Readers.registered((before_acq, after_acq), grid, roles, coreg, reads)
     outputs = TileOutputs(workdir, grid, len(roles))
     try:
         t0 = time.perf_counter()
@@ -512,14 +517,7 @@ def _classify(
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
     new_activity: list[ChangeArea] = []
-    readers = _Readers(
-        before_acq,
-        after_acq,
-        grid,
-        roles,
-        coreg.model if coreg.status != "failed" else None,
-        reads,
-    )
+    readers = _Readers.registered((before_acq, after_acq), grid, roles, coreg, reads)
     try:
         if site is not None:
             # a registration short of `ok` counts as at most half-way reliable
