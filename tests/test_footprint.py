@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from shapely.affinity import affine_transform
 from shapely.geometry import box
 
 from sohae_watch.footprint import (
@@ -59,3 +60,42 @@ def test_an_outline_on_no_valid_pixel_has_no_coverage() -> None:
     edges = _edges((0, 0), valid_cols=slice(90, None))  # only columns far from the roof
     got = outline_coverages(edges, sides, [(0, 0), (1, 1)])
     assert np.isnan(got).all()
+
+
+def _scene(img: np.ndarray) -> Scene:
+    data = np.repeat(img[None], 3, axis=0).astype(np.float32)
+    valid = np.ones(GRID.shape, bool)
+    return Scene(data, valid, ("red", "green", "blue"), GRID, dt.date(2019, 3, 2))
+
+
+def _ground() -> np.ndarray:
+    return np.random.default_rng(11).normal(1000, 20, GRID.shape).astype(np.float32)
+
+
+def test_a_shadow_that_lengthened_is_told_from_a_new_dark_roof() -> None:
+    """A tower's shadow (rows 60-80 on both dates) reaching 20 px further on AFTER: the area it
+    reached went dark like the shadow beside it ('in'; 'out' the other way round). A dark roof
+    that appears on open ground, or one beside the shadow but not as dark as it, is no shadow;
+    nor is an area the shadow left where a bright roof came."""
+    from sohae_watch.shadow import moved_shadow
+
+    t = GRID.transform  # the area in the grid's CRS: columns 30-60, rows 40-60
+    area = affine_transform(box(30, 40, 60, 60), [t.a, t.b, t.d, t.e, t.c, t.f])
+    short, long_, roof, grey = _ground(), _ground(), _ground(), _ground()
+    for img in (short, long_, grey):
+        img[60:80, 30:60] *= 0.3  # the shadow on both dates
+    long_[40:60, 30:60] *= 0.3  # ... reaching into the area on AFTER
+    roof[40:60, 30:60] = 250.0  # a new dark roof, nothing dark beside it
+    grey[40:60, 30:60] *= 0.55  # darker, beside the shadow, but twice as bright as the shadow
+
+    def call(before: np.ndarray, after: np.ndarray) -> str | None:
+        return moved_shadow(area, _scene(before), _scene(after))
+
+    assert call(short, long_) == "in"
+    assert call(long_, short) == "out"
+    assert call(_ground(), roof) is None
+    assert call(short, grey) is None
+    assert call(short, short) is None  # nothing changed there
+    built = short.copy()  # the shadow left the area, and a bright roof came over most of it
+    built[42:58, 32:58] = 1800.0
+    assert call(long_, built) is None

@@ -71,7 +71,7 @@ from sohae_watch.stream import (
     tiles,
     window_scene,
 )
-from sohae_watch.structures import activity_chips, classify_windows, mark_rebuilt
+from sohae_watch.structures import classify_windows, mark_rebuilt, screen_activity
 
 if TYPE_CHECKING:
     from sohae_watch.distributed import Executor
@@ -457,7 +457,7 @@ def _compute_diff(
         finishing = side.submit(copies)
         try:
             t0 = time.perf_counter()
-            structures, chips, new_activity = _classify(
+            structures, chips, new_activity, areas = _classify(
                 site,
                 (before_acq, after_acq),
                 grid,
@@ -510,9 +510,10 @@ def _classify(
     stood_before: Mapping[str, bool] | None,
     levels: tuple[tuple[float, float], tuple[float, float]],
     reads: GridCache | None = None,
-) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea]]:
+) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
-    too): what the reports show beside the change areas; ``reads``: the diff's whole reads."""
+    too): what the reports show beside the change areas; and the change areas, those found to
+    be a moved shadow retyped. ``reads``: the diff's whole reads."""
     before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
@@ -540,29 +541,32 @@ def _classify(
                 grid.geometry_from_lonlat(s.geometry.__geo_interface__).buffer(3.0)
                 for s in site.structures
             ]
-            new_activity = [
-                a
-                for a in areas
+            candidates = [
+                i
+                for i, a in enumerate(areas)
                 if a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
                 and a.confidence >= NEW_ACTIVITY_MIN_CONFIDENCE
                 and a.change_type in ("new_structure", "removed_structure")
                 and not any(a.geometry.intersects(f) for f in footprints)
             ]
-            chips.update(
-                activity_chips(
-                    new_activity,
-                    readers.get(),
-                    grid,
-                    area,
-                    (before_acq, after_acq),
-                    outputs.paths["change_mask"],
-                )
+            new_activity, activity, shadows = screen_activity(
+                [areas[i] for i in candidates],
+                readers.get(),
+                grid,
+                area,
+                (before_acq, after_acq),
+                outputs.paths["change_mask"],
             )
+            chips.update(activity)
+            # a shadow that moved with the sun is told as what it is among the change areas
+            areas = list(areas)
+            for k, shadow in shadows.items():
+                areas[candidates[k]] = shadow
         footprints_ll = [s.geometry for s in site.structures] if site is not None else []
         chips["_overview"] = {"map": _overview_png(readers.get()[1], grid, outputs, footprints_ll)}
     finally:
         readers.close()
-    return structures, chips, new_activity
+    return structures, chips, new_activity, areas
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ here" against "bare ground"), capped so that no single secondary cue outweighs a
 - **Vegetation** (where a near-infrared band exists): green vegetation covering the footprint
   (NDVI well above any roof's) is evidence that no roof is there. Only evidence against: bare
   soil, concrete and roofs share NDVI values, so a low NDVI proves nothing.
+
+And for a change area outside the footprints, whether it is only a shadow that moved with the
+sun (:func:`moved_shadow`): then it is no new activity.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.footprint import shift_mask
 from sohae_watch.scene import Scene, SunPosition
@@ -139,3 +143,43 @@ def estimate_azimuth(views: Sequence[tuple[Scene, np.ndarray]]) -> float | None:
     if smooth[k] < (SHADOW_BARE + SHADOW_STANDING) / 2:
         return None
     return float(azimuths[k])  # dark_share(a) looks away from a sun at azimuth a
+
+
+SHADOW_RATIO = 0.6  # a shadow keeps less than this share of the light (the sky's, not the sun's)
+SHADOW_BESIDE = 0.15  # share of an area's surroundings in shadow on both dates: the old shadow
+SHADOW_MATCH = 0.25  # relative brightness difference to the ground beside it, lit or shaded
+SHADOW_RING_PX = 4  # width of the surroundings looked at
+SHADOW_DARK = 0.5  # in shadow: darker than this share of the window's median brightness
+
+
+def moved_shadow(geom: BaseGeometry, before: Scene, after: Scene) -> str | None:
+    """Whether a change area (``geom``, in the scenes' CRS) is only a shadow that moved or
+    lengthened with the sun: ``in`` when the area went dark (below :data:`SHADOW_RATIO` of its
+    brightness), looking then like the shadow that lay beside it on both dates (a
+    :data:`SHADOW_BESIDE` share of its surroundings dark on both) and before like the lit ground
+    beside it (each within :data:`SHADOW_MATCH`); ``out`` for the reverse; None otherwise.
+    A new dark roof is not the continuation of a shadow on both dates, and an area mostly
+    covered by a building that came as the shadow left does not look like the lit ground around
+    it (medians: a building on less than half of the area goes with the shadow)."""
+    inside = before.grid.rasterize(geom) & before.valid & after.valid
+    if inside.sum() < 8:
+        return None
+    ib, ia = before.intensity(), after.intensity()
+    both = before.valid & after.valid
+    ring = ndimage.binary_dilation(inside, iterations=SHADOW_RING_PX) & ~inside & both
+    dark = SHADOW_DARK * float(np.median(np.concatenate([ib[both], ia[both]])))
+    old = ring & (ib < dark) & (ia < dark)  # shadow on both dates beside the area
+    lit_b, lit_a = ring & ~old & (ib >= dark), ring & ~old & (ia >= dark)
+    if not old.any() or old.sum() < SHADOW_BESIDE * ring.sum():
+        return None
+    mb, ma = float(np.median(ib[inside])), float(np.median(ia[inside]))
+
+    def like(value: float, ground: np.ndarray) -> bool:
+        ref = float(np.median(ground))
+        return ref > 0 and abs(value - ref) <= SHADOW_MATCH * ref
+
+    if ma < SHADOW_RATIO * mb and lit_b.any():
+        return "in" if like(ma, ia[old]) and like(mb, ib[lit_b]) else None
+    if mb < SHADOW_RATIO * ma and lit_a.any():
+        return "out" if like(mb, ib[old]) and like(ma, ia[lit_a]) else None
+    return None

@@ -28,7 +28,7 @@ from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, catalog, read_scene
 from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.scene import Scene, SunPosition
-from sohae_watch.shadow import estimate_azimuth
+from sohae_watch.shadow import estimate_azimuth, moved_shadow
 from sohae_watch.site import Site, Structure
 from sohae_watch.stream import window_scene
 
@@ -117,24 +117,37 @@ def classify_windows(
     return calls, chips
 
 
-def activity_chips(
+def screen_activity(
     areas: Sequence[ChangeArea],
     readers: tuple[GridReader, GridReader],
     grid: Grid,
     area: BaseGeometry,
     acqs: tuple[Acquisition, Acquisition],
     mask_path: Path,
-) -> dict[str, dict[str, bytes]]:
-    """Before / after / change chips of each new-activity area (keys ``_activity-N``, in order),
-    the area outlined, read on a window around it."""
+) -> tuple[list[ChangeArea], dict[str, dict[str, bytes]], dict[int, ChangeArea]]:
+    """New activity among candidate ``areas``, each read on a window around it: the areas kept,
+    their before / after / change chips (keys ``_activity-N``, in order, the area outlined), and
+    by their index in ``areas`` those found to be a shadow that moved with the sun, retyped
+    ``darker`` where it came and ``brighter`` where it left (see :func:`moved_shadow`): they are
+    not new activity."""
+    kept: list[ChangeArea] = []
     chips: dict[str, dict[str, bytes]] = {}
+    shadows: dict[int, ChangeArea] = {}
     with rasterio.open(mask_path) as mask_ds:
-        for n, a in enumerate(areas):
+        for i, a in enumerate(areas):
             box = _chip_box(grid, a.geometry)
-            if box is not None:
-                before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
-                chips[f"_activity-{n}"] = outlined_chips(a.geometry, before, after, mask)
-    return chips
+            if box is None:
+                kept.append(a)
+                continue
+            before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
+            way = moved_shadow(a.geometry, before, after)
+            if way is not None:
+                log.info("change area of %.0f m² is a shadow that moved %s", a.area_m2, way)
+                shadows[i] = replace(a, change_type="darker" if way == "in" else "brighter")
+                continue
+            chips[f"_activity-{len(kept)}"] = outlined_chips(a.geometry, before, after, mask)
+            kept.append(a)
+    return kept, chips, shadows
 
 
 def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | None:
