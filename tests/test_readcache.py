@@ -51,6 +51,27 @@ def test_a_lattice_source_reads_the_same_from_the_cache(
     _same(again, want)
 
 
+def test_two_tiles_of_a_date_read_the_same_from_the_cache(tmp_path: Path) -> None:
+    """A date in two overlapping tiles (mosaicked where they overlap), registered by a
+    translation: windows across the seam and at the grid's edges as read from the files."""
+    from sohae_watch.ingest import catalog
+
+    data = textured((120, 100), seed=9)
+    write_raster(tmp_path / "site_20190302_west.tif", data[:, :, :60], transform=T0, nodata=0)
+    east = T0 * Affine.translation(50, 0)
+    write_raster(tmp_path / "site_20190302_east.tif", data[:, :, 50:], transform=east, nodata=0)
+    acqs, _ = catalog(tmp_path)
+    assert len(acqs[0].sources) == 2
+    model = Affine.translation(-0.75, 1.5)
+    with GridReader(acqs[0], GRID, model=model) as plain:
+        want = _reads(plain)
+    cache = GridCache(GRID)
+    with GridReader(acqs[0], GRID, model=model, cache=cache) as reader:
+        got = _reads(reader)
+        assert cache.window(reader.cache_key, 0, 0, 1, 1) is not None
+    _same(got, want)
+
+
 def test_a_warped_source_caches_only_the_whole_grid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
