@@ -99,3 +99,29 @@ def test_a_shadow_that_lengthened_is_told_from_a_new_dark_roof() -> None:
     built = short.copy()  # the shadow left the area, and a bright roof came over most of it
     built[42:58, 32:58] = 1800.0
     assert call(long_, built) is None
+
+
+def test_an_area_with_the_same_pattern_on_both_dates_is_no_structure_come_or_gone() -> None:
+    """A roof whose surroundings changed colour, or whose whole window changed gain and offset,
+    shows the same pattern on both dates; a roof that came, or ground that changed texture
+    under it, does not."""
+    from sohae_watch.structures import same_pattern
+
+    t = GRID.transform  # the change area in the grid's CRS: columns 30-60, rows 40-60
+    area = affine_transform(box(30, 40, 60, 60), [t.a, t.b, t.d, t.e, t.c, t.f])
+    with_roof = _ground()
+    with_roof[44:56, 36:54] = 2500.0 + np.random.default_rng(3).normal(0, 20, (12, 18))
+    greener = with_roof.copy()
+    greener[with_roof < 2000] *= 0.6  # the ground around the roof darkened (season)
+    relit = with_roof * 1.3 + 150  # another sun and sensor gain over the whole window
+    speckle = with_roof.copy()
+    speckle[np.random.default_rng(4).random(GRID.shape) < 0.3] = 3000.0  # patchy snow
+
+    def call(before: np.ndarray, after: np.ndarray) -> bool:
+        return same_pattern(area, _scene(before), _scene(after))
+
+    assert call(with_roof, greener)
+    assert call(with_roof, relit)
+    assert not call(_ground(), with_roof)  # a roof came
+    assert not call(with_roof, _ground())  # it went
+    assert not call(with_roof, speckle)

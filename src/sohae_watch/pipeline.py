@@ -513,7 +513,7 @@ def _classify(
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
     too): what the reports show beside the change areas; and the change areas, those found to
-    be a moved shadow retyped. ``reads``: the diff's whole reads."""
+    be no structure come or gone retyped. ``reads``: the diff's whole reads."""
     before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
@@ -549,7 +549,7 @@ def _classify(
                 and a.change_type in ("new_structure", "removed_structure")
                 and not any(a.geometry.intersects(f) for f in footprints)
             ]
-            new_activity, activity, shadows = screen_activity(
+            new_activity, activity, retyped = screen_activity(
                 [areas[i] for i in candidates],
                 readers.get(),
                 grid,
@@ -558,10 +558,10 @@ def _classify(
                 outputs.paths["change_mask"],
             )
             chips.update(activity)
-            # a shadow that moved with the sun is told as what it is among the change areas
+            # an area that is no structure come or gone is told as what it is among the areas
             areas = list(areas)
-            for k, shadow in shadows.items():
-                areas[candidates[k]] = shadow
+            for k, told in retyped.items():
+                areas[candidates[k]] = told
         footprints_ll = [s.geometry for s in site.structures] if site is not None else []
         chips["_overview"] = {"map": _overview_png(readers.get()[1], grid, outputs, footprints_ll)}
     finally:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
+from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.areas import ChangeArea
@@ -127,12 +128,13 @@ def screen_activity(
 ) -> tuple[list[ChangeArea], dict[str, dict[str, bytes]], dict[int, ChangeArea]]:
     """New activity among candidate ``areas``, each read on a window around it: the areas kept,
     their before / after / change chips (keys ``_activity-N``, in order, the area outlined), and
-    by their index in ``areas`` those found to be a shadow that moved with the sun, retyped
-    ``darker`` where it came and ``brighter`` where it left (see :func:`moved_shadow`): they are
-    not new activity."""
+    by their index in ``areas`` those found to be no structure that came or went, retyped: a
+    shadow that moved with the sun ``darker`` where it came and ``brighter`` where it left (see
+    :func:`moved_shadow`), an area that shows the same pattern on both dates ``other`` (see
+    :func:`same_pattern`)."""
     kept: list[ChangeArea] = []
     chips: dict[str, dict[str, bytes]] = {}
-    shadows: dict[int, ChangeArea] = {}
+    retyped: dict[int, ChangeArea] = {}
     with rasterio.open(mask_path) as mask_ds:
         for i, a in enumerate(areas):
             box = _chip_box(grid, a.geometry)
@@ -143,11 +145,37 @@ def screen_activity(
             way = moved_shadow(a.geometry, before, after)
             if way is not None:
                 log.info("change area of %.0f m² is a shadow that moved %s", a.area_m2, way)
-                shadows[i] = replace(a, change_type="darker" if way == "in" else "brighter")
+                retyped[i] = replace(a, change_type="darker" if way == "in" else "brighter")
+                continue
+            if same_pattern(a.geometry, before, after):
+                log.info("change area of %.0f m² shows the same pattern on both dates", a.area_m2)
+                retyped[i] = replace(a, change_type="other")
                 continue
             chips[f"_activity-{len(kept)}"] = outlined_chips(a.geometry, before, after, mask)
             kept.append(a)
-    return kept, chips, shadows
+    return kept, chips, retyped
+
+
+SAME_PATTERN = 0.9  # correlation of the dates' brightness in and around an area: same pattern
+PATTERN_GROW_PX = 6  # the area's surroundings looked at with it
+
+
+def same_pattern(geom: BaseGeometry, before: Scene, after: Scene) -> bool:
+    """Whether the two dates show the same pattern in and around a change area (``geom``, in
+    the scenes' CRS, grown by :data:`PATTERN_GROW_PX`): their brightness there linearly related,
+    correlation at least :data:`SAME_PATTERN`. The area then changed in brightness or contrast
+    only (a roof whose surroundings changed colour, haze), not in what stands there: a structure
+    that comes or goes changes the pattern. Correlation ignores any gain and offset between the
+    dates, which the scene-wide normalisation cannot fit to every neighbourhood."""
+    both = before.valid & after.valid
+    inside = before.grid.rasterize(geom) & both
+    grown = ndimage.binary_dilation(inside, iterations=PATTERN_GROW_PX) & both
+    if grown.sum() < 16:
+        return False
+    x, y = before.intensity()[grown], after.intensity()[grown]
+    if not (float(np.std(x)) > 0 and float(np.std(y)) > 0):
+        return False
+    return float(np.corrcoef(x, y)[0, 1]) >= SAME_PATTERN
 
 
 def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | None:
