@@ -117,10 +117,10 @@ _readers: dict[int, OrderedDict[str, tuple[GridReader, GridReader]]] = {}
 _readers_lock = threading.Lock()
 
 
-def _open_pair(job: PairJob, cache: GridCache | None = None) -> tuple[GridReader, GridReader]:
-    rb = GridReader(job.before, job.grid, cache=cache).__enter__()
+def _open_pair(job: PairJob, reads: GridCache | None = None) -> tuple[GridReader, GridReader]:
+    rb = GridReader(job.before, job.grid, cache=reads).__enter__()
     try:
-        ra = GridReader(job.after, job.grid, model=job.coreg_model, cache=cache).__enter__()
+        ra = GridReader(job.after, job.grid, model=job.coreg_model, cache=reads).__enter__()
     except BaseException:
         rb.close()
         raise

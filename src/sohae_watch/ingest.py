@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import math
 import os
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,7 +29,7 @@ from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
 from sohae_watch.filters import set_box
 from sohae_watch.grid import Bounds, Grid
-from sohae_watch.readcache import GridCache
+from sohae_watch.readcache import GridCache, ReadKey
 from sohae_watch.scene import Scene, SunPosition
 
 log = logging.getLogger(__name__)
@@ -530,9 +530,8 @@ class GridReader:
         return self._read(row, col, height, width)
 
     @property
-    def cache_key(self) -> tuple[Hashable, ...]:
-        """What the pixels of a read depend on besides the window (the grid is the cache's)."""
-        return (self.acq.paths, self.model, tuple(self.roles), self.resampling)
+    def cache_key(self) -> ReadKey:
+        return ReadKey(self.acq.paths, self.model, tuple(self.roles), self.resampling)
 
     def _window_independent(self) -> bool:
         """Whether a window's pixels are those of the whole grid's read: every source on the

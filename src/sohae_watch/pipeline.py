@@ -408,7 +408,7 @@ def _compute_diff(
     timings["coregister"] = time.perf_counter() - t0
     registered = coreg.status != "failed" and not _is_identity(coreg.model)
     if reads is not None and registered:  # AFTER as delivered is not read again
-        reads.drop(lambda key: not (key[0] == after_acq.paths and key[1] is None))
+        reads.drop(lambda key: not (key.paths == after_acq.paths and key.model is None))
     _give_back()
 
     readers = _Readers.registered((before_acq, after_acq), grid, roles, coreg, reads)

@@ -17,13 +17,14 @@ that costs more than it saves).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sohae_watch.grid import Grid
 
-__all__ = ["CACHE_BYTES", "GridCache", "cache_for"]
+__all__ = ["CACHE_BYTES", "GridCache", "ReadKey", "cache_for"]
 
 # bytes of whole-grid reads a diff keeps at most: three reads (BEFORE, AFTER as delivered for
 # co-registration, AFTER registered) of 4 float32 bands and a mask: grids up to ~5 M pixels
@@ -31,7 +32,15 @@ CACHE_BYTES = 256 * 2**20
 READS = 3
 
 Read = tuple[np.ndarray, np.ndarray]  # bands (float32, NaN where invalid), validity
-Key = tuple[Hashable, ...]  # what the pixels depend on besides the window (GridReader.cache_key)
+
+
+class ReadKey(NamedTuple):
+    """What a read's pixels depend on besides the window (the grid is the cache's)."""
+
+    paths: tuple[str, ...]  # the date's source files
+    model: Any  # its registration (an Affine), None as delivered
+    roles: tuple[str, ...]  # the bands read, in order
+    resampling: Any  # rasterio's Resampling
 
 
 class GridCache:
@@ -40,11 +49,11 @@ class GridCache:
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self._reads: dict[Key, Read] = {}
-        self._locks: dict[Key, threading.Lock] = {}
+        self._reads: dict[ReadKey, Read] = {}
+        self._locks: dict[ReadKey, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def whole(self, key: Key, read_whole: Callable[[], Read]) -> Read:
+    def whole(self, key: ReadKey, read_whole: Callable[[], Read]) -> Read:
         """A copy of the whole-grid read ``key``, read by ``read_whole`` the first time."""
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -55,7 +64,7 @@ class GridCache:
                 self._reads[key] = whole
         return whole[0].copy(), whole[1].copy()
 
-    def window(self, key: Key, row: int, col: int, height: int, width: int) -> Read | None:
+    def window(self, key: ReadKey, row: int, col: int, height: int, width: int) -> Read | None:
         """A copy of a window (inside the grid) of the whole-grid read ``key``; None when that
         was not read."""
         with self._lock:
@@ -67,7 +76,7 @@ class GridCache:
         rows, cols = slice(row, row + height), slice(col, col + width)
         return whole[0][:, rows, cols].copy(), whole[1][rows, cols].copy()
 
-    def drop(self, keep: Callable[[Key], bool]) -> None:
+    def drop(self, keep: Callable[[ReadKey], bool]) -> None:
         """Forget the reads whose key ``keep`` says no to (e.g. a date as delivered, once it is
         registered)."""
         with self._lock:
