@@ -441,7 +441,7 @@ class GridReader:
         m = self.model
         h, w = int(window.height), int(window.width)
         r_off, c_off = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
-        if m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0:
+        if _is_translation(m):
             ix, iy = math.floor(m.c), math.floor(m.f)
             fx, fy = np.float32(m.c - ix), np.float32(m.f - iy)
             if fx == 0 and fy == 0:  # a whole-pixel shift: the source pixels themselves
@@ -536,8 +536,7 @@ class GridReader:
     def _window_independent(self) -> bool:
         """Whether a window's pixels are those of the whole grid's read: every source on the
         grid's lattice, read as it is or moved by a translation (see :meth:`_resample_aligned`)."""
-        m = self.model
-        translation = m is None or (m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0)
+        translation = self.model is None or _is_translation(self.model)
         return translation and all(o is not None for o in self._offsets)
 
     def _read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -582,6 +581,10 @@ class GridReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _is_translation(m: Affine) -> bool:
+    return m.a == 1 and m.e == 1 and m.b == 0 and m.d == 0
 
 
 def set_nan(data: np.ndarray, valid: np.ndarray) -> None:
