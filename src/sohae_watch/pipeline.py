@@ -14,7 +14,6 @@ classified on small windows around their footprints.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import logging
 import math
@@ -53,7 +52,7 @@ from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition, set_nan
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
-from sohae_watch.parallel import concurrently, default_workers
+from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
@@ -135,13 +134,6 @@ class DiffResult:
     rasters: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
     workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
-
-
-def _give_back() -> None:
-    """Return freed heap memory to the system (glibc keeps it: GDAL's blocks of closed datasets
-    stayed resident through the next stage). A no-op elsewhere."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -409,7 +401,7 @@ def _compute_diff(
     registered = coreg.status != "failed" and not _is_identity(coreg.model)
     if reads is not None and registered:  # AFTER as delivered is not read again
         reads.drop(lambda key: not (key.paths == after_acq.paths and key.model is None))
-    _give_back()
+    give_back()
 
     readers = _Readers.registered((before_acq, after_acq), grid, roles, coreg, reads)
     outputs = TileOutputs(workdir, grid, len(roles))
@@ -417,7 +409,7 @@ def _compute_diff(
         t0 = time.perf_counter()
         model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq, threads)
         timings["fit"] = time.perf_counter() - t0
-        _give_back()
+        give_back()
 
         t0 = time.perf_counter()
         size = tile_size(outputs.factor)
@@ -629,9 +621,9 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
     local = ThreadExecutor(
         st.pool.workers if isinstance(st.pool, ThreadExecutor) else default_workers()
     )
-    _give_back()  # the readers' blocks
+    give_back()  # the readers' blocks
     change.prepare(local.workers)
-    _give_back()
+    give_back()
     t2 = time.perf_counter()
 
     def decide(tile: Tile) -> tuple[Tile, np.ndarray, np.ndarray, list[ChangeArea]]:
