@@ -27,7 +27,7 @@ def _write_all(tmp_path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray, Tile
         cols = slice(t.col, t.col + t.width)
         out.write(t, mask[rows, cols], mag[rows, cols])
     out.close()
-    out.finish()
+    out.commit(out.cog_copies())
     return mask, mag, out
 
 

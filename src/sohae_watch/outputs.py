@@ -253,13 +253,10 @@ class TileOutputs:
         self.mask.close()
         self.magnitude.close()
 
-    def finish(self) -> None:
-        """Overviews for viewers: the mask always, the float score up to ``COG_MAX_FLOAT_PIXELS``."""
-        self.commit(self.cog_copies())
-
     def cog_copies(self) -> list[tuple[Path, Path]]:
-        """The Cloud-Optimized copies :meth:`finish` makes, each as (copy, raster it replaces),
-        not renamed yet: the rasters can still be read meanwhile (see :meth:`commit`)."""
+        """Cloud-Optimized copies (overviews for viewers) of the mask always, of the float score
+        up to ``COG_MAX_FLOAT_PIXELS``, each as (copy, raster it replaces), not renamed yet: the
+        rasters can still be read meanwhile (see :meth:`commit`)."""
         todo = [("change_mask", "NEAREST")]
         if self.counts["pixels"] <= COG_MAX_FLOAT_PIXELS:
             todo.append(("change_magnitude", "AVERAGE"))
