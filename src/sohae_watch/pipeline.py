@@ -150,6 +150,12 @@ def _is_identity(model: Affine | None) -> bool:
     return model is None or model.almost_equals(Affine.identity(), precision=1e-4)
 
 
+def _after_model(coreg: CoregResult) -> Affine | None:
+    """How AFTER is read: through its registration, or as delivered (None) when that failed or
+    moves nothing."""
+    return None if coreg.status == "failed" or _is_identity(coreg.model) else coreg.model
+
+
 class _Readers:
     """Per-thread GridReaders of both acquisitions (rasterio datasets are not shared by threads)."""
 
@@ -177,17 +183,15 @@ class _Readers:
         coreg: CoregResult,
         reads: GridCache | None,
     ) -> _Readers:
-        """Readers of both dates, AFTER through its registration (as delivered when it failed)."""
-        return cls(*acqs, grid, roles, coreg.model if coreg.status != "failed" else None, reads)
+        """Readers of both dates, AFTER through its registration (see :func:`_after_model`)."""
+        return cls(*acqs, grid, roles, _after_model(coreg), reads)
 
     def get(self) -> tuple[GridReader, GridReader]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
             before, after, grid, roles, model = self.args
             rb = GridReader(before, grid, cache=self.reads).__enter__()
-            ra = GridReader(
-                after, grid, model=None if _is_identity(model) else model, cache=self.reads
-            ).__enter__()
+            ra = GridReader(after, grid, model=model, cache=self.reads).__enter__()
             rb.roles = ra.roles = roles
             pair = (rb, ra)
             self.local.pair = pair
@@ -398,8 +402,8 @@ def _compute_diff(
         coreg.reliability,
     )
     timings["coregister"] = time.perf_counter() - t0
-    registered = coreg.status != "failed" and not _is_identity(coreg.model)
-    if reads is not None and registered:  # AFTER as delivered is not read again
+    after_model = _after_model(coreg)
+    if reads is not None and after_model is not None:  # AFTER as delivered is not read again
         reads.drop(lambda key: not (key.paths == after_acq.paths and key.model is None))
     give_back()
 
@@ -413,7 +417,6 @@ def _compute_diff(
 
         t0 = time.perf_counter()
         size = tile_size(outputs.factor)
-        after_model = coreg.model if coreg.status != "failed" else None
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
         stage = _change_passes if two_passes_fit(model, grid) else _change_tiles
         areas = stage(
@@ -423,7 +426,7 @@ def _compute_diff(
                 grid,
                 area,
                 roles,
-                None if _is_identity(after_model) else after_model,
+                after_model,
                 outputs,
                 workdir,
                 size,
