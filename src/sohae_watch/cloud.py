@@ -42,7 +42,17 @@ def _saturation(vis: np.ndarray) -> np.ndarray:
     mn = vis.min(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = (mx - mn) / np.maximum(np.abs(mx), 1e-6)
-    return np.nan_to_num(s, nan=1.0).astype(np.float32)
+    s[np.isnan(s)] = 1.0
+    return s
+
+
+def _colourless(vis: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``where & (saturation < 0.25)``: nearly colourless pixels among ``where``, the saturation
+    computed on those pixels only (bright candidates are a small share of a scene)."""
+    out = np.zeros(where.shape, dtype=bool)
+    if where.any():
+        out[where] = _saturation(vis[:, where]) < 0.25
+    return out
 
 
 def _survival_sigma(px_m: float, step: int = 1) -> float:
@@ -68,9 +78,11 @@ def survival_share(kept: np.ndarray, other: np.ndarray, px_m: float, step: int =
     sigma = _survival_sigma(px_m, step)
     num = smooth(kept, sigma)
     den = smooth(other, sigma)
+    out = np.zeros(num.shape, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(den > 0.05 * STRONG_EDGE, num / den, 0.0)
-    return np.nan_to_num(out, nan=0.0).astype(np.float32)
+        np.divide(num, den, out=out, where=den > 0.05 * STRONG_EDGE)
+    out[np.isnan(out)] = 0.0
+    return out
 
 
 def edge_survival(grad_this: np.ndarray, grad_other: np.ndarray, px_m: float) -> np.ndarray:
@@ -133,17 +145,19 @@ def cloud_and_shadow(
     (visible and near infrared); brighter there in every band, they are cloud whatever their
     texture (a saturated cloud has only the sensor's noise for texture).
     """
-    zf = np.nan_to_num(z, nan=0.0)
-    zmin = zf.min(axis=0)
-    zmax = zf.max(axis=0)
+    # a pixel not observable in a band (NaN) is in none of the tests' tails, as a NaN compares
+    # false: no copy of z without NaN is needed
+    zmin = z.min(axis=0)
+    zmax = z.max(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tex_ratio = np.nan_to_num(tex_after / np.maximum(tex_before, 1e-6), nan=1.0)
+        tex_ratio = tex_after / np.maximum(tex_before, 1e-6)
+    tex_ratio[np.isnan(tex_ratio)] = 1.0
     flat_after = tex_ratio < 0.6
     flat_before = tex_ratio > 1.0 / 0.6
     hazier_a = zmin > CLOUD_Z  # brighter in every band: cloud or its haze in AFTER
     hazier_b = zmax < -CLOUD_Z
-    cloud_a = hazier_a & (_saturation(vis_after) < 0.25) & flat_after
-    cloud_b = hazier_b & (_saturation(vis_before) < 0.25) & flat_before
+    cloud_a = _colourless(vis_after, hazier_a & flat_after)
+    cloud_b = _colourless(vis_before, hazier_b & flat_before)
     shadow_a = (zmax < -CLOUD_Z) & flat_after
     shadow_b = (zmin > CLOUD_Z) & flat_before
     if survival is None and grad_before is not None and grad_after is not None:
@@ -200,16 +214,18 @@ def ground_whitening(
     (the ground under it is what is compared, by its structure), and not cloud. ``nir_index``:
     the near-infrared band's index in ``z`` (all other bands visible), or None without one.
     ``step`` and ``survival``: as for :func:`cloud_and_shadow`."""
-    zf = np.nan_to_num(z, nan=0.0)
-    white_a, white_b = whitening_candidates(zf, vis_before, vis_after)
-    if nir_index is not None:
+    white_a, white_b = whitening_candidates(z, vis_before, vis_after)
+    either = white_a | white_b
+    if nir_index is not None and either.any():
         # snow reflects less in the near infrared than in the visible: its NIR rises (or falls)
-        # clearly less than its visible bands, unlike paving, bare soil or a cloud
-        vis_idx = [i for i in range(zf.shape[0]) if i != nir_index]
-        zv = zf[vis_idx].mean(axis=0)
-        zn = zf[nir_index]
-        white_a &= zn < 0.7 * zv
-        white_b &= zn > 0.7 * zv
+        # clearly less than its visible bands, unlike paving, bare soil or a cloud (tested on
+        # the candidates only)
+        zc = np.nan_to_num(z[:, either], nan=0.0)
+        vis_idx = [i for i in range(zc.shape[0]) if i != nir_index]
+        zv = zc[vis_idx].mean(axis=0)
+        zn = zc[nir_index]
+        white_a[either] &= zn < 0.7 * zv
+        white_b[either] &= zn > 0.7 * zv
     if survival is None:
         if grad_before is None or grad_after is None:
             raise ValueError("ground_whitening needs the gradients or the survival shares")
@@ -236,9 +252,10 @@ def whitening_candidates(
     z: np.ndarray, vis_before: np.ndarray, vis_after: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixels brighter in every band and nearly colourless on AFTER, and on BEFORE: what
-    :func:`ground_whitening` narrows down (a superset of its result). ``z`` without NaN."""
-    white_a = (z.min(axis=0) > CLOUD_Z) & (_saturation(vis_after) < 0.25)
-    white_b = (z.max(axis=0) < -CLOUD_Z) & (_saturation(vis_before) < 0.25)
+    :func:`ground_whitening` narrows down (a superset of its result). A band not observable
+    (NaN in ``z``) leaves a pixel out."""
+    white_a = _colourless(vis_after, z.min(axis=0) > CLOUD_Z)
+    white_b = _colourless(vis_before, z.max(axis=0) < -CLOUD_Z)
     return white_a, white_b
 
 
@@ -247,8 +264,8 @@ CEILINGS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scale of 8- to 16-b
 
 def at_ceiling(stack: np.ndarray) -> np.ndarray:
     """Pixels at a sensor's full-scale value (a 2^k - 1 ceiling) in every band of ``stack``."""
-    lo = np.nan_to_num(stack, nan=0.0).min(axis=0)
-    hi = np.nan_to_num(stack, nan=0.0).max(axis=0)
+    lo = stack.min(axis=0)  # NaN where a band is: then below every ceiling
+    hi = stack.max(axis=0)
     out = np.zeros(lo.shape, dtype=bool)
     # within 3 % below the ceiling: resampling (co-registration) blurs the exact value
     for c in CEILINGS:
@@ -269,9 +286,13 @@ def haze_opacity(this: np.ndarray, predicted: np.ndarray, ceiling: np.ndarray) -
     reaches it, else the scene's brightest value). Returns float32 (bands, rows, cols).
     """
     c = ceiling.astype(np.float32).reshape(-1, 1, 1)
+    a = np.subtract(this, predicted, dtype=np.float32)
+    room = np.subtract(c, predicted, dtype=np.float32)
+    np.maximum(room, np.float32(1e-6), out=room)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = (this - predicted) / np.maximum(c - predicted, np.float32(1e-6))
-    return np.clip(np.nan_to_num(a, nan=0.0), -1.0, 1.0).astype(np.float32)
+        np.divide(a, room, out=a)
+    a[np.isnan(a)] = 0.0
+    return np.clip(a, -1.0, 1.0, out=a)
 
 
 def veil_cloud(
