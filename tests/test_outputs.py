@@ -35,6 +35,37 @@ def _grid(n: int) -> Grid:
     return Grid(CRS.from_epsg(32651), Affine(0.5, 0, 400000, 0, -0.5, 4400000), n, n)
 
 
+def _overview_of(mask: np.ndarray, f: int) -> np.ndarray:
+    """The overview by its definition: every f-th pixel, 1 where any of its f x f changed."""
+    ov = mask[::f, ::f].copy()
+    for i in range(ov.shape[0]):
+        for j in range(ov.shape[1]):
+            if (mask[i * f : (i + 1) * f, j * f : (j + 1) * f] == 1).any():
+                ov[i, j] = 1
+    return ov
+
+
+@pytest.mark.parametrize("side", [1024, 300, 97])
+def test_the_overview_and_thumbnail_do_not_depend_on_where_tiles_fall(
+    tmp_path: Path, side: int
+) -> None:
+    grid = _grid(2000)  # overview factor 3: tiles of 1024, 300 and 97 px are off its lattice
+    rng = np.random.default_rng(5)
+    mask = rng.choice(np.array([0, 1, 255], np.uint8), size=grid.shape, p=[0.97, 0.01, 0.02])
+    after = rng.random((2, *grid.shape), dtype=np.float32)
+    out = TileOutputs(tmp_path, grid, bands=2)
+    f = out.factor
+    assert f == 3
+    for t in reversed(list(tiles(grid.shape, 0, side))):  # any order
+        rows, cols = slice(t.row, t.row + t.height), slice(t.col, t.col + t.width)
+        dr, dc = outputs.overview_lattice(t, f)
+        out.note(t, mask[rows, cols], after[:, rows, cols][:, dr::f, dc::f])
+    out.close()
+    assert np.array_equal(out.overview, _overview_of(mask, f))
+    assert np.array_equal(out.thumb, after[:, ::f, ::f])
+    assert out.counts["changed"] == int((mask == 1).sum())
+
+
 def test_outputs_become_cogs_with_the_same_pixels(tmp_path: Path) -> None:
     mask, mag, out = _write_all(tmp_path, _grid(700))
     for name, truth in (("change_mask", mask), ("change_magnitude", mag)):

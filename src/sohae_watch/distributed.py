@@ -41,6 +41,7 @@ from sohae_watch.change import ChangeArea, ChangeModel, apply_change_model, chan
 from sohae_watch.errors import InputError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader
+from sohae_watch.outputs import overview_lattice
 from sohae_watch.readcache import GridCache
 from sohae_watch.stream import Tile
 
@@ -180,7 +181,10 @@ def process_tile(job: TileJob) -> TileResult:
     b_core, a_core = b.crop(r0, c0, t.height, t.width), a.crop(r0, c0, t.height, t.width)
     areas = change_areas(res, b_core, a_core)
     f = job.thumb_step
-    thumb = a_core.data[:, ::f, ::f].copy() if f > 0 else None
+    thumb = None
+    if f > 0:
+        dr, dc = overview_lattice(t, f)
+        thumb = a_core.data[:, dr::f, dc::f].copy()
     return TileResult(t, res.mask, res.magnitude.astype(np.float32, copy=False), areas, thumb)
 
 

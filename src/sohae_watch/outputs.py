@@ -177,6 +177,12 @@ def cog_copy(path: Path, resampling: str) -> Path:
     return tmp
 
 
+def overview_lattice(tile: Tile, factor: int) -> tuple[int, int]:
+    """Row and column offsets, in ``tile``, of its first pixel on the overview's lattice (every
+    ``factor``-th input pixel from the grid's corner)."""
+    return (-tile.row) % factor, (-tile.col) % factor
+
+
 class TileOutputs:
     """The two output rasters, written tile by tile, plus the running counts and the overview."""
 
@@ -197,6 +203,7 @@ class TileOutputs:
         self.factor = max(1, int(math.ceil(max(grid.shape) / OVERVIEW_SIDE)))
         oh, ow = -(-grid.height // self.factor), -(-grid.width // self.factor)
         self.overview = np.full((oh, ow), 255, np.uint8)
+        self.marked = np.zeros((oh, ow), bool)  # overview pixels a tile found change in
         # AFTER's bands at the overview's scale, filled from the tiles (no second read of AFTER)
         self.thumb = np.full((bands, oh, ow), np.nan, np.float32)
 
@@ -207,6 +214,7 @@ class TileOutputs:
         magnitude: np.ndarray,
         thumb: np.ndarray | None = None,
     ) -> None:
+        """Write a tile (whole blocks of the rasters, else see :class:`RowWriter`) and note it."""
         w = Window(tile.col, tile.row, tile.width, tile.height)
         with self.lock:
             self.mask.write(mask, 1, window=w)
@@ -228,25 +236,32 @@ class TileOutputs:
 
     def note(self, tile: Tile, mask: np.ndarray, thumb: np.ndarray | None = None) -> None:
         """The counts, the overview and the AFTER thumbnail of a tile (without writing it). Safe
-        from several threads: only the updates hold the lock."""
+        from several threads: only the updates hold the lock.
+
+        Overview pixel (i, j) is the mask at input pixel (i f, j f), or changed (1) where any of
+        its f x f pixels is, in whichever tiles they lie; ``thumb``: AFTER's bands at the tile's
+        pixels on that lattice (:func:`overview_lattice`)."""
         f = self.factor
         changed = mask == 1
         n_changed = int(np.count_nonzero(changed))
         n_observable = int(np.count_nonzero(mask != 255))
-        small = None
-        if tile.row % f == 0 and tile.col % f == 0:  # tiles are multiples of the factor
-            small = mask[::f, ::f].copy()
-            if n_changed:  # an overview pixel is changed where any of its f x f pixels is
-                rr, cc = np.nonzero(changed)
-                small[rr // f, cc // f] = 1
+        dr, dc = overview_lattice(tile, f)
+        small = mask[dr::f, dc::f]
+        r0, c0 = (tile.row + dr) // f, (tile.col + dc) // f
+        marks = None
+        if n_changed:
+            rr, cc = np.nonzero(changed)
+            marks = ((rr + tile.row) // f, (cc + tile.col) // f)
         with self.lock:
             self.counts["changed"] += n_changed
             self.counts["observable"] += n_observable
-            if small is not None:
-                r0, c0 = tile.row // f, tile.col // f
-                self.overview[r0 : r0 + small.shape[0], c0 : c0 + small.shape[1]] = small
-                if thumb is not None and self.thumb.shape[0] == thumb.shape[0]:
-                    self.thumb[:, r0 : r0 + thumb.shape[1], c0 : c0 + thumb.shape[2]] = thumb
+            view = (slice(r0, r0 + small.shape[0]), slice(c0, c0 + small.shape[1]))
+            np.copyto(self.overview[view], small, where=~self.marked[view])
+            if marks is not None:
+                self.overview[marks] = 1
+                self.marked[marks] = True
+            if thumb is not None and self.thumb.shape[0] == thumb.shape[0]:
+                self.thumb[:, r0 : r0 + thumb.shape[1], c0 : c0 + thumb.shape[2]] = thumb
 
     def close(self) -> None:
         """Close both rasters (safe to call twice)."""

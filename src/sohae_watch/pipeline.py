@@ -58,6 +58,7 @@ from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site
 from sohae_watch.stream import (
     SAMPLE_WINDOW,
+    TILE,
     Tile,
     area_valid,
     intensity_reader,
@@ -66,7 +67,6 @@ from sohae_watch.stream import (
     sample_mosaic,
     sample_origins,
     seams,
-    tile_size,
     tiles,
     window_scene,
 )
@@ -416,7 +416,7 @@ def _compute_diff(
         give_back()
 
         t0 = time.perf_counter()
-        size = tile_size(outputs.factor)
+        size = TILE  # whole blocks of the output rasters (BLOCK divides it)
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
         stage = _change_passes if two_passes_fit(model, grid) else _change_tiles
         areas = stage(

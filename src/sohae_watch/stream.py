@@ -212,7 +212,3 @@ def seams(grid: Grid, size: int) -> BaseGeometry | None:
     for c in range(size, grid.width, size):
         lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
     return MultiLineString(lines) if lines else None
-
-
-def tile_size(factor: int) -> int:
-    return max(factor, (TILE // factor) * factor)
