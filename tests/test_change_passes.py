@@ -11,7 +11,7 @@ from affine import Affine
 from scipy import ndimage as ndi
 
 import sohae_watch.change_passes as passes
-from sohae_watch.areas import ChangeArea, change_areas_on
+from sohae_watch.areas import ChangeArea, change_areas_on, join_pieces
 from sohae_watch.change import (
     ChangeModel,
     ChangeResult,
@@ -115,7 +115,7 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
     change.prepare(threads=2)  # the evidence grid's parts side by side: the same result
     mask, mag, areas = change.tile(0, 0, 600, 560)
     _same((mask, mag), whole.mask, whole.magnitude)
-    assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in areas] == [
+    assert [(x.geometry.wkt, x.change_type, x.mean_magnitude) for x in join_pieces(areas)] == [
         (x.geometry.wkt, x.change_type, x.mean_magnitude) for x in expected
     ]
     # windows cut anywhere (odd offsets from the 2 px working lattice, through changed pixels,
@@ -123,9 +123,9 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
     # evidence equal to the one-piece result's under every changed pixel
     seen: list[ChangeResult] = []
 
-    def spy(res: ChangeResult, grid: Grid) -> list[ChangeArea]:
+    def spy(res: ChangeResult, grid: Grid, window: bool = False) -> list[ChangeArea]:
         seen.append(res)
-        return change_areas_on(res, grid)
+        return change_areas_on(res, grid, window=window)
 
     monkeypatch.setattr(passes, "change_areas_on", spy)
     for row, col, h, w in ((30, 202, 301, 358), (298, 98, 302, 301), (44, 450, 101, 59)):
@@ -138,11 +138,11 @@ def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> Non
             {},
             {k: v[window] for k, v in whole.layers.items()},
         )
-        want = change_areas_on(part, b.grid.crop(row, col, h, w))
+        want = change_areas_on(part, b.grid.crop(row, col, h, w), window=True)
         assert want, (row, col)
         got = change.tile(row, col, h, w)[2]
-        assert [(x.geometry.wkt, x.change_type, x.mean_magnitude, x.confidence) for x in got] == [
-            (x.geometry.wkt, x.change_type, x.mean_magnitude, x.confidence) for x in want
+        assert [(x.geometry.wkt, x.mean_magnitude, x.confidence, x.piece) for x in got] == [
+            (x.geometry.wkt, x.mean_magnitude, x.confidence, x.piece) for x in want
         ]
         changed = part.mask == 1
         assert set(seen[-1].layers) == set(part.layers)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage as ndi
+from shapely import STRtree
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
@@ -20,22 +22,44 @@ if TYPE_CHECKING:
     from sohae_watch.grid import Grid
     from sohae_watch.scene import Scene
 
-__all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change"]
+__all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change", "join_pieces"]
 
 VEG_NDVI = 0.3  # vegetated above this NDVI
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
 
 
+EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after")  # typing layers, in order
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What a part of a change area cut by a window's border adds to the whole area: its pixel
+    count and the sums of its scores and typing evidence (None: layer absent), and the rules
+    that finish the area (see :func:`join_pieces`)."""
+
+    pixels: int
+    magnitude: float
+    evidence: tuple[float | None, ...]  # sums of the EVIDENCE layers
+    pixel_area: float  # m²
+    floor: float  # smallest area kept, m²
+    tolerance: float  # simplification, CRS units
+    threshold: float
+
+
 @dataclass(frozen=True)
 class ChangeArea:
-    """One connected change area on the working grid (geometry in the grid's CRS)."""
+    """One connected change area on the working grid (geometry in the grid's CRS).
+
+    ``piece``: set while the area is only the part of one inside a window (its geometry then
+    unsimplified, and no floor applied); :func:`join_pieces` makes whole areas of them."""
 
     geometry: Polygon | MultiPolygon
     area_m2: float
     mean_magnitude: float
     change_type: str
     confidence: float
+    piece: Piece | None = field(default=None, compare=False, repr=False)
 
 
 def classify_change(
@@ -69,16 +93,23 @@ def change_areas(
     after: Scene,
     *,
     min_area_m2: float | None = None,
+    window: bool = False,
 ) -> list[ChangeArea]:
     """Polygons of the connected changed pixels, simplified to about one pixel, largest first.
 
     Areas smaller than ``min_area_m2`` (default: the larger of 4 pixels and 100 m²) are dropped.
+    ``window``: the result is a window of a larger one, whose areas may go on beyond it: those
+    touching its border are returned as pieces, for :func:`join_pieces`.
     """
-    return change_areas_on(result, before.grid, min_area_m2=min_area_m2)
+    return change_areas_on(result, before.grid, min_area_m2=min_area_m2, window=window)
 
 
 def change_areas_on(
-    result: ChangeResult, grid: Grid, *, min_area_m2: float | None = None
+    result: ChangeResult,
+    grid: Grid,
+    *,
+    min_area_m2: float | None = None,
+    window: bool = False,
 ) -> list[ChangeArea]:
     """:func:`change_areas` of a result on ``grid`` (the grid of its arrays)."""
     from sohae_watch.change import pixel_size_m
@@ -91,11 +122,13 @@ def change_areas_on(
         return []
     labels = ndi.label(changed[box], structure=np.ones((3, 3), dtype=bool))[0]
     r0, c0 = box[0].start, box[1].start
+    h, w = changed.shape
     # geometric pixel area (grids in degrees as well)
     pix_area = px_m * px_m
     tol = abs(grid.transform.a)
     out: list[ChangeArea] = []
     thr = result.threshold if math.isfinite(result.threshold) and result.threshold > 0 else 1.0
+    layers = [result.layers.get(name) for name in EVIDENCE]
     # each area on its own bounding box: the cost follows the change, not the window
     for lab, at in enumerate(ndi.find_objects(labels), start=1):
         if at is None:
@@ -103,17 +136,27 @@ def change_areas_on(
         part = labels[at] == lab
         sl = (slice(at[0].start + r0, at[0].stop + r0), slice(at[1].start + c0, at[1].stop + c0))
         count = int(part.sum())
-        area = float(count * pix_area)
-        if area < floor:
+        edge = window and (
+            sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w
+        )
+        if count * pix_area < floor and not edge:
             continue
 
-        def mean_of(
-            arr: np.ndarray | None, sl: tuple[slice, ...] = sl, part: np.ndarray = part
-        ) -> float | None:
-            if arr is None:
-                return None
-            return float(np.nan_to_num(arr[sl][part], nan=0.0).mean())
+        def total(
+            arr: np.ndarray | None, sl: tuple[slice, ...] = sl, p: np.ndarray = part
+        ) -> float:
+            assert arr is not None
+            return float(np.nan_to_num(arr[sl][p], nan=0.0).sum(dtype=np.float64))
 
+        piece = Piece(
+            count,
+            total(result.magnitude),
+            tuple(None if x is None else total(x) for x in layers),
+            pix_area,
+            floor,
+            tol,
+            thr,
+        )
         transform = grid.transform * Affine.translation(sl[1].start, sl[0].start)
         polys = [
             shape(g)
@@ -121,22 +164,82 @@ def change_areas_on(
                 part.astype(np.uint8), mask=part, transform=transform, connectivity=8
             )
         ]
-        geom = unary_union(polys).simplify(tol, preserve_topology=True)
-        if geom.is_empty or not isinstance(geom, (Polygon, MultiPolygon)):
+        if edge:  # finished once joined with the rest of its area
+            out.append(ChangeArea(unary_union(polys), count * pix_area, 0.0, "", 0.0, piece))
             continue
-        m = mean_of(result.magnitude) or 0.0
-        bright = mean_of(result.layers.get("brightness"))
-        struct = mean_of(result.layers.get("structure"))
-        ctype = classify_change(
-            bright if bright is not None else 0.0,
-            struct if struct is not None else 0.0,
-            mean_of(result.layers.get("ndvi_before")),
-            mean_of(result.layers.get("ndvi_after")),
-        )
-        # confidence grows with how far the area's score is beyond the threshold and its size
-        excess = max(0.0, m / thr - 1.0)
-        size = min(1.0, area / (4 * floor))
-        conf = float(np.clip(1.0 - math.exp(-3.0 * excess) * (1.0 - 0.5 * size), 0.0, 1.0))
-        out.append(ChangeArea(geom, area, m, ctype, conf))
+        area = _finished(unary_union(polys), piece)
+        if area is not None:
+            out.append(area)
     out.sort(key=lambda a: -a.area_m2)
     return out
+
+
+def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | None:
+    """The area of all the pixels ``piece`` counts (``geometry``, unsimplified): None when
+    under the floor."""
+    area = piece.pixels * piece.pixel_area
+    if area < piece.floor:
+        return None
+    geom = geometry.simplify(piece.tolerance, preserve_topology=True)
+    if geom.is_empty or not isinstance(geom, (Polygon, MultiPolygon)):
+        return None
+    m = piece.magnitude / piece.pixels
+    bright, struct, ndvi_b, ndvi_a = (
+        None if x is None else x / piece.pixels for x in piece.evidence
+    )
+    ctype = classify_change(
+        bright if bright is not None else 0.0,
+        struct if struct is not None else 0.0,
+        ndvi_b,
+        ndvi_a,
+    )
+    # confidence grows with how far the area's score is beyond the threshold and its size
+    excess = max(0.0, m / piece.threshold - 1.0)
+    size = min(1.0, area / (4 * piece.floor))
+    conf = float(np.clip(1.0 - math.exp(-3.0 * excess) * (1.0 - 0.5 * size), 0.0, 1.0))
+    return ChangeArea(geom, area, m, ctype, conf)
+
+
+def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
+    """Whole areas from the windows' areas, largest first: pieces that touch (their pixels
+    8-connected across a window border) are joined, and finished as the area of all their
+    pixels would be in one piece (floor, simplification, means, type and confidence)."""
+    done = [a for a in areas if a.piece is None]
+    pieces = [a for a in areas if a.piece is not None]
+    # pixels 8-connected across a border share at least a corner; the margin absorbs the
+    # rounding of corners computed from two windows' transforms
+    geoms = [a.geometry.buffer(1e-6 * a.piece.tolerance) for a in pieces if a.piece]
+    parent = list(range(len(pieces)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    tree = STRtree(geoms)
+    for i, g in enumerate(geoms):
+        for j in tree.query(g, predicate="intersects"):
+            ri, rj = find(i), find(int(j))
+            if ri != rj:
+                parent[ri] = rj
+    groups: dict[int, list[ChangeArea]] = {}
+    for i, piece in enumerate(pieces):
+        groups.setdefault(find(i), []).append(piece)
+    for members in groups.values():
+        first = members[0].piece
+        assert first is not None
+        parts = [m.piece for m in members if m.piece is not None]
+        whole = replace(
+            first,
+            pixels=sum(p.pixels for p in parts),
+            magnitude=sum(p.magnitude for p in parts),
+            evidence=tuple(
+                None if first.evidence[k] is None else sum(p.evidence[k] or 0.0 for p in parts)
+                for k in range(len(EVIDENCE))
+            ),
+        )
+        area = _finished(unary_union([m.geometry for m in members]), whole)
+        if area is not None:
+            done.append(area)
+    return sorted(done, key=lambda a: -a.area_m2)

@@ -514,7 +514,7 @@ class SceneChange:
                 {},
                 {k: on_tile(v) for k, v in layers.items()},
             )
-            found = change_areas_on(res, self.grid.crop(row, col, height, width))
+            found = change_areas_on(res, self.grid.crop(row, col, height, width), window=True)
         return mask_px, magnitude_px, found
 
     def _typing(self, i0: int, i1: int, j0: int, j1: int) -> dict[str, np.ndarray]:

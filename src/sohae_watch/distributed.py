@@ -179,7 +179,7 @@ def process_tile(job: TileJob) -> TileResult:
     res = apply_change_model(job.model, b, a, core=t.core)  # only the core comes back
     r0, c0 = t.row - t.read_row, t.col - t.read_col
     b_core, a_core = b.crop(r0, c0, t.height, t.width), a.crop(r0, c0, t.height, t.width)
-    areas = change_areas(res, b_core, a_core)
+    areas = change_areas(res, b_core, a_core, window=True)
     f = job.thumb_step
     thumb = None
     if f > 0:

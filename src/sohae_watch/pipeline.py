@@ -32,6 +32,7 @@ from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.area import working_area
+from sohae_watch.areas import join_pieces
 from sohae_watch.change import (
     ChangeArea,
     ChangeModel,
@@ -62,11 +63,9 @@ from sohae_watch.stream import (
     Tile,
     area_valid,
     intensity_reader,
-    merge_areas,
     sample_grid,
     sample_mosaic,
     sample_origins,
-    seams,
     tiles,
     window_scene,
 )
@@ -435,7 +434,7 @@ def _compute_diff(
                 reads,
             )
         )
-        areas = merge_areas(areas, seams(grid, size))
+        areas = join_pieces(areas)  # the areas tile borders cut, whole again
         timings["change"] = time.perf_counter() - t0
     finally:
         outputs.close()

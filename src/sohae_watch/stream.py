@@ -1,8 +1,8 @@
 """Window-by-window processing of a pair on the working grid: bounded memory for any scene size.
 
 A pair is processed in tiles with a halo (the change model's reach), each input window decoded
-once; statistics come from a sample of windows first. Change polygons cut by tile borders are
-merged afterwards.
+once; statistics come from a sample of windows first. Change areas cut by tile borders are
+joined afterwards (:func:`~sohae_watch.areas.join_pieces`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
-from shapely import STRtree
-from shapely.geometry import LineString, MultiLineString, box
+from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
 
-from sohae_watch.areas import ChangeArea
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, set_nan
 from sohae_watch.scene import Scene, intensity_of
@@ -119,53 +116,6 @@ def intensity_reader(
     return read
 
 
-def merge_areas(areas: Sequence[ChangeArea], seams: BaseGeometry | None) -> list[ChangeArea]:
-    """Join the pieces of change areas that tile borders (``seams``) cut apart."""
-    if seams is None or not areas:
-        return list(areas)
-    touching = [
-        a for a in areas if a.geometry.distance(seams) <= 1e-6 or a.geometry.intersects(seams)
-    ]
-    if not touching:
-        return list(areas)
-    keep = [a for a in areas if a not in touching]
-    geoms = [a.geometry.buffer(1e-6) for a in touching]
-    tree = STRtree(geoms)
-    parent = list(range(len(geoms)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, g in enumerate(geoms):
-        for j in tree.query(g, predicate="intersects"):
-            a, b = find(i), find(int(j))
-            if a != b:
-                parent[a] = b
-    groups: dict[int, list[int]] = {}
-    for i in range(len(geoms)):
-        groups.setdefault(find(i), []).append(i)
-    for members in groups.values():
-        parts = [touching[i] for i in members]
-        if len(parts) == 1:
-            keep.append(parts[0])
-            continue
-        total = sum(p.area_m2 for p in parts)
-        main = max(parts, key=lambda p: p.area_m2)
-        keep.append(
-            ChangeArea(
-                geometry=unary_union([p.geometry for p in parts]),
-                area_m2=total,
-                mean_magnitude=sum(p.mean_magnitude * p.area_m2 for p in parts) / total,
-                change_type=main.change_type,
-                confidence=sum(p.confidence * p.area_m2 for p in parts) / total,
-            )
-        )
-    return sorted(keep, key=lambda a: -a.area_m2)
-
-
 def area_valid(
     grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
 ) -> np.ndarray:
@@ -201,14 +151,3 @@ def window_scene(
         acq.paths,
         acq.sun,
     )
-
-
-def seams(grid: Grid, size: int) -> BaseGeometry | None:
-    """The borders between the cores of :func:`tiles` of ``size``."""
-    lines = []
-    t = grid.transform
-    for r in range(size, grid.height, size):
-        lines.append(LineString([t @ (0, r), t @ (grid.width, r)]))
-    for c in range(size, grid.width, size):
-        lines.append(LineString([t @ (c, 0), t @ (c, grid.height)]))
-    return MultiLineString(lines) if lines else None
