@@ -250,8 +250,11 @@ class TileOutputs:
         r0, c0 = (tile.row + dr) // f, (tile.col + dc) // f
         marks = None
         if n_changed:
-            rr, cc = np.nonzero(changed)
-            marks = ((rr + tile.row) // f, (cc + tile.col) // f)
+            # rows with change first: np.nonzero over a whole 1024^2 tile cost 3 ms, ten times
+            # more than over the few rows that have change
+            rows = np.flatnonzero(changed.any(axis=1))
+            rr, cc = np.nonzero(changed[rows])
+            marks = ((rows[rr] + tile.row) // f, (cc + tile.col) // f)
         with self.lock:
             self.counts["changed"] += n_changed
             self.counts["observable"] += n_observable
