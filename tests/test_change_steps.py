@@ -24,7 +24,9 @@ def test_gradient_magnitude_is_scipy_gaussian_gradient(sigma: float) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 3, 5, 9])
-@pytest.mark.parametrize("where", ["none", "middle", "corner", "edge", "scattered"])
+@pytest.mark.parametrize(
+    "where", ["none", "middle", "corner", "edge", "scattered", "sides", "near runs"]
+)
 def test_near_nodata_is_minimum_filter(size: int, where: str) -> None:
     rng = np.random.default_rng(size)
     obs = np.ones((40, 60), bool)
@@ -36,6 +38,13 @@ def test_near_nodata_is_minimum_filter(size: int, where: str) -> None:
         obs[:, -2:] = False
     elif where == "scattered":
         obs[rng.random(obs.shape) < 0.01] = False
+    elif where == "sides":  # a registered date: a few columns missing at each side
+        obs[:, :3] = False
+        obs[5:, -2:] = False
+    elif where == "near runs":  # bad columns 2 r + 1 apart (one run), 2 r + 2 (two), r + 1
+        r = 2 * (size // 2)
+        obs[10:12, [5, 5 + 2 * r + 1, 30, 30 + 2 * r + 2]] = False
+        obs[30, [50, 51 + r]] = False
     x = rng.normal(size=obs.shape).astype(np.float32) + 5
     expected = x.copy()
     expected[~ndi.minimum_filter(obs, size=size, mode="nearest")] = 0

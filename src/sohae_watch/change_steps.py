@@ -134,17 +134,25 @@ def structure_evidence(
 
 def near_nodata(x: np.ndarray, obs: np.ndarray, size: int) -> None:
     """Zero ``x`` where a ``size`` x ``size`` window (odd) holds a pixel not ``obs``: what
-    ``x[~minimum_filter(obs, size, mode="nearest")] = 0`` does, filtering only the box of the
-    unobserved pixels grown by the window (the other pixels are farther from any of them)."""
+    ``x[~minimum_filter(obs, size, mode="nearest")] = 0`` does, filtering only the rows of the
+    unobserved pixels' box and, in them, the runs of columns that hold one, each grown by the
+    window and its reach. A pixel within a window of an unobserved one has it and its whole
+    window in that pixel's run; the filter's edge only repeats values of a window it cuts, so
+    a run never zeroes more than the whole filter. A date moved by its registration misses a
+    few columns at each side of a window: two narrow runs instead of the width."""
     box = set_box(~obs)
     if box is None:
         return
     r = 2 * (size // 2)  # the grown box's pixels, plus the reach of their own windows
     h, w = obs.shape
     rows = slice(max(0, box[0].start - r), min(h, box[0].stop + r))
-    cols = slice(max(0, box[1].start - r), min(w, box[1].stop + r))
-    part = x[rows, cols]
-    part[~ndi.minimum_filter(obs[rows, cols], size=size, mode="nearest")] = 0
+    bad = np.flatnonzero(~obs[box[0]].all(axis=0))
+    # bad columns closer than 2 r + 1 share a run (fewer, overlapping filters otherwise)
+    cuts = np.flatnonzero(np.diff(bad) > 2 * r + 1)
+    for first, last in zip(bad[np.r_[0, cuts + 1]], bad[np.r_[cuts, bad.size - 1]], strict=True):
+        cols = slice(max(0, int(first) - r), min(w, int(last) + 1 + r))
+        part = x[rows, cols]
+        part[~ndi.minimum_filter(obs[rows, cols], size=size, mode="nearest")] = 0
 
 
 def _nodata_reach(model: ChangeModel) -> int:
