@@ -96,7 +96,8 @@ class TileJob(PairJob):
 @dataclass(frozen=True)
 class TileResult:
     """The core of a tile: mask (uint8 0/1/255) and magnitude (float32) of shape (rows, cols),
-    and the change areas found in it (cut at the tile border; the caller merges them)."""
+    and the change areas found in it (those the tile's border cuts as pieces, which the caller
+    joins: :func:`~sohae_watch.areas.join_pieces`)."""
 
     tile: Tile
     mask: np.ndarray
