@@ -189,14 +189,51 @@ def test_diff_by_tiles_equals_diff_by_passes(
     monkeypatch.setattr(passes, "WHOLE_PIXELS", WHOLE_PIXELS)
     res = CliRunner().invoke(cli, [*args, "--out", str(root / "passes")])
     assert res.exit_code == 0, res.output
+    # output tiles of 128 px (8 x 7) cut change areas: those of another pair (this one has none)
+    # must come out as from one tile (the tile path's reads would be windows of the warped date,
+    # whose values depend on the window)
+    other = ["diff", "2018-07-20", "2018-08-03", "--site", str(site)]
+    other += ["--imagery", str(samples / "imagery")]
+    res = CliRunner().invoke(cli, [*other, "--out", str(root / "other")])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(pipeline, "TILE", 128)
+    res = CliRunner().invoke(cli, [*other, "--out", str(root / "other-128")])
+    assert res.exit_code == 0, res.output
+    monkeypatch.undo()
+    monkeypatch.setattr(passes, "WHOLE_PIXELS", WHOLE_PIXELS)
     monkeypatch.setattr(pipeline, "two_passes_fit", lambda model, grid: False)
     res = CliRunner().invoke(cli, [*args, "--out", str(root / "tiles")])
     assert res.exit_code == 0, res.output
+    runs = ("passes", "tiles")
     for name in ("change_mask", "change_magnitude"):
-        with (
-            rasterio.open(root / "passes" / f"{name}.tif") as a,
-            rasterio.open(root / "tiles" / f"{name}.tif") as b,
-        ):
-            np.testing.assert_array_equal(a.read(1), b.read(1))
-    geo = [json.loads((root / d / "changes.geojson").read_text()) for d in ("passes", "tiles")]
-    assert geo[0] == geo[1]
+        with rasterio.open(root / "passes" / f"{name}.tif") as a:
+            want = a.read(1)
+        for run in runs[1:]:
+            with rasterio.open(root / run / f"{name}.tif") as b:
+                np.testing.assert_array_equal(b.read(1), want, err_msg=f"{run} {name}")
+    geo = [json.loads((root / d / "changes.geojson").read_text()) for d in runs]
+    assert geo[0] == geo[1]  # one tile each
+    with rasterio.open(root / "other" / "change_mask.tif") as a:
+        labels = ndi.label(a.read(1) == 1, structure=np.ones((3, 3), bool))[0]
+    cut = [
+        k
+        for k, (rr, cc) in enumerate(ndi.find_objects(labels), start=1)
+        if rr.start // 128 != (rr.stop - 1) // 128 or cc.start // 128 != (cc.stop - 1) // 128
+    ]
+    assert cut, "no change area crosses a tile border"
+    geo = [json.loads((root / d / "changes.geojson").read_text()) for d in ("other", "other-128")]
+    # cut by tile borders, the areas are joined into the one-tile result's (polygons simplified
+    # from their pieces' union: the same pixels, within a pixel)
+    from shapely.geometry import shape
+
+    def key(f: dict) -> tuple:
+        p = f["properties"]
+        return (p["area_m2"], p["change_type"], round(p["mean_magnitude"], 9))
+
+    whole = sorted(geo[0]["features"], key=key)
+    assert len(whole) >= 3
+    joined = sorted(geo[1]["features"], key=key)
+    assert [key(f) for f in joined] == [key(f) for f in whole]
+    for a, b in zip(joined, whole, strict=True):
+        assert a["properties"]["confidence"] == pytest.approx(b["properties"]["confidence"])
+        assert shape(a["geometry"]).hausdorff_distance(shape(b["geometry"])) < 1e-4

@@ -88,10 +88,9 @@ def test_diff_tiles_on_a_local_cluster_match_threads(
     """Bands of rows (the two passes) or, for scenes over their evidence budget, tiles with the
     model's halo: on a cluster as on threads."""
     import sohae_watch.pipeline as pipeline
-    import sohae_watch.stream as stream
 
     # a 600 x 560 grid in 4 tiles (the change model's halo makes each read most of the grid)
-    monkeypatch.setattr(stream, "TILE", 320)
+    monkeypatch.setattr(pipeline, "TILE", 320)
     if path == "tiles":
         monkeypatch.setattr(pipeline, "two_passes_fit", lambda model, grid: False)
     imagery = scenes[0] / "imagery"
