@@ -208,7 +208,8 @@ def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
     pieces = [a for a in areas if a.piece is not None]
     # pixels 8-connected across a border share at least a corner; the margin absorbs the
     # rounding of corners computed from two windows' transforms
-    geoms = [a.geometry.buffer(1e-6 * a.piece.tolerance) for a in pieces if a.piece]
+    geoms = [a.geometry for a in pieces]
+    margin = 1e-6 * min((a.piece.tolerance for a in pieces if a.piece), default=0.0)
     parent = list(range(len(pieces)))
 
     def find(i: int) -> int:
@@ -219,7 +220,7 @@ def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
 
     tree = STRtree(geoms)
     for i, g in enumerate(geoms):
-        for j in tree.query(g, predicate="intersects"):
+        for j in tree.query(g, predicate="dwithin", distance=margin):
             ri, rj = find(i), find(int(j))
             if ri != rj:
                 parent[ri] = rj
