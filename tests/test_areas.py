@@ -62,7 +62,12 @@ def test_areas_joined_across_windows_are_the_whole_results(px_m: float, side: in
         rows, cols = slice(t.row, t.row + t.height), slice(t.col, t.col + t.width)
         window = grid.crop(t.row, t.col, t.height, t.width)
         pieces += change_areas_on(_crop(res, rows, cols), window, min_area_m2=floor, window=True)
-    joined = order(join_pieces(pieces))
+    joined = join_pieces(pieces)
+    # in the same order as the whole result's (largest first, then from the top)
+    assert [(a.area_m2, a.change_type) for a in joined] == [
+        (a.area_m2, a.change_type) for a in change_areas_on(res, grid, min_area_m2=floor)
+    ]
+    joined = order(joined)
     assert [a.area_m2 for a in joined] == [a.area_m2 for a in whole]
     assert all(a.piece is None for a in joined)
     for got, want in zip(joined, whole, strict=True):
@@ -82,3 +87,24 @@ def test_a_window_alone_keeps_its_small_areas_away_from_its_border() -> None:
     assert [a.area_m2 for a in join_pieces(closed)] == [
         a.area_m2 for a in change_areas_on(res, grid)
     ]
+
+
+def test_areas_of_one_size_come_from_the_top_then_the_left_whatever_the_windows() -> None:
+    n = 120
+    grid = Grid(CRS.from_epsg(32651), Affine(10.0, 0, 400000, 0, -10.0, 4400000), n, n)
+    mask = np.zeros((n, n), np.uint8)
+    corners = [(r, c) for r in range(5, n - 5, 17) for c in range(7, n - 5, 13)]
+    for r, c in corners:  # squares of 3 x 3, some across the 40 px windows' borders
+        mask[r : r + 3, c : c + 3] = 1
+    res = ChangeResult(np.full((n, n), 5.0, np.float32), mask, 3.0, mask != 255, {}, {})
+    whole = change_areas_on(res, grid)
+    pieces = []
+    for t in tiles(grid.shape, 0, 40):
+        rows, cols = slice(t.row, t.row + t.height), slice(t.col, t.col + t.width)
+        window = grid.crop(t.row, t.col, t.height, t.width)
+        pieces += change_areas_on(_crop(res, rows, cols), window, window=True)
+    assert sum(p.piece is not None for p in pieces) > 4
+    for areas in (whole, join_pieces(pieces)):
+        assert len(areas) == len(corners)
+        tops_lefts = [(-a.geometry.bounds[3], a.geometry.bounds[0]) for a in areas]
+        assert tops_lefts == sorted(tops_lefts)

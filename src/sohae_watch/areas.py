@@ -170,8 +170,16 @@ def change_areas_on(
         area = _finished(unary_union(polys), piece)
         if area is not None:
             out.append(area)
-    out.sort(key=lambda a: -a.area_m2)
+    out.sort(key=_largest_first)
     return out
+
+
+def _largest_first(area: ChangeArea) -> tuple[float, float, float]:
+    """Order of areas: largest first; areas of one size from the top, then from the left, by
+    their simplified outlines (a fixed order, not the order windows found them in; outlines
+    simplified from pieces can differ by a pixel, which may swap two such areas a pixel apart)."""
+    left, _, _, top = area.geometry.bounds
+    return -area.area_m2, -top, left
 
 
 def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | None:
@@ -243,4 +251,4 @@ def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
         area = _finished(unary_union([m.geometry for m in members]), whole)
         if area is not None:
             done.append(area)
-    return sorted(done, key=lambda a: -a.area_m2)
+    return sorted(done, key=_largest_first)
