@@ -228,7 +228,7 @@ def _strip(
     # the score where snow is taken out, on blocks that may be snow (see SceneChange.prepare)
     vis = visible_indices(model.bands)
     b_e, a_e = block_mean(bc, es), block_mean(ac, es)  # band by band: b_e[vis] is theirs
-    z_e = np.nan_to_num(standardised_residuals(b_e, a_e, list(model.fits)), nan=0.0)
+    z_e = standardised_residuals(b_e, a_e, list(model.fits))  # NaN: in no tail
     white_a, white_b = whitening_candidates(z_e, b_e[vis], a_e[vis])
     white = None
     if white_a.any() or white_b.any():
