@@ -415,7 +415,6 @@ def _compute_diff(
         give_back()
 
         t0 = time.perf_counter()
-        size = TILE  # whole blocks of the output rasters (BLOCK divides it)
         pool = executor or ThreadExecutor(workers if workers is not None else default_workers())
         stage = _change_passes if two_passes_fit(model, grid) else _change_tiles
         areas = stage(
@@ -428,7 +427,6 @@ def _compute_diff(
                 after_model,
                 outputs,
                 workdir,
-                size,
                 pool,
                 progress,
                 reads,
@@ -575,7 +573,6 @@ class _Stage:
     after_model: Affine | None  # None: compare as delivered
     outputs: TileOutputs
     workdir: Path
-    size: int  # output tile side
     pool: Executor
     progress: Progress | None
     reads: GridCache | None = None  # the diff's whole reads (this process's threads only)
@@ -601,7 +598,7 @@ def _change_passes(st: _Stage) -> list[ChangeArea]:
         BandJob(run_id, *st.acqs, st.grid, st.area, st.roles, st.after_model, st.model, band, f)
         for band in bands
     )
-    plan = list(tiles(st.grid.shape, 0, st.size))
+    plan = list(tiles(st.grid.shape, 0, TILE))  # whole blocks of the rasters
     total = len(bands) + len(plan)
     done = 0
 
@@ -667,7 +664,7 @@ def _change_tiles(st: _Stage) -> list[ChangeArea]:
     of (:func:`~sohae_watch.change_passes.two_passes_fit`). The same result as the two passes."""
     from sohae_watch.distributed import TileJob, new_run_id, process_tile
 
-    plan = list(tiles(st.grid.shape, st.model.halo_px, st.size))
+    plan = list(tiles(st.grid.shape, st.model.halo_px, TILE))
     log.info(
         "change: evidence grid of %.0f MB over the two passes' budget: %d tiles with a %d px halo",
         evidence_bytes(st.model, st.grid) / 2**20,
