@@ -142,10 +142,7 @@ def change_areas_on(
         if count * pix_area < floor and not edge:
             continue
 
-        def total(
-            arr: np.ndarray | None, sl: tuple[slice, ...] = sl, p: np.ndarray = part
-        ) -> float:
-            assert arr is not None
+        def total(arr: np.ndarray, sl: tuple[slice, ...] = sl, p: np.ndarray = part) -> float:
             return float(np.nan_to_num(arr[sl][p], nan=0.0).sum(dtype=np.float64))
 
         piece = Piece(
