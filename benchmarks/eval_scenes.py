@@ -6,7 +6,10 @@ pair in its truth.json with its own site file, and compare each structure's stat
 Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
 changed (appeared, removed, modified) or obscured, and a calibration table (mean confidence and
 accuracy of the calls made with confidence in each bin), its expected calibration error and the
-log loss of the confidences.
+log loss of the confidences. Then the change masks against the generator's truth masks (structure
+changes only: a season, the sun, snow or a cloud is no change there): per pair precision, recall,
+F1 and false-alarm rate; their means, and how many pairs flag more than 0.5 % of the no-change
+pixels (issue 4's bound for pairs where nothing changed).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+from sohae_watch.evaluate import score_mask_files
 
 CLI = Path(sys.executable).with_name("sohae-watch")
 CONFIDENCE_BINS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
@@ -39,6 +45,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
     calls: list[tuple[float, bool]] = []
+    pixels: list[tuple[str, dict[str, float]]] = []  # (pair, mask scores)
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
@@ -68,6 +75,9 @@ def main() -> None:
                 calls.append((s["confidence"], s["status"] == want))
                 right += s["status"] == want
                 total += 1
+            if pair.get("change_mask"):
+                scores = score_mask_files(out / "change_mask.tif", scene / pair["change_mask"])
+                pixels.append((f"{seed} {pair['before']} -> {pair['after']}", scores))
         print(f"seed {seed}: {right}/{total} statuses right", flush=True)
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
@@ -102,6 +112,28 @@ def main() -> None:
             f"  expected calibration error {gap / len(calls):.3f} (mean |confidence - share right| "
             f"over the bins, weighted by calls); log loss {loss:.3f}"
         )
+
+    if pixels:
+        print_pixel_scores(pixels)
+
+
+def print_pixel_scores(pixels: list[tuple[str, dict[str, float]]]) -> None:
+    """Per pair and mean pixel scores of the change masks against the truth masks."""
+    print("change masks against the truth masks (pixels):")
+    for name, s in pixels:
+        print(
+            f"  {name}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
+            f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f}"
+        )
+    n = len(pixels)
+    f1 = sum(s["f1"] for _, s in pixels) / n
+    fa = sorted(s["false_alarm_rate"] for _, s in pixels)
+    loud = sum(v > 0.005 for v in fa)
+    print(
+        f"  {n} pairs: mean F1 {f1:.3f}; false alarms mean {sum(fa) / n:.4f}, median "
+        f"{statistics.median(fa):.4f}, max {fa[-1]:.4f}; "
+        f"pairs above 0.5 %: {loud}"
+    )
 
 
 if __name__ == "__main__":
