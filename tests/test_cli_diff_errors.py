@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,6 +154,23 @@ def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, runner: CliRunner, 
     assert lines[0].startswith("Error:") and names in lines[0], text
     assert "Traceback" not in text
     assert not out.exists()
+
+
+def test_no_georeference_is_one_line_on_a_terminal(tmp_path: Path) -> None:
+    """Run as a user runs it (outside the test runner's warning capture): rasterio's own warning
+    about the file stays off the terminal, which shows the one line naming the fix."""
+    args = no_georef(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "sohae_watch", "diff", *args, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("Error:") and "plain_2019-01-02.tif" in lines[0]
+    assert "georeference it first" in lines[0]
 
 
 def test_existing_out_dir_keeps_its_files_on_failure(tmp_path: Path, runner: CliRunner) -> None:

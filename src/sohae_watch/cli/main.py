@@ -72,9 +72,10 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     )
     # rasterio's rasterize/shapes, called from two threads at once, now and then warn that their
     # in-memory dataset has no geotransform although one is given (the same masks come out as
-    # with one thread): noise on an analyst's terminal, not a fault of the input
+    # with one thread): noise on an analyst's terminal, not a fault of the input. Opening a file
+    # that has none warns too, before the one-line error that names the file and the fix.
     warnings.filterwarnings(
-        "ignore", category=NotGeoreferencedWarning, module=r"rasterio\.features"
+        "ignore", category=NotGeoreferencedWarning, module=r"rasterio(\.features)?$"
     )
 
 
