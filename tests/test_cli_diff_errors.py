@@ -119,6 +119,11 @@ def bad_date_arg(tmp: Path) -> list[str]:
     return ["2019-02-30", "2019-01-01", "--imagery", str(tmp)]
 
 
+def same_twice(tmp: Path) -> list[str]:
+    p = good(tmp, "scene_2019-01-01.tif")
+    return [str(p), str(tmp / "." / p.name)]
+
+
 def unknown_date(tmp: Path) -> list[str]:
     good(tmp)
     return ["2019-01-01", "2019-05-05", "--imagery", str(tmp)]
@@ -139,6 +144,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "--aoi outside the images": (aoi_outside, "--aoi"),
     "malformed date argument": (bad_date_arg, "2019-02-30"),
     "unknown date": (unknown_date, "2019-05-05"),
+    "the same file twice": (same_twice, "scene_2019-01-01.tif"),
 }
 
 

@@ -750,6 +750,10 @@ def run_diff(
     a = open_acquisition(after, nodata=nodata, imagery=catalog_dir)
     if b.date > a.date:
         raise InputError(f"{before}: BEFORE ({b.date}) is later than AFTER ({a.date}); swap them")
+    if {Path(p).resolve() for p in b.paths} == {Path(p).resolve() for p in a.paths}:
+        raise InputError(
+            f"{after}: AFTER is the same imagery as BEFORE; give the acquisitions of two dates"
+        )
     with staged_dir(Path(out_dir)) as tmp:
         result = compute_diff(
             b,
