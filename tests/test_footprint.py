@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 from rasterio.crs import CRS
@@ -45,9 +46,17 @@ def test_the_outline_is_covered_where_the_roof_is_and_found_at_its_shift() -> No
     assert got[1] == 1.0  # on the roof's edges
     assert got[0] == 0.0  # beside them
     assert 0.5 < got[2] < 1.0  # partly on them (an edge is a few pixels wide)
-    # the vectorised form is the single-offset form, offset by offset
+    # an offset samples the image moved by it: the whole image rolled by (dx, dy) and read at
+    # no offset gives each offset's value (the sign convention, rows and columns not swapped)
     for (dx, dy), value in zip(offsets, got, strict=True):
-        assert outline_coverage(edges, sides, dx, dy) == value
+        rolled = replace(
+            edges,
+            **{
+                k: np.roll(getattr(edges, k), (-dy, -dx), axis=(0, 1))
+                for k in ("gx", "gy", "intensity", "valid")
+            },
+        )
+        assert outline_coverage(rolled, sides, 0, 0) == value
     # a roof that stood before only, 6 and 5 px from its drawn footprint: found there (an edge
     # a pixel inside or outside the outline counts, and of equal fits the nearest wins)
     fit = best_offset(edges, _edges((0, 0), roof=False), sides, tol_px=8)

@@ -140,8 +140,8 @@ def outline_coverages(
         hit = np.zeros(shape, bool)
         seen = np.zeros(shape, bool)
         for k in (-1, 0, 1):  # the edge may sit a pixel inside or outside the outline
-            c = np.round(s.x + dx - 0.5 + k * s.nx).astype(int)
-            r = np.round(s.y + dy - 0.5 + k * s.ny).astype(int)
+            c = np.floor(s.x + dx + k * s.nx).astype(int)
+            r = np.floor(s.y + dy + k * s.ny).astype(int)
             inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
             c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
             ok = inside & edges.valid[r, c]
