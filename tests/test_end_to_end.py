@@ -55,6 +55,19 @@ def test_demo_pair_finds_the_rebuilt_launch_pad(outputs: dict[tuple[str, str], P
     assert "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019." in report["summary"]
 
 
+def test_reports_say_a_call_can_rest_on_no_changed_pixel(
+    outputs: dict[tuple[str, str], Path],
+) -> None:
+    """A structure's status and its footprint's share of the change mask can disagree (on the
+    demo pair, under snow, the launch pad is rebuilt with 0 % changed): both reports say what
+    the columns beside the call measure."""
+    out = outputs[("2019-02-16", "2019-03-02")]
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "changed: share of the footprint the change mask flags" in text
+        assert "no pixel of the mask over its threshold" in text
+
+
 @pytest.mark.parametrize("pair", PAIRS, ids=["_".join(p) for p in PAIRS])
 def test_every_structure_agrees_with_truth(
     outputs: dict[tuple[str, str], Path], samples: Path, pair: tuple[str, str]

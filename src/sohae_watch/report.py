@@ -171,6 +171,15 @@ def _evidence(key: str) -> Callable[[dict[str, Any]], str]:
 
 
 # the structures table of report.md and report.html: heading, cell text from a report structure
+# what the structures table's columns measure, under the table in both reports
+STRUCTURE_LEGEND = (
+    "changed: share of the footprint the change mask flags; observed: share seen on both dates; "
+    "outline: share of the drawn outline that shows as an edge on that date; shadow: dark share "
+    "on the side away from the sun; inside change: how much the inside reordered (1 = "
+    "modified). A status rests on all of these: a structure can come or go with no pixel of "
+    "the mask over its threshold (under snow, say)."
+)
+
 STRUCTURE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("structure", lambda s: str(s["name"])),
     ("status", lambda s: str(s["status"])),
@@ -217,7 +226,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         for s in report["structures"]:
             lines.append("| " + " | ".join(cell(s) for _, cell in STRUCTURE_COLUMNS) + " |")
-        lines.append("")
+        lines += ["", STRUCTURE_LEGEND, ""]
     if report.get("new_activity"):
         lines += ["## New activity", ""]
         lines += [f"- {_activity_text(a)}" for a in report["new_activity"]]
@@ -300,7 +309,7 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
                 )
                 + "</tr>"
             )
-        parts.append("</table>")
+        parts.append(f"</table><p><small>{e(STRUCTURE_LEGEND)}</small></p>")
         for s in report["structures"]:
             imgs = images.get(s["id"])
             if not imgs:
