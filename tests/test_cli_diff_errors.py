@@ -119,6 +119,11 @@ def bad_date_arg(tmp: Path) -> list[str]:
     return ["2019-02-30", "2019-01-01", "--imagery", str(tmp)]
 
 
+def blank(tmp: Path) -> list[str]:
+    flat = np.full((3, 64, 64), 1200.0, np.float32)  # a failed product: one value everywhere
+    return [str(good(tmp)), str(write_raster(tmp / "flat_2019-01-02.tif", flat, transform=T0))]
+
+
 def same_twice(tmp: Path) -> list[str]:
     p = good(tmp, "scene_2019-01-01.tif")
     return [str(p), str(tmp / "." / p.name)]
@@ -145,6 +150,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "malformed date argument": (bad_date_arg, "2019-02-30"),
     "unknown date": (unknown_date, "2019-05-05"),
     "the same file twice": (same_twice, "scene_2019-01-01.tif"),
+    "a blank image": (blank, "flat_2019-01-02.tif"),
 }
 
 

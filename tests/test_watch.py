@@ -103,14 +103,18 @@ def write_scene(
     usable: bool = True,
     activity: bool = False,
     seed: int = 0,
+    blank: bool = False,
 ) -> Path:
-    """A 4-band 2 m raster over the AOI, dated by its name, the truth in a TRUTH tag."""
+    """A 4-band 2 m raster over the AOI, dated by its name, the truth in a TRUTH tag;
+    ``blank``: one value in every pixel (a failed product)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + int(date.replace("-", "")))
     size = 80
     data = rng.integers(200, 4000, (4, size, size), dtype=np.uint16)
     if not usable:
         data[:, : size * 9 // 10, :] = 0
+    if blank:
+        data[:] = 1500
     path = folder / (name or f"scene_{date}.tif")
     with rasterio.open(
         path,
@@ -292,6 +296,26 @@ def test_unusable_acquisition_skipped_with_reason(site: Path, tmp_path: Path) ->
         "SELECT status, reason FROM acquisitions WHERE date = '2018-12-01'"
     ).fetchone()
     assert status == "unusable" and "min_usable_fraction" in reason
+    assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
+
+
+def test_blank_acquisition_skipped_not_compared(site: Path, tmp_path: Path) -> None:
+    """A product with one value everywhere shows no structure: compared, it would have every
+    one dismantled. It is set aside as unusable, its reason saying why."""
+    imagery = tmp_path / "imagery"
+    story(imagery)
+    write_scene(
+        imagery, "2018-12-01", {"pad": "absent", "stand": "absent", "shed": "absent"}, blank=True
+    )
+    differ = FakeDiffer()
+    s = watch(site, imagery, tmp_path, differ)
+    assert all("2018-12-01" not in pair for pair in differ.calls)
+    assert [d for d, _ in s.unusable] == [dt.date(2018, 12, 1)]
+    con = sqlite3.connect(tmp_path / "state.db")
+    status, reason = con.execute(
+        "SELECT status, reason FROM acquisitions WHERE date = '2018-12-01'"
+    ).fetchone()
+    assert status == "unusable" and "only 0% of the AOI" in reason and "blank image" in reason
     assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
 
 

@@ -41,12 +41,28 @@ def cloud_like(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return ndimage.binary_opening(cand, iterations=2)
 
 
+def no_contrast(data: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether some pixel is ``valid`` and every valid one has the same value in each band of
+    ``data`` (bands, rows, cols): a blank or failed product, which shows no ground at all (any
+    image of the ground, however flat, varies by its noise)."""
+    if not valid.any():
+        return False
+    for band in data:
+        v = band[valid]
+        if v.max() > v.min():
+            return False
+    return True
+
+
 def usable_fraction(acq: Acquisition, grid: Grid, area_mask: np.ndarray) -> float:
-    """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``."""
+    """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``; 0 for a
+    blank product (:func:`no_contrast`)."""
     if not area_mask.any():
         return 0.0
     with GridReader(acq, grid, resampling="nearest") as reader:
         data, valid = reader.read_all()
+    if no_contrast(data, valid & area_mask):
+        return 0.0
     clouds = cloud_like(data, valid)
     return float((valid & ~clouds & area_mask).sum()) / float(area_mask.sum())
 

@@ -52,6 +52,7 @@ from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, block_rows, open_acquisition, set_nan
+from sohae_watch.inventory import no_contrast
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
@@ -209,17 +210,20 @@ QUICK_WINDOW = 256  # side of the windows the observability check looks at first
 def _check_observable(
     acq: Acquisition, role: str, grid: Grid, area: BaseGeometry, roles: tuple[str, ...]
 ) -> None:
-    """InputError unless some pixel of the area is valid.
+    """InputError unless some pixel of the area is valid and the image shows some contrast
+    there (:func:`~sohae_watch.inventory.no_contrast`: a blank product would have every
+    structure dismantled).
 
     First a few full-resolution windows spread over the grid (cheap, and enough for nearly every
-    input); only when none of them has a valid pixel, the whole area on a coarse grid, which on a
-    large reprojected scene costs a warp of all of it."""
+    input); only when none of them has a valid pixel that differs from another, the whole area
+    on a coarse grid, which on a large reprojected scene costs a warp of all of it."""
     with GridReader(acq, grid) as r:
         r.roles = roles
         for row, col in sample_origins(grid.shape, QUICK_WINDOW):
             h, w = min(QUICK_WINDOW, grid.height - row), min(QUICK_WINDOW, grid.width - col)
-            _, valid = r.read(row, col, h, w)
-            if (valid & area_valid(grid, area, row, col, h, w)).any():
+            data, valid = r.read(row, col, h, w)
+            valid &= area_valid(grid, area, row, col, h, w)
+            if valid.any() and not no_contrast(data, valid):
                 return
     factor = max(1.0, math.sqrt(grid.width * grid.height / 250_000))
     coarse = (
@@ -227,11 +231,17 @@ def _check_observable(
     )
     with GridReader(acq, coarse, resampling="nearest") as r:
         r.roles = roles
-        _, valid = r.read_all()
-    if not (valid & coarse.rasterize(area, all_touched=True)).any():
+        data, valid = r.read_all()
+    valid &= coarse.rasterize(area, all_touched=True)
+    if not valid.any():
         raise InputError(
             f"{acq.sources[0].path}: {role} ({acq.date}) has no valid pixel over the area compared "
             "(all nodata or NaN there); give imagery that covers it"
+        )
+    if no_contrast(data, valid):
+        raise InputError(
+            f"{acq.sources[0].path}: {role} ({acq.date}) has the same value in every pixel over "
+            "the area compared (a blank or failed product); give another acquisition"
         )
 
 

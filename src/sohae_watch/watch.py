@@ -343,7 +343,7 @@ class _Watcher:
             return (
                 "unusable",
                 frac,
-                f"only {frac:.0%} of the AOI observable (cloud or no data); "
+                f"only {frac:.0%} of the AOI observable (cloud, no data or a blank image); "
                 f"min_usable_fraction is {minimum:.0%}",
             )
         return "usable", frac, None
