@@ -9,6 +9,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 
 from conftest import textured, write_raster
 from sohae_watch.errors import InputError
@@ -139,9 +140,26 @@ def test_nodata_declared_and_given(tmp_path: Path) -> None:
     s = read_scene(open_acquisition(p), open_raster(p).grid)
     assert not s.valid[0].any() and s.valid[1:].all()
     q = write_raster(tmp_path / "b_2019-01-01.tif", data)  # undeclared
-    assert read_scene(open_acquisition(q), open_raster(q).grid).valid.all()
     s2 = read_scene(open_acquisition(q, nodata=0), open_raster(q).grid)
     assert not s2.valid[0].any() and s2.valid[1:].all()
+
+
+def test_undeclared_zero_fill_is_not_ground(tmp_path: Path) -> None:
+    """A file that declares no nodata: a pixel 0 in every band is fill (no sensor reads that
+    over the ground), one 0 in some bands only is a pixel. Read as it is and reprojected."""
+    data = textured((40, 40))
+    data[:, :, :10] = 0  # a filled strip
+    data[0, 20:, 20] = 0  # one band's zeros in a column
+    q = write_raster(tmp_path / "b_2019-01-01.tif", data)
+    grid = open_raster(q).grid
+    s = read_scene(open_acquisition(q), grid)
+    assert not s.valid[:, :10].any() and s.valid[:, 10:].all()
+    # on another CRS's grid (GDAL's warper): the strip is still no ground
+    wgs84 = CRS.from_epsg(4326)
+    other = Grid.from_bounds(wgs84, transform_bounds(grid.crs, wgs84, *grid.bounds), 2e-6)
+    w = read_scene(open_acquisition(q), other)
+    assert w.valid.any()
+    assert not (w.valid & (w.data == 0).all(axis=0)).any()
 
 
 def test_nan_pixels_are_invalid(tmp_path: Path) -> None:

@@ -512,6 +512,8 @@ class GridReader:
             vrt = self._vrt(n, src, ds)
             data = vrt.read(indexes, window=window, out_dtype="float32")
             mask = vrt.dataset_mask(window=window) > 0
+            if src.nodata is None and all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums):
+                mask &= zero_fill(data)
         return data, _validity(src, ds, data, mask)
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -606,6 +608,7 @@ def _read_masked(
     """Bands ``indexes`` of ``window`` (float32) and GDAL's dataset mask there (valid where any
     band of the file is). When the file's only masks are nodata values, every band is read once
     and the mask taken from the pixels: asking GDAL for it decodes every band a second time.
+    When it declares no mask at all, pixels 0 in every band read are fill (:func:`zero_fill`).
     ``out``: a float32 array (a view will do) of the bands' shape to decode into."""
     flags = ds.mask_flag_enums
 
@@ -616,7 +619,7 @@ def _read_masked(
 
     if all(f == [MaskFlags.all_valid] for f in flags):
         data = read(indexes, out)
-        return data, np.ones(data.shape[1:], bool)
+        return data, zero_fill(data)
     every = list(range(1, ds.count + 1))
     if all(f == [MaskFlags.nodata] for f in flags) and None not in ds.nodatavals:
         bands = read(every, out if indexes == every else None)
@@ -632,6 +635,14 @@ def _read_masked(
         return data, valid
     data = read(indexes, out)
     return data, np.asarray(ds.dataset_mask(window=window) > 0)
+
+
+def zero_fill(data: np.ndarray) -> np.ndarray:
+    """Valid pixels of bands (bands, rows, cols) from a file that declares no nodata and no mask:
+    those not 0 in every band. Products fill what they did not image with 0 without always
+    saying so (Sentinel-2 L1C, clipped mosaics); no sensor reads exactly 0 in every band over
+    the ground, and taken as ground such fill has every structure in it dismantled."""
+    return np.asarray(np.any(data != 0, axis=0))
 
 
 def _validity(
