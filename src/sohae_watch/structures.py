@@ -14,6 +14,7 @@ import rasterio
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
+from sohae_watch.area import ground_resolution
 from sohae_watch.areas import ChangeArea
 from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.classify import (
@@ -102,6 +103,7 @@ def classify_windows(
                     scenes[i] = replace(scenes[i], sun=sun)
     calls: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
+    native_m = (delivered_m(acqs[0]), delivered_m(acqs[1]))
     for s, scenes, mask in windows:
         call = classify_structures(
             [s],
@@ -112,6 +114,7 @@ def classify_windows(
             coreg_reliability=reliability,
             stood_before=stood_before,
             levels=levels,
+            native_m=native_m,
         )[0]
         calls.append(call)
         chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
@@ -183,6 +186,11 @@ def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | Non
     chips and structure evidence are read on; None when it misses the grid."""
     r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution))
     return None if r1 <= r0 or c1 <= c0 else (r0, c0, r1, c1)
+
+
+def delivered_m(acq: Acquisition) -> float:
+    """The finest pixel size (metres) among an acquisition's files."""
+    return min(ground_resolution(s) for s in acq.sources)
 
 
 def _chip_window(
