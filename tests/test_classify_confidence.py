@@ -147,6 +147,20 @@ def test_summary_says_when_co_registration_was_doubtful() -> None:
     ) in sentences
 
 
+def test_events_of_a_pair_that_failed_co_registration_are_unconfirmed() -> None:
+    """Past co-registration's reach a structure the georeference moved reads as one that went:
+    the event says so where it is read, and the pair's line says why."""
+    sentences = summary_sentences(_result(1.0, "failed", 0.0))
+    assert sentences[0] == (
+        "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019 (unconfirmed: the dates "
+        "could not be co-registered)."
+    )
+    assert any(s.startswith("Co-registration failed") for s in sentences)
+    # a registration that merely doubts keeps the event as it is
+    doubtful = summary_sentences(_result(1.0, "low-confidence", 0.31))
+    assert doubtful[0] == "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019."
+
+
 def test_summary_says_when_a_call_is_uncertain() -> None:
     sentences = summary_sentences(_result(1.0, "ok", 0.9, confidence=0.34))
     assert sentences[0] == "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019."

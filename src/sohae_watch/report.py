@@ -54,9 +54,16 @@ def _structure_of(a: ChangeArea, result: DiffResult) -> str | None:
 
 
 def summary_sentences(result: DiffResult) -> list[str]:
-    """The analyst's sentences: events first, then what could not be assessed, then no-change."""
+    """The analyst's sentences: events first, then what could not be assessed, then no-change.
+    When co-registration failed, each event says beside it that it is unconfirmed: footprints
+    compared as delivered read a structure the georeference moved as one that went."""
     span = date_span(result.before.date, result.after.date)
     events = [c.summary for c in result.structures if c.event is not None]
+    if result.coreg.status == "failed":
+        events = [
+            f"{e.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
+            for e in events
+        ]
     obscured = [c.summary for c in result.structures if c.status == "obscured"]
     unchanged = [c.name for c in result.structures if c.status == "unchanged"]
     out = list(events)
