@@ -278,14 +278,24 @@ def test_new_acquisition_processes_only_new_pairs(site: Path, tmp_path: Path) ->
     assert [e.sentence for e in s.new_events if e.structure_id] == EXPECTED[2:]
 
 
-def test_unusable_acquisition_skipped_with_reason(site: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [("mostly nodata", "cloud, no data or a blank image"), ("blank", "only 0% of the AOI")],
+)
+def test_unusable_acquisition_skipped_with_reason(
+    site: Path, tmp_path: Path, kind: str, why: str
+) -> None:
+    """An acquisition mostly without data, or a blank product (one value everywhere, cloud-like
+    all over; compared, it would have every structure dismantled), is set aside as unusable
+    with its reason; the history is what it is without it."""
     imagery = tmp_path / "imagery"
     story(imagery)
     write_scene(
         imagery,
         "2018-12-01",
         {"pad": "present", "stand": "absent", "shed": "present"},
-        usable=False,
+        usable=kind != "mostly nodata",
+        blank=kind == "blank",
     )
     differ = FakeDiffer()
     s = watch(site, imagery, tmp_path, differ)
@@ -295,27 +305,7 @@ def test_unusable_acquisition_skipped_with_reason(site: Path, tmp_path: Path) ->
     status, reason = con.execute(
         "SELECT status, reason FROM acquisitions WHERE date = '2018-12-01'"
     ).fetchone()
-    assert status == "unusable" and "min_usable_fraction" in reason
-    assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
-
-
-def test_blank_acquisition_skipped_not_compared(site: Path, tmp_path: Path) -> None:
-    """A product with one value everywhere shows no structure: compared, it would have every
-    one dismantled. It is set aside as unusable, its reason saying why."""
-    imagery = tmp_path / "imagery"
-    story(imagery)
-    write_scene(
-        imagery, "2018-12-01", {"pad": "absent", "stand": "absent", "shed": "absent"}, blank=True
-    )
-    differ = FakeDiffer()
-    s = watch(site, imagery, tmp_path, differ)
-    assert all("2018-12-01" not in pair for pair in differ.calls)
-    assert [d for d, _ in s.unusable] == [dt.date(2018, 12, 1)]
-    con = sqlite3.connect(tmp_path / "state.db")
-    status, reason = con.execute(
-        "SELECT status, reason FROM acquisitions WHERE date = '2018-12-01'"
-    ).fetchone()
-    assert status == "unusable" and "only 0% of the AOI" in reason and "blank image" in reason
+    assert status == "unusable" and "min_usable_fraction" in reason and why in reason
     assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
 
 

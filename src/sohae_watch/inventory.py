@@ -55,14 +55,12 @@ def no_contrast(data: np.ndarray, valid: np.ndarray) -> bool:
 
 
 def usable_fraction(acq: Acquisition, grid: Grid, area_mask: np.ndarray) -> float:
-    """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``; 0 for a
-    blank product (:func:`no_contrast`)."""
+    """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``. A blank
+    product (:func:`no_contrast`) is cloud-like everywhere: 0."""
     if not area_mask.any():
         return 0.0
     with GridReader(acq, grid, resampling="nearest") as reader:
         data, valid = reader.read_all()
-    if no_contrast(data, valid & area_mask):
-        return 0.0
     clouds = cloud_like(data, valid)
     return float((valid & ~clouds & area_mask).sum()) / float(area_mask.sum())
 
