@@ -645,6 +645,19 @@ def zero_fill(data: np.ndarray) -> np.ndarray:
     return np.asarray(np.any(data != 0, axis=0))
 
 
+def no_contrast(data: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether some pixel is ``valid`` and every valid one has the same value in each band of
+    ``data`` (bands, rows, cols): a blank or failed product, which shows no ground at all (any
+    image of the ground, however flat, varies by its noise)."""
+    if not valid.any():
+        return False
+    for band in data:
+        v = band[valid]
+        if v.max() > v.min():
+            return False
+    return True
+
+
 def _validity(
     src: RasterSource, ds: rasterio.io.DatasetReader, data: np.ndarray, mask: np.ndarray
 ) -> np.ndarray:

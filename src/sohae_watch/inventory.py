@@ -41,22 +41,9 @@ def cloud_like(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return ndimage.binary_opening(cand, iterations=2)
 
 
-def no_contrast(data: np.ndarray, valid: np.ndarray) -> bool:
-    """Whether some pixel is ``valid`` and every valid one has the same value in each band of
-    ``data`` (bands, rows, cols): a blank or failed product, which shows no ground at all (any
-    image of the ground, however flat, varies by its noise)."""
-    if not valid.any():
-        return False
-    for band in data:
-        v = band[valid]
-        if v.max() > v.min():
-            return False
-    return True
-
-
 def usable_fraction(acq: Acquisition, grid: Grid, area_mask: np.ndarray) -> float:
     """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``. A blank
-    product (:func:`no_contrast`) is cloud-like everywhere: 0."""
+    product (:func:`~sohae_watch.ingest.no_contrast`) is cloud-like everywhere: 0."""
     if not area_mask.any():
         return 0.0
     with GridReader(acq, grid, resampling="nearest") as reader:

@@ -177,7 +177,6 @@ def _evidence(key: str) -> Callable[[dict[str, Any]], str]:
     return lambda s: _fmt(s.get("evidence", {}).get(key))
 
 
-# the structures table of report.md and report.html: heading, cell text from a report structure
 # what the structures table's columns measure, under the table in both reports
 STRUCTURE_LEGEND = (
     "changed: share of the footprint the change mask flags; observed: share seen on both dates; "
@@ -187,6 +186,7 @@ STRUCTURE_LEGEND = (
     "the mask over its threshold (under snow, say)."
 )
 
+# the structures table of report.md and report.html: heading, cell text from a report structure
 STRUCTURE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("structure", lambda s: str(s["name"])),
     ("status", lambda s: str(s["status"])),
