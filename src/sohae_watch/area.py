@@ -84,6 +84,11 @@ def ground_resolution(src: RasterSource) -> float:
     return float(f"{res:.3g}")
 
 
+def delivered_m(acq: Acquisition) -> float:
+    """The finest pixel size (metres) among an acquisition's files."""
+    return min(ground_resolution(s) for s in acq.sources)
+
+
 def working_area(
     before: Acquisition,
     after: Acquisition,

@@ -12,7 +12,7 @@ from rasterio.warp import transform_geom
 from scipy import ndimage
 from shapely.geometry import mapping, shape
 
-from sohae_watch.area import coverage, ground_resolution
+from sohae_watch.area import coverage, delivered_m
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, catalog
 from sohae_watch.site import Site
@@ -63,7 +63,7 @@ def describe(acq: Acquisition, site: Site | None) -> dict[str, Any]:
         "files": [str(s.path) for s in acq.sources],
         "date_source": sorted({s.date_source for s in acq.sources}),
         "crs": sorted({s.crs.to_string() for s in acq.sources}),
-        "resolution_m": min(ground_resolution(s) for s in acq.sources),
+        "resolution_m": delivered_m(acq),
         "bands": list(acq.roles),
         "aoi_coverage": None,
         "usable_fraction": None,

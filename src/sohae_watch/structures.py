@@ -14,7 +14,7 @@ import rasterio
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
-from sohae_watch.area import ground_resolution
+from sohae_watch.area import delivered_m
 from sohae_watch.areas import ChangeArea
 from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.classify import (
@@ -186,11 +186,6 @@ def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | Non
     chips and structure evidence are read on; None when it misses the grid."""
     r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution))
     return None if r1 <= r0 or c1 <= c0 else (r0, c0, r1, c1)
-
-
-def delivered_m(acq: Acquisition) -> float:
-    """The finest pixel size (metres) among an acquisition's files."""
-    return min(ground_resolution(s) for s in acq.sources)
 
 
 def _chip_window(
