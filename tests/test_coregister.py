@@ -214,3 +214,24 @@ def test_smooth_waves_under_noise_are_registered() -> None:
     assert res.status != "failed"
     assert res.shift_x_px == pytest.approx(-3.0, abs=0.1)
     assert res.shift_y_px == pytest.approx(2.0, abs=0.1)
+
+
+def test_shift_beyond_the_coarse_windows_is_found() -> None:
+    """200 px east and 150 px north on a 860 x 1060 image: past the coarse windows' reach (they
+    find nothing), the wide window finds it and the tie points measured from there agree."""
+    rng = np.random.default_rng(4)
+    n = 1500
+    img = ndi.gaussian_filter(rng.normal(0, 1, (n, n)), 6) * 40
+    img += ndi.gaussian_filter(rng.normal(0, 1, (n, n)), 1.2) * 3
+    h, w, sx, sy = 860, 1060, 200, -150
+    ref = img[300 : 300 + h, 300 : 300 + w].astype(np.float32)
+    # a feature at (c, r) of the reference is at (c + sx, r + sy) in the target
+    tgt = img[300 - sy : 300 - sy + h, 300 - sx : 300 - sx + w].astype(np.float32)
+    res = coregister_arrays(ref, tgt)
+    assert res.status == "ok"
+    assert res.shift_x_px == pytest.approx(sx, abs=0.03)
+    assert res.shift_y_px == pytest.approx(sy, abs=0.03)
+    assert res.model is not None and res.model.c == pytest.approx(sx, abs=0.03)
+    inliers = [p for p in res.points if p.valid]
+    assert len(inliers) >= 6
+    assert all(abs(p.dx - sx) < 0.2 and abs(p.dy - sy) < 0.2 for p in inliers)

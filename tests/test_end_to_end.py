@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import rasterio
+from affine import Affine
 from click.testing import CliRunner
 
 from conftest import ROOT, SHARED
@@ -183,6 +185,40 @@ def test_rebuilt_from_an_earlier_acquisition(samples: Path, tmp_path: Path) -> N
         if s["id"] == "launch-pad"
     )
     assert (pad["status"], pad["event"]) == ("appeared", "rebuilt")
+
+
+def test_a_georeference_error_of_tens_of_metres_is_measured(samples: Path, tmp_path: Path) -> None:
+    """The Mar 6 image delivered 60 m east and 36 m south of where it lies (120 and 72 px, past
+    the coarse windows' reach on this 500 m site): the shift is measured and every structure
+    is called as on the true pair, none that only moved reported dismantled."""
+    shutil.copy(samples / "imagery" / "sohae_20190306T023000.tif", tmp_path / "2019-03-06.tif")
+    with rasterio.open(tmp_path / "2019-03-06.tif", "r+") as ds:
+        t = ds.transform
+        ds.transform = Affine(t.a, t.b, t.c + 60.0, t.d, t.e, t.f - 36.0)
+    out = tmp_path / "o"
+    before = samples / "imagery" / "sohae_c.tif"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "diff",
+            str(before),
+            str(tmp_path / "2019-03-06.tif"),
+            "--site",
+            str(ROOT / "configs" / "sohae.yaml"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    truth = json.loads((samples / "truth.json").read_text())
+    want = next(p for p in truth["pairs"] if (p["before"], p["after"]) == PAIRS[3])
+    report = json.loads((out / "report.json").read_text())
+    c = report["coregistration"]
+    assert c["status"] == "ok"
+    assert abs(c["shift_x_px"] - (want["shift_x_px"] + 120)) < 0.3, c
+    assert abs(c["shift_y_px"] - (want["shift_y_px"] + 72)) < 0.3, c
+    got = {s["id"]: (s["status"], s["event"]) for s in report["structures"]}
+    assert got == {k: (v["status"], v["event"]) for k, v in want["structures"].items()}
 
 
 def test_rasters_are_cloud_optimized_with_nothing_left_behind(

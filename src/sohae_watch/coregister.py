@@ -32,6 +32,7 @@ coordinates to target pixel coordinates, so a target resampled with
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -72,6 +73,9 @@ BATCH = 128
 PROBE_GROUPS = 6
 #: a probe decides only when it measured at least this many windows
 PROBE_MIN_MEASURED = 64
+#: side (px) of the one wide window measured when no tie points agree (see
+#: :func:`_wide_offset`): 2048 px averaged by 8 reach shifts of a few hundred pixels
+WIDE_WINDOW = 2048
 #: rows kept free at the top and bottom of a block row holding tie-point windows (the target's
 #: windows, moved by the coarse shift, stay in the same block row up to this shift)
 BLOCK_MARGIN = 32
@@ -404,12 +408,89 @@ def coregister_readers(
     are packed into as few of them as possible (see :func:`_block_rows`). ``threads``: see
     :func:`_measure` (the readers must then be safe to call from two threads at once, each
     reader from one at a time).
+
+    When no tie points agree, one wide window (:func:`_wide_offset`) looks for a shift beyond
+    the coarse windows' reach; when it finds one, the pair is measured again with the target's
+    windows moved by it, and the result stands only if its own tie points agree.
     """
     if mode not in ("auto", "global", "local"):
         raise ValueError(f"mode must be 'auto', 'global' or 'local', got {mode!r}")
     h, w = shape
     if min(h, w) < 32:
         raise ValueError(f"images of {h} x {w} px are too small to co-register (need >= 32)")
+    measure = functools.partial(
+        _coregister, shape=shape, mode=mode, max_points=max_points, threads=threads
+    )
+    result = measure(ref, tgt, row_block=row_block)
+    if result.status != "failed":
+        return result
+    offset = _wide_offset(ref, tgt, shape)
+    if offset is None:
+        return result
+    ox, oy = offset
+
+    def moved(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return tgt(row + oy, col + ox, height, width)
+
+    # the moved windows no longer fall in the reference's block rows: no packing
+    again = measure(ref, moved, row_block=None)
+    return _offset_by(again, ox, oy) if again.status != "failed" else result
+
+
+def _offset_by(result: CoregResult, ox: int, oy: int) -> CoregResult:
+    """``result`` measured against a target read ``(ox, oy)`` px further on, as against the
+    target itself."""
+    assert result.model is not None and result.shift_x_px is not None
+    assert result.shift_y_px is not None
+    return dataclasses.replace(
+        result,
+        shift_x_px=result.shift_x_px + ox,
+        shift_y_px=result.shift_y_px + oy,
+        model=Affine.translation(ox, oy) * result.model,
+        points=tuple(dataclasses.replace(p, dx=p.dx + ox, dy=p.dy + oy) for p in result.points),
+    )
+
+
+def _wide_offset(
+    ref: WindowReader, tgt: WindowReader, shape: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The whole-pixel shift of one wide window (the middle of the grid, up to
+    :data:`WIDE_WINDOW` px, averaged down to at most 256 px) when it is beyond what the coarse
+    windows would have found; None otherwise or without a peak above noise.
+
+    Phase correlation of the averaged window reaches about a quarter of its side: on a 500 m
+    site at 0.5 m, shifts of a few hundred pixels (the coarse windows: a few tens)."""
+    h, w = shape
+    side = min(h, w, WIDE_WINDOW)
+    f = max(1, math.ceil(side / 256))
+    side -= side % (2 * f)
+    coarse = _coarse_windows(shape)
+    if side <= coarse.size:
+        return None  # no wider than the coarse windows: nothing more to see
+    origin = ((h - side) // 2, (w - side) // 2)
+    pts = _measure(ref, tgt, [origin], [(0, 0)], side, f, "phase")
+    # any peak above noise will do (a tie point needs more): the pair measured again with it
+    # must agree in its own tie points before the shift is used
+    if not pts or pts[0].reliability <= 0.0:
+        return None
+    ox, oy = round(pts[0].dx), round(pts[0].dy)
+    if max(abs(ox), abs(oy)) <= coarse.size // 8:
+        return None  # within the coarse windows' reach: measuring again would change nothing
+    return ox, oy
+
+
+def _coregister(
+    ref: WindowReader,
+    tgt: WindowReader,
+    *,
+    shape: tuple[int, int],
+    mode: Mode,
+    max_points: int,
+    row_block: int | None,
+    threads: int,
+) -> CoregResult:
+    """:func:`coregister_readers` without the wide window."""
+    h, w = shape
     size = FINE_WINDOW if min(h, w) >= 2 * FINE_WINDOW else 64 if min(h, w) >= 128 else 32
     origins, packed = _layout(h, w, size, max_points, row_block)
     coarse = _coarse_windows(shape, packed, row_block)
