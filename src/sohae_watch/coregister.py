@@ -17,6 +17,10 @@ Coarse to fine on a tie-point grid:
    ``GRADIENT_POINTS`` of them (the coarse windows already read are not read again): smooth
    texture under strong white noise (a few long waves), where the whitened spectrum is mostly
    noise. Images without common texture still fail there.
+5. when neither agrees, one wide window (the middle of the grid, up to ``WIDE_WINDOW`` px,
+   averaged to at most 256 px) is phase-correlated: a shift beyond the coarse windows' reach
+   (a georeference error of tens of metres) moves the target's windows, and steps 1-4 run again
+   from there; their result is kept only when its own tie points agree.
 
 Windows are read for both images at once and measured on ``threads`` threads when asked.
 
