@@ -31,7 +31,7 @@ def _as_coarser(data: np.ndarray, f: int) -> np.ndarray:
     the pipeline does (block means, then bilinear)."""
     b, h, w = data.shape
     coarse = data.reshape(b, h // f, f, w // f, f).mean(axis=(2, 4))
-    return np.stack([ndimage.zoom(band, f, order=1, grid_mode=True) for band in coarse])
+    return np.stack([ndimage.zoom(band, f, order=1, grid_mode=True, mode="nearest") for band in coarse])
 
 
 def test_the_finer_date_is_blurred_to_the_coarser_ones_detail() -> None:
