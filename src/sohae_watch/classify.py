@@ -38,6 +38,7 @@ Evidence, all measured in each image's own units so gain, offset, haze and snow 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,7 @@ from sohae_watch.footprint import (
     best_offset,
     footprint_px,
     footprint_sides,
+    gradient_levels,
     pattern_change,
     shift_mask,
 )
@@ -206,6 +208,22 @@ def common_detail(
     return (blurred, after) if vb < va else (before, blurred)
 
 
+def _edges(scene: Scene, data: np.ndarray, levels: tuple[float, float] | None) -> EdgeImage:
+    """Edges of ``scene`` as seen at the detail of ``data`` (its bands, blurred by
+    :func:`common_detail` or not). Blurred, the whole scene's gradient levels are scaled by what
+    the blur did to those of this window."""
+    if data is scene.data:
+        return EdgeImage.of(scene, levels)
+    blurred = dataclasses.replace(scene, data=data)
+    if levels is not None:
+        own, now = gradient_levels(scene), gradient_levels(blurred)
+        levels = (
+            levels[0] * now[0] / max(own[0], 1e-6),
+            levels[1] * now[1] / max(own[1], 1e-6),
+        )
+    return EdgeImage.of(blurred, levels)
+
+
 def gather_evidence(
     grid: Grid,
     geom: BaseGeometry,
@@ -216,8 +234,8 @@ def gather_evidence(
     detail: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Evidence:
     """Every measure for one footprint (``geom`` in the grid's CRS). ``detail``: the dates' bands
-    at a common level of detail (:func:`common_detail`) for the inside's pattern; default the
-    scenes' own."""
+    at a common level of detail (:func:`common_detail`) for the inside's pattern, default the
+    scenes' own (``before`` and ``after``, the edges, should be of those bands too)."""
     fp = grid.rasterize(geom, all_touched=True)
     poly = footprint_px(grid, geom)
     if not fp.any() or poly is None:
@@ -397,13 +415,16 @@ def classify_structures(
 
     ``levels``: each date's :func:`gradient_levels` measured on the whole scene, when ``before``
     and ``after`` are windows around the structures. ``native_m``: each date's pixel size as
-    delivered (metres), when they may differ: the insides are compared at the coarser one's
-    detail (:func:`common_detail`).
+    delivered (metres), when they may differ: the insides, outlines and shadows are compared at
+    the coarser one's detail (:func:`common_detail`; the blurred date's gradient levels scaled
+    by what the blur did to this window's).
     """
     grid = before.grid
-    eb = EdgeImage.of(before, levels[0] if levels else None)
-    ea = EdgeImage.of(after, levels[1] if levels else None)
     detail = common_detail(before.data, after.data, native_m, grid.resolution)
+    eb, ea = (
+        _edges(scene, data, levels[k] if levels else None)
+        for k, (scene, data) in enumerate(((before, detail[0]), (after, detail[1])))
+    )
     calls = []
     for s in structures:
         geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
