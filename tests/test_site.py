@@ -37,6 +37,15 @@ def test_good_site(tmp_path: Path) -> None:
     assert g.resolution == 0.5 and 1500 < g.width < 1800
 
 
+def test_imagery_relative_to_the_site_file_is_resolved(tmp_path: Path) -> None:
+    """As the shipped configs/sohae.yaml has it: reports then name the files without '..'."""
+    (tmp_path / "configs").mkdir()
+    site = load_site(
+        write(tmp_path / "configs", GOOD.replace("imagery: imagery", "imagery: ../im"))
+    )
+    assert site.imagery == tmp_path.resolve() / "im"
+
+
 def test_default_crs_is_utm_of_aoi(tmp_path: Path) -> None:
     site = load_site(write(tmp_path, GOOD.replace("crs: EPSG:32651, ", "")))
     assert site.crs.to_epsg() == 32651

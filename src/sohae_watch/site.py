@@ -97,7 +97,8 @@ def _relpath(base: Path, value: Any, where: str, path: Path) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{path}: field '{where}' must be a path string")
     q = Path(value).expanduser()
-    return q if q.is_absolute() else base / q
+    # a path relative to the site file, resolved: reports name the files without "configs/.."
+    return q if q.is_absolute() else (base / q).resolve()
 
 
 def load_site(spec: str | Path) -> Site:
