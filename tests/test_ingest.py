@@ -277,7 +277,10 @@ def test_unreadable_files(tmp_path: Path, content: bytes, match: str) -> None:
         open_raster(p)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_no_georeference(tmp_path: Path) -> None:
+    """rasterio warns on writing and opening such a file (the CLI silences it); the error is
+    what is tested."""
     p = tmp_path / "plain_2019-01-01.tif"
     with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
         dst.write(np.ones((1, 4, 4), np.uint8))
