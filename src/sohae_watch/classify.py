@@ -179,6 +179,22 @@ def _ring(fp: np.ndarray, grid: Grid, tol: int) -> np.ndarray:
     return grown & ~ndimage.binary_dilation(fp, iterations=tol + 2)
 
 
+def _response_variance(r: float, grid_m: float) -> float:
+    """Variance (m^2) of a pixel of ``r`` m as brought to a grid of ``grid_m``: a box, and a
+    bilinear tent more when coarser than the grid."""
+    return r * r / 12 + (r * r / 6 if r > grid_m * 1.01 else 0.0)
+
+
+def detail_sigma(native_m: tuple[float, float] | None, grid_m: float) -> float:
+    """Grid pixels of Gaussian blur that bring the finer date to the coarser one's detail; 0
+    when under half a pixel (or unknown): the dates are compared as they are."""
+    if native_m is None:
+        return 0.0
+    vb, va = (_response_variance(r, grid_m) for r in native_m)
+    sigma = math.sqrt(abs(vb - va)) / grid_m
+    return sigma if sigma >= 0.5 else 0.0
+
+
 def common_detail(
     before: np.ndarray, after: np.ndarray, native_m: tuple[float, float] | None, grid_m: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -188,16 +204,11 @@ def common_detail(
     the grid, brought to it by bilinear resampling, a tent of variance r^2 / 6 more). A date
     delivered at 1.5 m beside one at 0.5 m otherwise shows a structure's interior reordered by
     blur alone. Below half a pixel of blur, the bands as they are."""
-    if native_m is None:
+    sigma = detail_sigma(native_m, grid_m)
+    if not sigma:
         return before, after
-
-    def variance(r: float) -> float:
-        return r * r / 12 + (r * r / 6 if r > grid_m * 1.01 else 0.0)
-
-    vb, va = variance(native_m[0]), variance(native_m[1])
-    sigma = math.sqrt(abs(vb - va)) / grid_m
-    if sigma < 0.5:
-        return before, after
+    assert native_m is not None
+    vb, va = _response_variance(native_m[0], grid_m), _response_variance(native_m[1], grid_m)
     sharp = before if vb < va else after
     blurred = np.empty_like(sharp)
     for k, band in enumerate(sharp):
@@ -410,6 +421,7 @@ def classify_structures(
     stood_before: Mapping[str, bool] | None = None,
     levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
     native_m: tuple[float, float] | None = None,
+    detail: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[StructureCall]:
     """Classify every structure of a site for one pair (scenes on the same, co-registered grid).
 
@@ -417,10 +429,13 @@ def classify_structures(
     and ``after`` are windows around the structures. ``native_m``: each date's pixel size as
     delivered (metres), when they may differ: the insides, outlines and shadows are compared at
     the coarser one's detail (:func:`common_detail`; the blurred date's gradient levels scaled
-    by what the blur did to this window's).
+    by what the blur did to this window's). ``detail``: the two dates' bands at that common
+    detail when the caller has them (the finer date seen through the coarser one's delivered
+    pixels, :func:`sohae_watch.structures.as_delivered_on`); it replaces the Gaussian.
     """
     grid = before.grid
-    detail = common_detail(before.data, after.data, native_m, grid.resolution)
+    if detail is None:
+        detail = common_detail(before.data, after.data, native_m, grid.resolution)
     eb, ea = (
         _edges(scene, data, levels[k] if levels else None)
         for k, (scene, data) in enumerate(((before, detail[0]), (after, detail[1])))

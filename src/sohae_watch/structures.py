@@ -4,6 +4,7 @@ chips, and find in the catalog whether a structure that appeared had stood befor
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
@@ -21,6 +24,7 @@ from sohae_watch.classify import (
     PRESENT,
     StructureCall,
     classify_structures,
+    detail_sigma,
     presence,
     standing_footprint,
     structure_sentence,
@@ -104,7 +108,17 @@ def classify_windows(
     calls: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
     native_m = (delivered_m(acqs[0]), delivered_m(acqs[1]))
+    # where the dates' detail differs (classify.detail_sigma), the finer date seen through the
+    # coarser one's delivered pixels when that lattice is known (one file in the grid's CRS),
+    # else the Gaussian of classify.common_detail
+    coarse = 0 if native_m[0] > native_m[1] else 1
+    lattice = coarse_lattice(readers[coarse]) if detail_sigma(native_m, grid.resolution) else None
     for s, scenes, mask in windows:
+        detail = None
+        if lattice is not None:
+            fine = scenes[1 - coarse]
+            seen = as_delivered_on(fine, lattice)
+            detail = (seen, scenes[1].data) if coarse == 1 else (scenes[0].data, seen)
         call = classify_structures(
             [s],
             scenes[0],
@@ -115,6 +129,7 @@ def classify_windows(
             stood_before=stood_before,
             levels=levels,
             native_m=native_m,
+            detail=detail,
         )[0]
         calls.append(call)
         chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
@@ -186,6 +201,52 @@ def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | Non
     chips and structure evidence are read on; None when it misses the grid."""
     r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution))
     return None if r1 <= r0 or c1 <= c0 else (r0, c0, r1, c1)
+
+
+def coarse_lattice(reader: GridReader) -> Affine | None:
+    """The pixel lattice the acquisition of ``reader`` was delivered on, as a transform in the
+    grid's CRS after registration (the reader's model), when it is one file in the grid's CRS;
+    None otherwise."""
+    acq = reader.acq
+    if len(acq.sources) != 1 or acq.sources[0].crs != reader.grid.crs:
+        return None
+    t = reader.grid.transform
+    src = acq.sources[0].transform
+    if reader.model is None:
+        return src
+    return t * ~reader.model * ~t * src
+
+
+def as_delivered_on(scene: Scene, lattice: Affine) -> np.ndarray:
+    """``scene``'s bands as a sensor delivering pixels on ``lattice`` would show them on the
+    scene's grid: averaged over each lattice pixel, then resampled back bilinearly, as the
+    pipeline brings such a date onto the grid. Its aliasing (a lattice of girders seen by pixels
+    of about their spacing) is reproduced, which no blur of the finer date does."""
+    g = scene.grid
+    inv = ~lattice
+    corners = [inv * (g.transform * (c, r)) for c in (0, g.width) for r in (0, g.height)]
+    c0 = math.floor(min(x for x, _ in corners)) - 1
+    r0 = math.floor(min(y for _, y in corners)) - 1
+    c1 = math.ceil(max(x for x, _ in corners)) + 1
+    r1 = math.ceil(max(y for _, y in corners)) + 1
+    sub = lattice * Affine.translation(c0, r0)
+
+    def warp(src: np.ndarray, dst: np.ndarray, frm: Affine, to: Affine, how: Resampling) -> None:
+        kw = {"src_crs": g.crs, "dst_crs": g.crs, "src_nodata": np.nan, "dst_nodata": np.nan}
+        reproject(src, dst, src_transform=frm, dst_transform=to, resampling=how, **kw)
+
+    coarse = np.full((scene.data.shape[0], r1 - r0, c1 - c0), np.nan, np.float32)
+    warp(
+        np.where(scene.valid, scene.data, np.nan).astype(np.float32),
+        coarse,
+        g.transform,
+        sub,
+        Resampling.average,
+    )
+    out = np.full(scene.data.shape, np.nan, np.float32)
+    warp(coarse, out, sub, g.transform, Resampling.bilinear)
+    out[:, ~scene.valid] = np.nan
+    return out
 
 
 def _chip_window(
