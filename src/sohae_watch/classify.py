@@ -220,9 +220,9 @@ def common_detail(
 
 
 def _edges(scene: Scene, data: np.ndarray, levels: tuple[float, float] | None) -> EdgeImage:
-    """Edges of ``scene`` as seen at the detail of ``data`` (its bands, blurred by
-    :func:`common_detail` or not). Blurred, the whole scene's gradient levels are scaled by what
-    the blur did to those of this window."""
+    """Edges of ``scene`` as seen at the detail of ``data`` (its own bands, or them brought to
+    the other date's detail). Brought, the whole scene's gradient levels are scaled by what that
+    did to those of this window."""
     if data is scene.data:
         return EdgeImage.of(scene, levels)
     blurred = dataclasses.replace(scene, data=data)
