@@ -151,3 +151,23 @@ def test_the_finer_date_is_seen_through_the_coarser_ones_pixels(
     # a Gaussian of the same variance misses the aliasing by far more
     blurred = common_detail(fine_scene.data, as_read, (0.5, 2.0), 0.5)[0]
     assert float(np.nanmax(np.abs(blurred[inner] - as_read[inner]))) > 0.2 * spread
+
+
+def test_tiles_of_one_product_share_their_lattice(tmp_path: Path) -> None:
+    """Two tiles whose origins are whole pixels apart are one lattice; half a pixel apart, none
+    (the Gaussian stands in)."""
+    t = Affine(2.0, 0, 500000.0, 0, -2.0, 4390000.0)
+    img = np.full((3, 20, 20), 500, np.float32)
+    names = ("red", "green", "blue")
+    grid = Grid(CRS.from_epsg(32651), Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0), 160, 80)
+    for shift, shared in ((20.0, True), (20.5, False)):
+        folder = tmp_path / f"tiles{shift:g}"
+        folder.mkdir()
+        east = t * Affine.translation(shift, 0)
+        write_raster(folder / "a_2020-02-01.tif", img, transform=t, descriptions=names)
+        write_raster(folder / "b_2020-02-01.tif", img, transform=east, descriptions=names)
+        acq = open_acquisition(folder)
+        assert len(acq.sources) == 2
+        with GridReader(acq, grid) as reader:
+            lattice = coarse_lattice(reader)
+        assert (lattice in (t, east)) if shared else lattice is None

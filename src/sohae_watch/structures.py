@@ -109,8 +109,8 @@ def classify_windows(
     chips: dict[str, dict[str, bytes]] = {}
     native_m = (delivered_m(acqs[0]), delivered_m(acqs[1]))
     # where the dates' detail differs (classify.detail_sigma), the finer date seen through the
-    # coarser one's delivered pixels when that lattice is known (one file in the grid's CRS),
-    # else the Gaussian of classify.common_detail
+    # coarser one's delivered pixels when that lattice is known (files in the grid's CRS on one
+    # lattice), else the Gaussian of classify.common_detail
     coarse = 0 if native_m[0] > native_m[1] else 1
     lattice = coarse_lattice(readers[coarse]) if detail_sigma(native_m, grid.resolution) else None
     for s, scenes, mask in windows:
@@ -205,16 +205,26 @@ def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | Non
 
 def coarse_lattice(reader: GridReader) -> Affine | None:
     """The pixel lattice the acquisition of ``reader`` was delivered on, as a transform in the
-    grid's CRS after registration (the reader's model), when it is one file in the grid's CRS;
-    None otherwise."""
-    acq = reader.acq
-    if len(acq.sources) != 1 or acq.sources[0].crs != reader.grid.crs:
+    grid's CRS after registration (the reader's model), when its files are in the grid's CRS on
+    one lattice (tiles of one product); None otherwise."""
+    sources = reader.acq.sources
+    if any(s.crs != reader.grid.crs for s in sources):
+        return None
+    src = sources[0].transform
+    if not all(_on_lattice(s.transform, src) for s in sources[1:]):
         return None
     t = reader.grid.transform
-    src = acq.sources[0].transform
     if reader.model is None:
         return src
     return t * ~reader.model * ~t * src
+
+
+def _on_lattice(t: Affine, lattice: Affine) -> bool:
+    """Whether the pixels of ``t`` are pixels of ``lattice``: the same size and axes, the origin
+    a whole number of them away."""
+    col, row = ~lattice * (t.c, t.f)
+    same_axes = (t.a, t.b, t.d, t.e) == (lattice.a, lattice.b, lattice.d, lattice.e)
+    return same_axes and max(abs(col - round(col)), abs(row - round(row))) < 1e-6
 
 
 def as_delivered_on(scene: Scene, lattice: Affine) -> np.ndarray:
