@@ -208,15 +208,16 @@ def common_detail(
     if not sigma:
         return before, after
     assert native_m is not None
-    vb, va = _response_variance(native_m[0], grid_m), _response_variance(native_m[1], grid_m)
-    sharp = before if vb < va else after
+    # the response grows with the pixel: the finer date is the one with the smaller pixels
+    before_finer = native_m[0] < native_m[1]
+    sharp = before if before_finer else after
     blurred = np.empty_like(sharp)
     for k, band in enumerate(sharp):
         ok = np.isfinite(band)
         fill = float(np.median(band[ok])) if ok.any() else 0.0
         blurred[k] = ndimage.gaussian_filter(np.where(ok, band, fill), sigma)
         blurred[k][~ok] = np.nan
-    return (blurred, after) if vb < va else (before, blurred)
+    return (blurred, after) if before_finer else (before, blurred)
 
 
 def _edges(scene: Scene, data: np.ndarray, levels: tuple[float, float] | None) -> EdgeImage:
