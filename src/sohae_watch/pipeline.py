@@ -291,10 +291,12 @@ def _fit_model(
     before: Acquisition,
     after: Acquisition,
     threads: int,
+    levels: bool = True,
 ) -> tuple[ChangeModel, tuple[tuple[float, float], tuple[float, float]]]:
     """Fit the change statistics on a sample of full-resolution windows (the whole grid when small);
-    also each date's gradient levels for the structure classifier. With ``threads`` > 1 the two
-    dates are read at the same time, and their gradient levels computed beside the fit."""
+    also each date's gradient levels for the structure classifier (``levels``; else (1, 1) each,
+    unused). With ``threads`` > 1 the two dates are read at the same time, and their gradient
+    levels computed beside the fit."""
     small = grid.width * grid.height <= WHOLE_FIT_PIXELS
     origins = [(0, 0)] if small else sample_origins(grid.shape)
     size = SAMPLE_WINDOW
@@ -322,7 +324,11 @@ def _fit_model(
     try:
         return concurrently(
             lambda: fit_change_model(first, second),
-            lambda: (gradient_levels(first), gradient_levels(second)),
+            lambda: (
+                (gradient_levels(first), gradient_levels(second))
+                if levels
+                else ((1.0, 1.0), (1.0, 1.0))
+            ),
             threads,
         )
     except ValueError as exc:
@@ -426,7 +432,16 @@ def _compute_diff(
     outputs = TileOutputs(workdir, grid, len(roles))
     try:
         t0 = time.perf_counter()
-        model, levels = _fit_model(readers.get(), grid, area, before_acq, after_acq, threads)
+        # the gradient levels serve the structure calls only
+        model, levels = _fit_model(
+            readers.get(),
+            grid,
+            area,
+            before_acq,
+            after_acq,
+            threads,
+            levels=site is not None and bool(site.structures),
+        )
         timings["fit"] = time.perf_counter() - t0
         give_back()
 
