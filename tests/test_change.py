@@ -197,6 +197,51 @@ def test_rgb_only_half_metre_pair() -> None:
     assert (res.mask[:80] == 1).mean() < 0.01
 
 
+def _field_and_paving() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Grass on the left 120 columns (NDVI ~0.7), paving on the right; by AFTER the grass dried
+    (visible x1.35 + 100, near infrared x0.75) while the paving changed only by the sensor's
+    gain (x1.1 + 30), and a building went up on the paving. Returns before, after, the
+    building's truth mask and the margin around the field's edge and the building (where the
+    edge's contrast did change)."""
+    rng = np.random.default_rng(7)
+    shape = (200, 200)
+    tex = ndi.gaussian_filter(rng.normal(size=shape), 6) * 400
+    tex += ndi.gaussian_filter(rng.normal(size=shape), 1.2) * 150
+    grass = np.array([400.0, 600.0, 350.0, 2500.0])[:, None, None]
+    paving = np.array([1300.0, 1400.0, 1250.0, 1500.0])[:, None, None]
+    field = np.zeros(shape, bool)
+    field[:, :120] = True
+    before = np.where(field, grass, paving) + tex * np.array([0.3, 0.35, 0.3, 0.8])[:, None, None]
+    dried = before * np.array([1.35, 1.3, 1.35, 0.75])[:, None, None]
+    dried += np.array([100.0, 100.0, 100.0, 0.0])[:, None, None]
+    after = np.where(field, dried, 1.1 * before + 30) + rng.normal(0, 8, (4, *shape))
+    r, c = slice(80, 110), slice(140, 180)
+    after = add_structure(after.astype(np.float32), r, c)
+    truth = np.zeros(shape, bool)
+    truth[r, c] = True
+    margin = ndi.binary_dilation(truth, iterations=3)
+    margin[:, 114:126] = True
+    return before.astype(np.float32), after, truth, margin
+
+
+def test_grass_that_changed_with_the_season_leaves_the_paving_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Vegetated and bare ground get a normalisation each: the dried grass and the paving are
+    no change, the new building is. With one line per band through both (strata switched
+    off), the paving reads as changed."""
+    before, after, truth, margin = _field_and_paving()
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert res.stats["strata"] is not None
+    flagged = res.mask == 1
+    assert (flagged & truth).sum() / truth.sum() > 0.7, "the building is found"
+    assert flagged[~margin].mean() < 0.005, "the grass and the paving are no change"
+    monkeypatch.setattr("sohae_watch.change.fit_strata", lambda *args: None)
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert res.stats["strata"] is None
+    assert ((res.mask == 1) & ~margin)[:, 126:].mean() > 0.5, "the paving reads as changed"
+
+
 # --- no-change pairs made from a real Sentinel-2 image --------------------------------------
 
 

@@ -17,12 +17,13 @@ from sohae_watch.change import (
     ChangeResult,
     apply_change_model,
     change_areas,
+    detect_changes_tiled,
     fit_change_model,
 )
 from sohae_watch.change_passes import SceneChange, band_pass, detect_changes_passes
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
-from test_change import add_structure, make_scene, textured
+from test_change import _field_and_paving, add_structure, make_scene, textured
 from test_change_snow import _site, _snow
 
 WHOLE_PIXELS = passes.WHOLE_PIXELS  # the module's own value, before the fixture below
@@ -92,6 +93,21 @@ def test_passes_equal_one_piece_at_ten_metres_and_with_snow() -> None:
     whole = apply_change_model(model, b, a)
     res = detect_changes_passes(model, b, a, bands=2, tile=100)
     _same((res.mask, res.magnitude), whole.mask, whole.magnitude)
+
+
+def test_passes_and_tiles_equal_one_piece_with_strata() -> None:
+    """Vegetated and bare ground normalised each with its fit: per pixel, so any window agrees."""
+    before, after, _, _ = _field_and_paving()
+    after[:, 170:, 150:] = np.nan
+    b, a = make_scene(before), make_scene(after)
+    model = fit_change_model(b, a)
+    assert model.strata is not None
+    whole = apply_change_model(model, b, a)
+    assert (whole.mask == 1).sum() > 500
+    res = detect_changes_passes(model, b, a, bands=1, tile=64)
+    _same((res.mask, res.magnitude), whole.mask, whole.magnitude)
+    tiled = detect_changes_tiled(model, b, a, tile=64)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
 
 
 def test_passes_areas_and_spilled_layers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sohae_watch.radiometry import fit_normalisation
+from sohae_watch.radiometry import fit_normalisation, fit_strata
 
 
 def _pair(changed: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,3 +31,47 @@ def test_gain_and_offset_of_the_unchanged_pixels(changed: float) -> None:
         # the noise's 30, a little less from the no-change set's trimming (above the floor, 2 %
         # of the band's spread: ~14 here)
         assert 24.0 < fit.sigma < 32.0
+
+
+def _two_grounds(vegetated: float) -> tuple[np.ndarray, np.ndarray]:
+    """A share ``vegetated`` of 100 000 pixels is grass (NDVI ~0.6), which by AFTER dried
+    (gain 1.4 in the visible, 0.8 in the near infrared); the rest is bare (NDVI ~0), which
+    changed only by a gain of 1.1. Bands red, green, blue, nir; noise sd 10."""
+    rng = np.random.default_rng(1)
+    n = 100_000
+    k = int(vegetated * n)
+    level = rng.gamma(6.0, 1.0 / 6.0, n)  # brightness around 1
+    grass = np.array([300.0, 500.0, 250.0, 1200.0])[:, None]
+    bare = np.array([1200.0, 1150.0, 1100.0, 1250.0])[:, None]
+    before = np.where(np.arange(n) < k, grass, bare) * level
+    gain = np.where(np.arange(n) < k, np.array([1.4, 1.4, 1.4, 0.8])[:, None], 1.1)
+    after = before * gain + rng.normal(0.0, 10.0, (4, n))
+    return before.astype(np.float32), after.astype(np.float32)
+
+
+def test_vegetated_and_bare_ground_get_a_fit_each() -> None:
+    before, after = _two_grounds(0.6)
+    strata = fit_strata(before, after, ("red", "green", "blue", "nir"))
+    assert strata is not None
+    for b, want in enumerate((1.4, 1.4, 1.4, 0.8)):
+        assert abs(strata.vegetated[b].gain - want) < 0.02
+        assert abs(strata.bare[b].gain - 1.1) < 0.02
+    # the scene-wide fit follows the grass, the larger stratum: the bare ground is off its line
+    assert abs(fit_normalisation(before, after)[0].gain - 1.1) > 0.1
+    classes = strata.classes(before, after)
+    assert (classes[:60_000] == 1).mean() > 0.99 and (classes[60_000:] == 2).mean() > 0.99
+
+
+@pytest.mark.parametrize(
+    ("vegetated", "bands"),
+    [
+        (0.02, ("red", "green", "blue", "nir")),
+        (0.98, ("red", "green", "blue", "nir")),
+        (0.6, ("red", "green", "blue", "alpha")),
+    ],
+)
+def test_no_strata_without_two_grounds_or_a_near_infrared_band(
+    vegetated: float, bands: tuple[str, ...]
+) -> None:
+    before, after = _two_grounds(vegetated)
+    assert fit_strata(before, after, bands) is None

@@ -5,6 +5,9 @@ Method (all statistics fitted once, then applied window by window):
 1. Relative radiometric normalisation (:mod:`sohae_watch.radiometry`): per band, orthogonal
    regression of AFTER on BEFORE over pixels that did not change, iterated MAD-style; the standardised
    residuals ``z`` are in units of the no-change scatter, so sun, gain/offset and haze cancel.
+   With red and near-infrared bands, ground green on both dates and ground bare on both get a
+   fit each when both are common (grass browns with the season, roofs do not); the
+   wide-neighbourhood tests below keep the scene-wide fit.
 2. Structure evidence: the gradient magnitude of each date's intensity, divided by that date's
    typical gradient (so it is gain free), and its change, standardised the same way.
 3. A per-pixel score ``sqrt((rms(z)^2 + dz_struct^2) / 2)`` averaged over a Gaussian neighbourhood
@@ -66,7 +69,9 @@ from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
     BandFit,
+    Strata,
     fit_normalisation,
+    fit_strata,
     sample_pixels,
 )
 from sohae_watch.scene import Scene
@@ -144,6 +149,9 @@ class ChangeModel:
     # per band brightness of a thick cloud on BEFORE and on AFTER (see scene_ceiling)
     ceiling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
     stats: dict[str, Any] = field(default_factory=dict, compare=False)
+    # fits of the ground green on both dates and bare on both, for the per-pixel score and the
+    # typing; the wide-neighbourhood tests (cloud, snow, veils) keep the scene-wide fits
+    strata: Strata | None = None
 
     @property
     def pixel_cut(self) -> float:
@@ -319,6 +327,7 @@ def fit_change_model(
     bs = b.reshape(len(bands), -1)[:, idx]
     as_ = a.reshape(len(bands), -1)[:, idx]
     fits = fit_normalisation(bs, as_)
+    strata = fit_strata(bs, as_, bands)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = visible_mean(b, bands), visible_mean(a, bands)
@@ -339,7 +348,9 @@ def fit_change_model(
     # the structure scatter has the same kind of floor as the spectral one (a share of the
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
-    model = ChangeModel(bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling)
+    model = ChangeModel(
+        bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling, strata=strata
+    )
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     mag = provisional.magnitude[provisional.observable]
     mag = mag[np.isfinite(mag)]
@@ -370,9 +381,26 @@ def fit_change_model(
         "work_step": g,
         "evidence_step": es,
         "observable_fraction_fit": float(obs.mean()),
+        "strata": None
+        if strata is None
+        else {
+            name: [{"gain": f.gain, "offset": f.offset, "sigma": f.sigma} for f in fs]
+            for name, fs in (("vegetated", strata.vegetated), ("bare", strata.bare))
+        },
     }
     return ChangeModel(
-        bands, tuple(fits), gsb, gsa, s_sigma or 1.0, fill, threshold, px_m, cfg, ceiling, stats
+        bands,
+        tuple(fits),
+        gsb,
+        gsa,
+        s_sigma or 1.0,
+        fill,
+        threshold,
+        px_m,
+        cfg,
+        ceiling,
+        stats,
+        strata,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +26,7 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import open_parts, set_box, smooth
 from sohae_watch.parallel import concurrently
-from sohae_watch.radiometry import standardised_residuals
+from sohae_watch.radiometry import ndvi, standardised_residuals
 from sohae_watch.scene import VISIBLE
 
 if TYPE_CHECKING:
@@ -87,22 +88,54 @@ def gradient_magnitude(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.sqrt(gx, out=gx)
 
 
+def _residuals(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, bands: list[int]
+) -> Iterator[np.ndarray]:
+    """Each band's standardised residual ``(a - offset - gain * b) / sigma`` in turn (one
+    float32 array, overwritten at each step), with the fit of the pixel's stratum
+    (:class:`sohae_watch.radiometry.Strata`) where the model has strata."""
+    zk = np.empty(b.shape[1:], dtype=np.float32)
+    if model.strata is None:
+        for k in bands:
+            f = model.fits[k]
+            np.multiply(b[k], np.float32(-f.gain), out=zk)
+            zk += a[k]
+            zk -= np.float32(f.offset)
+            zk *= np.float32(1.0 / f.sigma)
+            yield zk
+        return
+    # the residual under each stratum's fit, blended by the pixel's stratum (0/1 weights):
+    # cheaper than gathering per-pixel coefficients
+    cls = model.strata.classes(b, a)
+    w1 = (cls == 1).astype(np.float32)  # vegetated on both dates
+    w2 = (cls == 2).astype(np.float32)  # bare on both
+    del cls
+    fits = (model.fits, model.strata.vegetated, model.strata.bare)
+    zs = np.empty((2, *zk.shape), dtype=np.float32)
+    for k in bands:
+        for out, f in zip((zk, zs[0], zs[1]), (s[k] for s in fits), strict=True):
+            np.multiply(b[k], np.float32(-f.gain), out=out)
+            out += a[k]
+            out -= np.float32(f.offset)
+            out *= np.float32(1.0 / f.sigma)
+        zs -= zk
+        zs[0] *= w1
+        zs[1] *= w2
+        zk += zs[0]
+        zk += zs[1]
+        yield zk
+
+
 def spectral_evidence(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> np.ndarray:
     """Spectral evidence, band by band: standardised residuals, squared and averaged."""
     spec2 = np.zeros(obs.shape, dtype=np.float32)
-    zk = np.empty(obs.shape, dtype=np.float32)
-    for k, f in enumerate(model.fits):
-        np.multiply(b[k], np.float32(-f.gain), out=zk)
-        zk += a[k]
-        zk -= np.float32(f.offset)
-        zk *= np.float32(1.0 / f.sigma)
+    for zk in _residuals(model, b, a, list(range(len(model.bands)))):
         if not every:
             zk[~obs] = 0
         np.square(zk, out=zk)
         spec2 += zk
-    del zk
     spec2 *= np.float32(1.0 / len(model.bands))
     return spec2
 
@@ -287,8 +320,11 @@ def typing_layers(
     standardised change of the visible bands, each date's NDVI. Pixel by pixel, any shape."""
     bands = model.bands
     vis = visible_indices(bands)
-    zc = standardised_residuals(b[vis], a[vis], [model.fits[i] for i in vis])
-    bright = np.nan_to_num(zc.mean(axis=0), nan=0.0)
+    bright = np.zeros(b.shape[1:], dtype=np.float32)
+    for zk in _residuals(model, b, a, vis):
+        bright += zk
+    bright *= np.float32(1.0 / len(vis))
+    bright = np.nan_to_num(bright, nan=0.0, copy=False)
     if not every:
         bright[~obs] = 0
     layers = {"brightness": bright}
@@ -322,7 +358,4 @@ def _veils(
 
 
 def _ndvi(stack: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
-    red = stack[bands.index("red")]
-    nir = stack[bands.index("nir")]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ((nir - red) / (nir + red)).astype(np.float32)
+    return ndvi(stack[bands.index("red")], stack[bands.index("nir")])

@@ -5,6 +5,11 @@ regression, fitted on the pixels whose standardised change is small (the MAD/rad
 reweighting is a trimmed iteration: a pixel is "no change" when its chi-square statistic is below the
 90 % quantile, and when that set collapses (season, snow, a scene that changed a lot) the lowest
 ``min_keep`` share of the statistic is used instead, so the fit never rests on a handful of pixels.
+
+Where a near-infrared band tells vegetation, the ground green on both dates and the ground bare on
+both get a fit each (:class:`Strata`): grass and crops change colour with the season while roofs,
+paving and soil do not, so one line per band through both follows the larger of them and reads the
+other as changed. A pixel green on one date only keeps the scene-wide fit.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import chdtri
 
-__all__ = ["BandFit", "fit_normalisation", "sample_pixels", "standardised_residuals"]
+__all__ = [
+    "VEGETATED_NDVI",
+    "BandFit",
+    "Strata",
+    "fit_normalisation",
+    "fit_strata",
+    "ndvi",
+    "sample_pixels",
+    "standardised_residuals",
+]
 
 
 @dataclass(frozen=True)
@@ -165,3 +179,67 @@ def standardised_residuals(
         out[b] -= np.float32(f.offset)
         out[b] *= np.float32(1.0 / f.sigma)
     return out
+
+
+VEGETATED_NDVI = 0.3  # NDVI above which ground is green vegetation (the usual cut)
+MIN_STRATUM = 0.05  # share of the sample each stratum needs for the pair to be stratified ...
+MIN_STRATUM_PIXELS = 1000  # ... and at least this many pixels
+
+
+def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """``(nir - red) / (nir + red)`` as float32 (NaN where undefined)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray((nir - red) / (nir + red), dtype=np.float32)
+
+
+def _green_and_bare(red: np.ndarray, nir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels whose NDVI is above :data:`VEGETATED_NDVI`, and those at most at it, without a
+    division: ``nir (1 - t) > red (1 + t)`` (the same for non-negative values). A pixel with a
+    band NaN is in neither."""
+    lhs = np.multiply(nir, np.float32(1.0 - VEGETATED_NDVI), dtype=np.float32)
+    rhs = np.multiply(red, np.float32(1.0 + VEGETATED_NDVI), dtype=np.float32)
+    return np.greater(lhs, rhs), np.less_equal(lhs, rhs)
+
+
+@dataclass(frozen=True)
+class Strata:
+    """Per-band fits for the ground vegetated on both dates and for the ground bare on both
+    (NDVI above / at most :data:`VEGETATED_NDVI`); pixels green on one date only keep the
+    scene-wide fit."""
+
+    red: int  # band indices
+    nir: int
+    vegetated: tuple[BandFit, ...]
+    bare: tuple[BandFit, ...]
+
+    def classes(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Per pixel 0 (scene-wide fit), 1 (vegetated on both dates) or 2 (bare on both), uint8;
+        ``before``/``after``: (bands, ...) stacks. A pixel with a band not observable is 0."""
+        return _classes(before, after, self.red, self.nir)
+
+
+def _classes(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
+    vb, bb = _green_and_bare(before[red], before[nir])
+    va, ba = _green_and_bare(after[red], after[nir])
+    vb &= va
+    bb &= ba
+    out = vb.view(np.uint8)  # 1 where vegetated on both
+    out[bb] = 2
+    return out
+
+
+def fit_strata(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]) -> Strata | None:
+    """A :class:`Strata` from sampled pixels (as for :func:`fit_normalisation`), or None without
+    red and near-infrared bands or when either stratum is under :data:`MIN_STRATUM` of them."""
+    if "red" not in bands or "nir" not in bands:
+        return None
+    red, nir = bands.index("red"), bands.index("nir")
+    cls = _classes(before, after, red, nir)
+    members = (cls == 1, cls == 2)
+    need = max(MIN_STRATUM * before.shape[1], MIN_STRATUM_PIXELS)
+    # with one population missing (winter, a city centre, a desert), the scene-wide fit is
+    # that of the other: nothing to separate
+    if min(int(m.sum()) for m in members) < need:
+        return None
+    veg, bare = (tuple(fit_normalisation(before[:, m], after[:, m])) for m in members)
+    return Strata(red, nir, veg, bare)
