@@ -197,7 +197,7 @@ def test_rgb_only_half_metre_pair() -> None:
     assert (res.mask[:80] == 1).mean() < 0.01
 
 
-def _field_and_paving() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def field_and_paving() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Grass on the left 120 columns (NDVI ~0.7), paving on the right; by AFTER the grass dried
     (visible x1.35 + 100, near infrared x0.75) while the paving changed only by the sensor's
     gain (x1.1 + 30), and a building went up on the paving. Returns before, after, the
@@ -230,7 +230,7 @@ def test_grass_that_changed_with_the_season_leaves_the_paving_quiet(
     """Vegetated and bare ground get a normalisation each: the dried grass and the paving are
     no change, the new building is. With one line per band through both (strata switched
     off), the paving reads as changed."""
-    before, after, truth, margin = _field_and_paving()
+    before, after, truth, margin = field_and_paving()
     res = detect_changes(make_scene(before), make_scene(after))
     assert res.stats["strata"] is not None
     flagged = res.mask == 1

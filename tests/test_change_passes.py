@@ -23,7 +23,7 @@ from sohae_watch.change import (
 from sohae_watch.change_passes import SceneChange, band_pass, detect_changes_passes
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
-from test_change import _field_and_paving, add_structure, make_scene, textured
+from test_change import add_structure, field_and_paving, make_scene, textured
 from test_change_snow import _site, _snow
 
 WHOLE_PIXELS = passes.WHOLE_PIXELS  # the module's own value, before the fixture below
@@ -97,7 +97,7 @@ def test_passes_equal_one_piece_at_ten_metres_and_with_snow() -> None:
 
 def test_passes_and_tiles_equal_one_piece_with_strata() -> None:
     """Vegetated and bare ground normalised each with its fit: per pixel, so any window agrees."""
-    before, after, _, _ = _field_and_paving()
+    before, after, _, _ = field_and_paving()
     after[:, 170:, 150:] = np.nan
     b, a = make_scene(before), make_scene(after)
     model = fit_change_model(b, a)
