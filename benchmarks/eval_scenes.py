@@ -9,7 +9,8 @@ accuracy of the calls made with confidence in each bin), its expected calibratio
 log loss of the confidences. Then the change masks against the generator's truth masks (structure
 changes only: a season, the sun, snow or a cloud is no change there): per pair precision, recall,
 F1 and false-alarm rate; their means, and how many pairs flag more than 0.5 % of the no-change
-pixels (issue 4's bound for pairs where nothing changed).
+pixels (issue 4's bound for pairs where nothing changed); the same again for the pairs split by
+snow (the larger of the two dates' snow fractions: none, under half the ground, half or more).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
     calls: list[tuple[float, bool]] = []
-    pixels: list[tuple[str, dict[str, float]]] = []  # (pair, mask scores)
+    pixels: list[tuple[str, dict[str, float], float]] = []  # (pair, mask scores, snow)
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
@@ -53,6 +54,7 @@ def main() -> None:
                 [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed)], check=True
             )
         truth = json.loads((scene / "truth.json").read_text())
+        snow = {a["date"]: float(a.get("snow_fraction", 0.0)) for a in truth["acquisitions"]}
         right = total = 0
         for pair in truth["pairs"]:
             out = scene / "out" / f"{pair['before']}_{pair['after']}"
@@ -77,7 +79,8 @@ def main() -> None:
                 total += 1
             if pair.get("change_mask"):
                 scores = score_mask_files(out / "change_mask.tif", scene / pair["change_mask"])
-                pixels.append((f"{seed} {pair['before']} -> {pair['after']}", scores))
+                name = f"{seed} {pair['before']} -> {pair['after']}"
+                pixels.append((name, scores, max(snow[pair["before"]], snow[pair["after"]])))
         print(f"seed {seed}: {right}/{total} statuses right", flush=True)
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
@@ -117,20 +120,34 @@ def main() -> None:
         print_pixel_scores(pixels)
 
 
-def print_pixel_scores(pixels: list[tuple[str, dict[str, float]]]) -> None:
-    """Per pair and mean pixel scores of the change masks against the truth masks."""
+def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float]]) -> None:
+    """Per pair and mean pixel scores of the change masks against the truth masks, then the
+    means of the pairs split by snow."""
     print("change masks against the truth masks (pixels):")
-    for name, s in pixels:
+    for name, s, snow in pixels:
         print(
             f"  {name}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
-            f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f}"
+            f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f} "
+            f"snow {snow:.2f}"
         )
-    n = len(pixels)
-    f1 = sum(s["f1"] for _, s in pixels) / n
-    fa = sorted(s["false_alarm_rate"] for _, s in pixels)
+    _summary("", [s for _, s, _ in pixels])
+    for label, keep in (
+        ("without snow", lambda v: v == 0),
+        ("snow under half the ground", lambda v: 0 < v < 0.5),
+        ("snow on half the ground or more", lambda v: v >= 0.5),
+    ):
+        group = [s for _, s, snow in pixels if keep(snow)]
+        if group:
+            _summary(f" {label}", group)
+
+
+def _summary(label: str, scores: list[dict[str, float]]) -> None:
+    n = len(scores)
+    f1 = sum(s["f1"] for s in scores) / n
+    fa = sorted(s["false_alarm_rate"] for s in scores)
     loud = sum(v > 0.005 for v in fa)
     print(
-        f"  {n} pairs: mean F1 {f1:.3f}; false alarms mean {sum(fa) / n:.4f}, median "
+        f"  {n} pairs{label}: mean F1 {f1:.3f}; false alarms mean {sum(fa) / n:.4f}, median "
         f"{statistics.median(fa):.4f}, max {fa[-1]:.4f}; "
         f"pairs above 0.5 %: {loud}"
     )
