@@ -226,14 +226,8 @@ def _edges(scene: Scene, data: np.ndarray, levels: tuple[float, float] | None) -
     did to those of this window."""
     if data is scene.data:
         return EdgeImage.of(scene, levels)
-    blurred = dataclasses.replace(scene, data=data)
-    if levels is not None:
-        own, now = gradient_levels(scene), gradient_levels(blurred)
-        levels = (
-            levels[0] * now[0] / max(own[0], 1e-6),
-            levels[1] * now[1] / max(own[1], 1e-6),
-        )
-    return EdgeImage.of(blurred, levels)
+    own = gradient_levels(scene) if levels is not None else None
+    return EdgeImage.of(dataclasses.replace(scene, data=data), levels, own)
 
 
 def gather_evidence(

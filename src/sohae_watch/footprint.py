@@ -34,15 +34,26 @@ NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradi
 
 def gradient_levels(scene: Scene) -> tuple[float, float]:
     """The scene's typical gradient magnitude (median) and that of flat ground (10th percentile)."""
+    if not scene.valid.any():
+        return 1.0, 1.0
+    gx, gy, _ = _gradients(scene)
+    return _levels(gx, gy, scene.valid)
+
+
+def _gradients(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x and y gradients of the scene's intensity (nodata filled with its median, smoothed
+    at 1 px), and that intensity."""
     img = scene.intensity()
     valid = scene.valid
+    fill = float(np.median(img[valid])) if valid.any() else 0.0
+    f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
+    return ndimage.sobel(f, axis=1) / 8.0, ndimage.sobel(f, axis=0) / 8.0, img
+
+
+def _levels(gx: np.ndarray, gy: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
     if not valid.any():
         return 1.0, 1.0
-    f = ndimage.gaussian_filter(
-        np.where(valid, img, float(np.median(img[valid]))).astype(np.float32), 1.0
-    )
-    mag = np.hypot(ndimage.sobel(f, axis=1) / 8.0, ndimage.sobel(f, axis=0) / 8.0)[valid]
-    typical, floor = np.percentile(mag, [50, 10])
+    typical, floor = np.percentile(np.hypot(gx, gy)[valid], [50, 10])
     return float(typical), float(floor)
 
 
@@ -58,16 +69,27 @@ class EdgeImage:
     valid: np.ndarray
 
     @classmethod
-    def of(cls, scene: Scene, levels: tuple[float, float] | None = None) -> EdgeImage:
+    def of(
+        cls,
+        scene: Scene,
+        levels: tuple[float, float] | None = None,
+        own: tuple[float, float] | None = None,
+    ) -> EdgeImage:
         """Gradients of ``scene``; ``levels`` (typical, floor) measured on the whole scene when the
-        scene given is a window around one footprint (default: measured on ``scene`` itself)."""
-        img = scene.intensity()
+        scene given is a window around one footprint (default: measured on ``scene`` itself).
+        ``own``: when ``scene`` is such a window brought to another level of detail, the
+        window's levels at its own detail; ``levels`` are then scaled by what that did to them."""
+        gx, gy, img = _gradients(scene)
         valid = scene.valid
-        fill = float(np.median(img[valid])) if valid.any() else 0.0
-        f = ndimage.gaussian_filter(np.where(valid, img, fill).astype(np.float32), 1.0)
-        gx = ndimage.sobel(f, axis=1) / 8.0
-        gy = ndimage.sobel(f, axis=0) / 8.0
-        typical, floor = levels if levels is not None else gradient_levels(scene)
+        if levels is None:
+            levels = _levels(gx, gy, valid)
+        elif own is not None:
+            now = _levels(gx, gy, valid)
+            levels = (
+                levels[0] * now[0] / max(own[0], 1e-6),
+                levels[1] * now[1] / max(own[1], 1e-6),
+            )
+        typical, floor = levels
         return cls(gx, gy, max(typical, 1e-6), max(floor, 1e-6), img, valid)
 
     def local_typical(self, ring: np.ndarray) -> float:

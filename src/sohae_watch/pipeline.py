@@ -292,11 +292,11 @@ def _fit_model(
     after: Acquisition,
     threads: int,
     levels: bool = True,
-) -> tuple[ChangeModel, tuple[tuple[float, float], tuple[float, float]]]:
+) -> tuple[ChangeModel, tuple[tuple[float, float], tuple[float, float]] | None]:
     """Fit the change statistics on a sample of full-resolution windows (the whole grid when small);
-    also each date's gradient levels for the structure classifier (``levels``; else (1, 1) each,
-    unused). With ``threads`` > 1 the two dates are read at the same time, and their gradient
-    levels computed beside the fit."""
+    also each date's gradient levels for the structure classifier (when ``levels``, else None).
+    With ``threads`` > 1 the two dates are read at the same time, and their gradient levels
+    computed beside the fit."""
     small = grid.width * grid.height <= WHOLE_FIT_PIXELS
     origins = [(0, 0)] if small else sample_origins(grid.shape)
     size = SAMPLE_WINDOW
@@ -324,11 +324,7 @@ def _fit_model(
     try:
         return concurrently(
             lambda: fit_change_model(first, second),
-            lambda: (
-                (gradient_levels(first), gradient_levels(second))
-                if levels
-                else ((1.0, 1.0), (1.0, 1.0))
-            ),
+            lambda: (gradient_levels(first), gradient_levels(second)) if levels else None,
             threads,
         )
     except ValueError as exc:
@@ -531,7 +527,7 @@ def _classify(
     outputs: TileOutputs,
     areas: list[ChangeArea],
     stood_before: Mapping[str, bool] | None,
-    levels: tuple[tuple[float, float], tuple[float, float]],
+    levels: tuple[tuple[float, float], tuple[float, float]] | None,
     reads: GridCache | None = None,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
