@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, SHARED
 from sohae_watch.cli.main import cli
+from sohae_watch.report import UNMATCHED_CALLS, UNMATCHED_SENTENCE
 
 PAIRS = [
     ("2018-07-20", "2018-08-03"),
@@ -55,6 +56,19 @@ def outputs(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[tup
 def test_demo_pair_finds_the_rebuilt_launch_pad(outputs: dict[tuple[str, str], Path]) -> None:
     report = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
     assert "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019." in report["summary"]
+
+
+def test_a_blind_mask_is_reported(outputs: dict[tuple[str, str], Path]) -> None:
+    """Snow on most of Feb 16's ground and on part of Mar 2's: the two dates share too little
+    ground that kept its brightness for the normalisation to match them, and the report says
+    the mask is blind rather than letting its emptiness read as "nothing changed". The summer
+    pair says nothing of the kind."""
+    blind = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
+    assert blind["change"]["radiometry_matched"] is False
+    assert UNMATCHED_SENTENCE + " " + UNMATCHED_CALLS in blind["summary"]
+    clear = json.loads((outputs[("2018-07-20", "2018-08-03")] / "report.json").read_text())
+    assert clear["change"]["radiometry_matched"] is True
+    assert not any(UNMATCHED_SENTENCE in s for s in clear["summary"])
 
 
 def test_reports_say_a_call_can_rest_on_no_changed_pixel(

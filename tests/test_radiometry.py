@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sohae_watch.radiometry import fit_normalisation, fit_strata
+from sohae_watch.radiometry import fit_normalisation, fit_strata, matched, scatter_shares
 
 
 def _pair(changed: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -75,3 +75,30 @@ def test_no_strata_without_two_grounds_or_a_near_infrared_band(
 ) -> None:
     before, after = _two_grounds(vegetated)
     assert fit_strata(before, after, bands) is None
+
+
+def _matched(before: np.ndarray, after: np.ndarray) -> bool:
+    return matched(*scatter_shares(after, fit_normalisation(before, after)))
+
+
+def test_a_pair_that_shares_no_ground_is_not_matched() -> None:
+    """With most of the pixels changed the unchanged rest is still found; with every pixel
+    unrelated (snow over one date's ground, change everywhere) no line explains any band."""
+    assert _matched(*_pair(0.6))
+    rng = np.random.default_rng(2)
+    before = rng.gamma(4.0, 300.0, (4, 50_000)).astype(np.float32)
+    after = rng.gamma(4.0, 400.0, (4, 50_000)).astype(np.float32)
+    assert not _matched(before, after)
+    spread, level = scatter_shares(after, fit_normalisation(before, after))
+    assert min(spread) >= 1.0 and min(level) >= 0.1
+
+
+def test_a_featureless_pair_is_matched() -> None:
+    """Two dates of the same flat ground differ by noise only: the scatter is as large as the
+    band's spread, but a few per cent of its level, so the mask is not called blind."""
+    rng = np.random.default_rng(3)
+    before = (1000.0 + rng.normal(0.0, 10.0, (4, 50_000))).astype(np.float32)
+    after = (1000.0 + rng.normal(0.0, 10.0, (4, 50_000))).astype(np.float32)
+    spread, level = scatter_shares(after, fit_normalisation(before, after))
+    assert min(spread) >= 1.0 and max(level) < 0.05
+    assert _matched(before, after)

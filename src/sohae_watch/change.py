@@ -72,7 +72,9 @@ from sohae_watch.radiometry import (
     Strata,
     fit_normalisation,
     fit_strata,
+    matched,
     sample_pixels,
+    scatter_shares,
 )
 from sohae_watch.scene import Scene
 
@@ -152,6 +154,9 @@ class ChangeModel:
     # fits of the ground green on both dates and bare on both, for the per-pixel score and the
     # typing; the wide-neighbourhood tests (cloud, snow, veils) keep the scene-wide fits
     strata: Strata | None = None
+    # False when the normalisation found no ground the two dates share (see
+    # radiometry.matched): the mask then sees no change short of a huge one
+    matched: bool = True
 
     @property
     def pixel_cut(self) -> float:
@@ -327,6 +332,7 @@ def fit_change_model(
     bs = b.reshape(len(bands), -1)[:, idx]
     as_ = a.reshape(len(bands), -1)[:, idx]
     fits = fit_normalisation(bs, as_)
+    of_spread, of_level = scatter_shares(as_, fits)
     strata = fit_strata(bs, as_, bands)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
@@ -381,6 +387,8 @@ def fit_change_model(
         "work_step": g,
         "evidence_step": es,
         "observable_fraction_fit": float(obs.mean()),
+        "scatter_of_spread": list(of_spread),
+        "scatter_of_level": list(of_level),
         "strata": None
         if strata is None
         else {
@@ -401,6 +409,7 @@ def fit_change_model(
         ceiling,
         stats,
         strata,
+        matched(of_spread, of_level),
     )
 
 

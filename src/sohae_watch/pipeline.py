@@ -140,6 +140,8 @@ class DiffResult:
     rasters: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
     workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
+    # False when the dates share almost no ground that kept its radiometry: the mask is blind
+    radiometry_matched: bool = True
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -514,6 +516,7 @@ def _compute_diff(
         rasters=outputs.paths,
         timings=timings,
         workdir=tmp,
+        radiometry_matched=model.matched,
     )
 
 

@@ -14,6 +14,7 @@ other as changed. A pixel green on one date only keeps the scene-wide fit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +26,10 @@ __all__ = [
     "Strata",
     "fit_normalisation",
     "fit_strata",
+    "matched",
     "ndvi",
     "sample_pixels",
+    "scatter_shares",
     "standardised_residuals",
 ]
 
@@ -166,6 +169,34 @@ def _guard(x: np.ndarray, y: np.ndarray, fit: BandFit, floor: float) -> BandFit:
         o = float(np.median(yd) - g * np.median(xd))
     r = yd - (o + g * xd)
     return BandFit(g, o, max(_mad(r), floor))
+
+
+UNMATCHED = 1.0  # no-change scatter of at least the band's own spread: the fit explains nothing
+ABOVE_NOISE = 0.1  # ... and of at least this share of its level: surfaces, not a sensor's noise
+
+
+def scatter_shares(
+    after: np.ndarray, fits: Sequence[BandFit]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per band, the fit's no-change scatter as a share of AFTER's spread over the sample (MAD)
+    and of its level (median). ``after``: sampled values, shape (bands, n)."""
+    spread, level = [], []
+    for b, f in enumerate(fits):
+        x = after[b].astype(np.float64)
+        spread.append(f.sigma / max(_mad(x), 1e-6))
+        level.append(f.sigma / max(abs(float(np.median(x))), 1e-6))
+    return tuple(spread), tuple(level)
+
+
+def matched(spread: Sequence[float], level: Sequence[float]) -> bool:
+    """Whether the normalisation found ground the two dates share: False when, in every band,
+    the pixels it kept as unchanged scatter about its line as much as the band varies across the
+    scene (:data:`UNMATCHED`), and by more than a sensor's noise (:data:`ABOVE_NOISE` of the
+    level; a featureless scene, all noise, is matched however its noise compares with its
+    spread). Then no unchanged population was found (snow over most of one date, haze, change
+    almost everywhere), and the spectral score cannot flag any change short of one several
+    times the scene's own contrast."""
+    return not all(s >= UNMATCHED and v >= ABOVE_NOISE for s, v in zip(spread, level, strict=True))
 
 
 def standardised_residuals(

@@ -53,8 +53,16 @@ def _structure_of(a: ChangeArea, result: DiffResult) -> str | None:
     return best
 
 
+UNMATCHED_SENTENCE = (
+    "The change mask is blind to all but very large change on this pair: the two dates share "
+    "almost no ground that kept its brightness (snow, haze, or change almost everywhere)."
+)
+UNMATCHED_CALLS = "The structure calls rest on outlines and shadows, not on the mask."
+
+
 def summary_sentences(result: DiffResult) -> list[str]:
-    """The analyst's sentences: events first, then what could not be assessed, then no-change.
+    """The analyst's sentences: events first, then what could not be assessed, then no-change,
+    then what limits the whole comparison (a blind change mask, co-registration not ok).
     When co-registration failed, each event says beside it that it is unconfirmed: footprints
     compared as delivered read a structure the georeference moved as one that went."""
     span = date_span(result.before.date, result.after.date)
@@ -92,6 +100,8 @@ def summary_sentences(result: DiffResult) -> list[str]:
         n = len(result.areas)
         total = sum(a.area_m2 for a in result.areas)
         out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
+    if not result.radiometry_matched:
+        out.append(UNMATCHED_SENTENCE + (" " + UNMATCHED_CALLS if result.structures else ""))
     if result.coreg.status != "ok":
         out.append(
             f"Co-registration {result.coreg.status} (reliability {result.coreg.reliability:.2f}): "
@@ -146,6 +156,7 @@ def build_report(result: DiffResult) -> dict[str, Any]:
                 1.0 - counts["observable"] / max(1, counts["pixels"]), 6
             ),
             "areas": len(result.areas),
+            "radiometry_matched": result.radiometry_matched,
         },
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "structures": [c.to_dict() for c in result.structures],
