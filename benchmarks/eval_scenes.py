@@ -46,7 +46,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
     calls: list[tuple[float, bool]] = []
-    pixels: list[tuple[str, dict[str, float], float]] = []  # (pair, mask scores, snow)
+    # (pair, mask scores, snow, whether the report found the dates' radiometry matched)
+    pixels: list[tuple[str, dict[str, float], float, bool]] = []
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
@@ -80,7 +81,8 @@ def main() -> None:
             if pair.get("change_mask"):
                 scores = score_mask_files(out / "change_mask.tif", scene / pair["change_mask"])
                 name = f"{seed} {pair['before']} -> {pair['after']}"
-                pixels.append((name, scores, max(snow[pair["before"]], snow[pair["after"]])))
+                worst = max(snow[pair["before"]], snow[pair["after"]])
+                pixels.append((name, scores, worst, report["change"]["radiometry_matched"]))
         print(f"seed {seed}: {right}/{total} statuses right", flush=True)
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
@@ -120,23 +122,28 @@ def main() -> None:
         print_pixel_scores(pixels)
 
 
-def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float]]) -> None:
+def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float, bool]]) -> None:
     """Per pair and mean pixel scores of the change masks against the truth masks, then the
-    means of the pairs split by snow."""
+    means of the pairs split by snow, and by whether the report said the mask is blind (the
+    dates' radiometry not matched)."""
     print("change masks against the truth masks (pixels):")
-    for name, s, snow in pixels:
+    for name, s, snow, ok in pixels:
         print(
             f"  {name}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
             f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f} "
-            f"snow {snow:.2f}"
+            f"snow {snow:.2f}{'' if ok else ' (reported blind)'}"
         )
-    _summary("", [s for _, s, _ in pixels])
+    _summary("", [s for _, s, _, _ in pixels])
     for label, keep in (
         ("without snow", lambda v: v == 0),
         ("snow under half the ground", lambda v: 0 < v < 0.5),
         ("snow on half the ground or more", lambda v: v >= 0.5),
     ):
-        group = [s for _, s, snow in pixels if keep(snow)]
+        group = [s for _, s, snow, _ in pixels if keep(snow)]
+        if group:
+            _summary(f" {label}", group)
+    for label, blind in (("reported blind", True), ("not reported blind", False)):
+        group = [s for _, s, _, ok in pixels if ok != blind]
         if group:
             _summary(f" {label}", group)
 
