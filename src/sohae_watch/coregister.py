@@ -209,15 +209,38 @@ def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray
     """Average (n, h, w) stacks over f x f blocks using valid pixels only."""
     if f == 1:
         return data, valid
-    n, h, w = data.shape
-    shp = (n, h // f, f, w // f, f)
-    v = valid.reshape(shp)
-    s = np.where(valid, data, 0.0).reshape(shp).sum(axis=(2, 4))
-    cnt = v.sum(axis=(2, 4))
+    full = bool(valid.all())  # the common case: no count of valid pixels needed
+    s = _block_sum(data if full else np.where(valid, data, np.float32(0.0)), f)
+    if full:
+        out = (s / np.float64(f * f)).astype(np.float32)
+        return out, np.ones(out.shape, bool)
+    cnt = _block_sum(valid.view(np.uint8), f)  # exact: at most f * f
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (s / cnt).astype(np.float32)
     ok = cnt >= (f * f) / 2
     return np.where(ok, out, np.nan).astype(np.float32), ok
+
+
+def _block_sum(x: np.ndarray, f: int) -> np.ndarray:
+    """Sums of an (n, h, w) stack over f x f blocks: each block's rows, then the row sums, in
+    the stack's dtype; the same numbers as ``x.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4))``
+    (numpy's order of additions there) in a fifth of the time. Over 4 columns numpy sums in
+    another order: ``f`` > 4 (the wide window) takes that expression."""
+    n, h, w = x.shape
+    if f > 4:
+        return np.asarray(x.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4)))
+    total: np.ndarray | None = None
+    for i in range(f):
+        rows = x[:, i::f]
+        row = rows[:, :, 0::f].copy()
+        for j in range(1, f):
+            row += rows[:, :, j::f]
+        if total is None:
+            total = row
+        else:
+            total += row
+    assert total is not None
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
