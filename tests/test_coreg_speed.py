@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 from sohae_watch import coregister as C
 from sohae_watch.coreg_fit import fit_translation
-from sohae_watch.coreg_phase import SETTLED, gradient_windows, shift_bilinear
+from sohae_watch.coreg_phase import SETTLED, gaussian_nearest, gradient_windows, shift_bilinear
 from test_coregister import big_pair_recipe
 
 
@@ -233,3 +233,14 @@ def test_strip_reader_reads_all_bands_for_a_nodata_mask(tmp_path: Path) -> None:
     want = np.where(gdal_mask, data[:3].astype(np.float32).mean(axis=0, dtype=np.float32), np.nan)
     np.testing.assert_array_equal(img, want)
     assert not valid[:40, :30].any() and valid[100:120, 50:90].all()
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (128, 96), (37, 61), (5, 5)])
+def test_gaussian_nearest_equals_scipy(shape: tuple[int, int]) -> None:
+    """The gradient windows' smoothing is scipy's Gaussian (mode nearest) to float32 rounding,
+    also for images narrower than the kernel."""
+    img = np.random.default_rng(2).normal(0, 3, shape).astype(np.float32)
+    want = ndi.gaussian_filter(img, 1.5, mode="nearest")
+    got = gaussian_nearest(img, 1.5)
+    assert got.dtype == np.float32 and got.shape == img.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)

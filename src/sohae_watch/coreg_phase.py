@@ -292,6 +292,41 @@ def _stack_level(win: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
     return mu, max(sd, 1e-12)
 
 
+@lru_cache(maxsize=8)
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    """The right half (centre first) of ``scipy.ndimage.gaussian_filter``'s kernel for
+    ``sigma`` (truncated at 4 sigma, normalised), float32."""
+    radius = int(4.0 * sigma + 0.5)
+    x = np.arange(radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x.astype(np.float64) ** 2)
+    return (phi / (2.0 * phi.sum() - phi[0])).astype(np.float32)
+
+
+def gaussian_nearest(img: np.ndarray, sigma: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter(img, sigma, mode="nearest")`` of a 2-D float32 image, to
+    float32 rounding (the kernel's symmetric taps summed pairwise over edge-padded slices, in
+    float32): about twice as fast, as scipy filters the columns through a strided line buffer
+    and in float64 (on 512 px gradient windows it was a third of the solve)."""
+    half = _gaussian_taps(float(sigma))
+    r = len(half) - 1
+    h, w = img.shape
+    tmp = np.empty((h, w), np.float32)
+    # along rows (columns padded), then along columns (rows padded)
+    p = np.pad(np.asarray(img, np.float32), ((0, 0), (r, r)), mode="edge")
+    out = p[:, r : r + w] * half[0]
+    for j in range(1, r + 1):
+        np.add(p[:, r - j : r - j + w], p[:, r + j : r + j + w], out=tmp)
+        tmp *= half[j]
+        out += tmp
+    p = np.pad(out, ((r, r), (0, 0)), mode="edge")
+    out = p[r : r + h] * half[0]
+    for j in range(1, r + 1):
+        np.add(p[r - j : r - j + h], p[r + j : r + j + h], out=tmp)
+        tmp *= half[j]
+        out += tmp
+    return out
+
+
 def _prepared(
     win: np.ndarray, valid: np.ndarray, level: tuple[float, float], smooth: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +337,7 @@ def _prepared(
     out = np.where(valid, (win - mu) / sd, 0.0).astype(np.float32)
     if smooth <= 0:
         return out, valid
-    out = ndi.gaussian_filter(out, smooth, mode="nearest")
+    out = gaussian_nearest(out, smooth)
     if not valid.all():
         r = int(math.ceil(3 * smooth))
         valid = ~ndi.maximum_filter(~valid, size=2 * r + 1)
