@@ -56,7 +56,8 @@ from sohae_watch.parallel import concurrently
 Mode = Literal["auto", "global", "local"]
 Status = Literal["ok", "low-confidence", "failed"]
 Method = Literal["phase", "gradient"]
-#: reads ``(row, col, height, width)`` -> (float32 data NaN-invalid, bool valid), padding outside
+#: reads ``(row, col, height, width)`` -> (float32 data NaN-invalid, bool valid), padding outside;
+#: the arrays may be views of the reader's own (copy before changing them)
 WindowReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
 #: most tie points measured on the fine grid
@@ -154,10 +155,15 @@ def array_reader(data: np.ndarray, valid: np.ndarray | None) -> WindowReader:
     h, w = data.shape
 
     def read(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        out = np.full((height, width), np.nan, dtype=np.float32)
-        ok = np.zeros((height, width), dtype=bool)
         r0, r1 = max(row, 0), min(row + height, h)
         c0, c1 = max(col, 0), min(col + width, w)
+        if (r0, r1, c0, c1) == (row, row + height, col, col + width):
+            # inside (the common case): a view of the array, no padded copy (the caller copies)
+            sl = (slice(r0, r1), slice(c0, c1))
+            fin = np.isfinite(data[sl])
+            return np.asarray(data[sl], np.float32), fin if valid is None else valid[sl] & fin
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        ok = np.zeros((height, width), dtype=bool)
         if r0 < r1 and c0 < c1:
             sl = (slice(r0, r1), slice(c0, c1))
             dst = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
