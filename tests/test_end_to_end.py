@@ -71,6 +71,19 @@ def test_a_blind_mask_is_reported(outputs: dict[tuple[str, str], Path]) -> None:
     assert not any(UNMATCHED_SENTENCE in s for s in clear["summary"])
 
 
+def test_no_new_activity_where_the_truth_has_none(
+    outputs: dict[tuple[str, str], Path], samples: Path
+) -> None:
+    """Snow arriving (Aug 3 -> Feb 16: most of the open ground white) and leaving are no
+    structure come or gone: no pair reports new activity the truth does not list."""
+    truth = json.loads((samples / "truth.json").read_text())
+    for pair in truth["pairs"]:
+        key = (pair["before"], pair["after"])
+        if key in outputs and not pair["new_activity"]:
+            report = json.loads((outputs[key] / "report.json").read_text())
+            assert report["new_activity"] == [], key
+
+
 def test_reports_say_a_call_can_rest_on_no_changed_pixel(
     outputs: dict[tuple[str, str], Path],
 ) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sohae_watch.radiometry import fit_normalisation, fit_strata, matched, scatter_shares
+from sohae_watch.radiometry import (
+    BandFit,
+    fit_normalisation,
+    fit_strata,
+    follows_neither,
+    matched,
+    scatter_shares,
+)
 
 
 def _pair(changed: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -102,3 +109,21 @@ def test_a_featureless_pair_is_matched() -> None:
     spread, level = scatter_shares(after, fit_normalisation(before, after))
     assert min(spread) >= 1.0 and max(level) < 0.05
     assert _matched(before, after)
+
+
+def test_a_scene_wide_fit_far_from_both_strata_follows_neither() -> None:
+    """The scene-wide line near the grass's or the paving's in every band follows one of them;
+    more than twice as steep or flat as both in any band (the samples' Aug 3 -> Feb 16 pair,
+    where it runs through snow: red gain 3.0 against the strata's 0.64 and 0.83), neither."""
+    before, after = _two_grounds(0.5)
+    strata = fit_strata(before, after, ("red", "green", "blue", "nir"))
+    assert strata is not None
+    assert not follows_neither(strata, fit_normalisation(before, after))
+
+    def scene(*gains: float) -> list[BandFit]:
+        return [BandFit(g, 0.0, 1.0) for g in gains]
+
+    # grass 1.4 / 1.4 / 1.4 / 0.8, paving 1.1 in every band
+    assert not follows_neither(strata, scene(1.1, 1.4, 2.7, 0.6))
+    assert follows_neither(strata, scene(1.1, 1.4, 3.0, 0.8))  # 3.0 / 1.4 > 2
+    assert follows_neither(strata, scene(1.1, 1.4, 1.4, 0.35))  # 0.8 / 0.35 > 2

@@ -72,6 +72,7 @@ from sohae_watch.radiometry import (
     Strata,
     fit_normalisation,
     fit_strata,
+    follows_neither,
     matched,
     sample_pixels,
     scatter_shares,
@@ -334,6 +335,9 @@ def fit_change_model(
     fits = fit_normalisation(bs, as_)
     of_spread, of_level = scatter_shares(as_, fits)
     strata = fit_strata(bs, as_, bands)
+    foreign = strata is not None and follows_neither(strata, fits)
+    if foreign:
+        strata = None  # one line per band, as before the strata: see follows_neither
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = visible_mean(b, bands), visible_mean(a, bands)
@@ -389,6 +393,7 @@ def fit_change_model(
         "observable_fraction_fit": float(obs.mean()),
         "scatter_of_spread": list(of_spread),
         "scatter_of_level": list(of_level),
+        "scene_fit_follows_neither_stratum": foreign,
         "strata": None
         if strata is None
         else {
@@ -409,7 +414,7 @@ def fit_change_model(
         ceiling,
         stats,
         strata,
-        matched(of_spread, of_level),
+        matched(of_spread, of_level) and not foreign,
     )
 
 

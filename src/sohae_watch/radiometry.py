@@ -14,6 +14,7 @@ other as changed. A pixel green on one date only keeps the scene-wide fit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ __all__ = [
     "Strata",
     "fit_normalisation",
     "fit_strata",
+    "follows_neither",
     "matched",
     "ndvi",
     "sample_pixels",
@@ -274,3 +276,24 @@ def fit_strata(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]) ->
         return None
     veg, bare = (tuple(fit_normalisation(before[:, m], after[:, m])) for m in members)
     return Strata(red, nir, veg, bare)
+
+
+FOREIGN_GAIN = 2.0  # a gain this many times off both strata's follows neither ground
+
+
+def follows_neither(strata: Strata, scene: Sequence[BandFit]) -> bool:
+    """Whether the scene-wide fit follows neither the green nor the bare ground: in some band its
+    gain is more than :data:`FOREIGN_GAIN` times away from both strata's. A scene of green and
+    bare ground has its scene-wide line near the larger one's; a line far from both was drawn
+    through a third population, one that changed (snow over most of one date's ground: snow
+    on soil is "bare" on both dates, as paving is, but its radiometry is not paving's). Then the
+    strata would read that population as change under a threshold set for the scene-wide fit,
+    and the dates' radiometry is not matched."""
+    for b, f in enumerate(scene):
+        near = min(
+            abs(math.log(max(f.gain, 1e-6) / max(s.gain, 1e-6)))
+            for s in (strata.vegetated[b], strata.bare[b])
+        )
+        if near > math.log(FOREIGN_GAIN):
+            return True
+    return False
