@@ -9,6 +9,7 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sohae_watch.cli.main import cli
@@ -59,3 +60,34 @@ def test_new_activity_has_position_area_and_chips(tmp_path: Path) -> None:
             )
             assert m is not None, (n, kind)
             assert base64.b64decode(m.group(1)).startswith(PNG)
+
+
+def test_no_new_activity_when_the_dates_are_not_matched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pair with its normalisation taken as not matched (as on a pair with snow over
+    most of one date): the change areas stay in changes.geojson, but none is evidence of a
+    structure come or gone, so none is reported as new activity, and the summary says why."""
+    truth = json.loads(generate_scene(tmp_path / "scene", SEED).read_text())
+    pair = next(p for p in truth["pairs"] if p["new_activity"])
+    monkeypatch.setattr("sohae_watch.change.matched", lambda *_: False)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "diff",
+            pair["before"],
+            pair["after"],
+            "--site",
+            str(tmp_path / "scene" / "site.yaml"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["change"]["radiometry_matched"] is False
+    assert report["new_activity"] == []
+    assert report["change"]["areas"] > 0
+    assert json.loads((out / "changes.geojson").read_text())["features"]
+    assert any("no change area is reported as new activity" in s for s in report["summary"])

@@ -490,6 +490,7 @@ def _compute_diff(
                 stood_before,
                 levels,
                 reads,
+                matched=model.matched,
             )
             timings["classify"] = time.perf_counter() - t0
         except BaseException:
@@ -532,10 +533,14 @@ def _classify(
     stood_before: Mapping[str, bool] | None,
     levels: tuple[tuple[float, float], tuple[float, float]] | None,
     reads: GridCache | None = None,
+    *,
+    matched: bool = True,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
     too): what the reports show beside the change areas; and the change areas, those found to
-    be no structure come or gone retyped. ``reads``: the diff's whole reads."""
+    be no structure come or gone retyped. ``reads``: the diff's whole reads. ``matched``: the
+    change model found ground the dates share; when it did not, the change areas are no
+    evidence of a structure come or gone, and none is reported as new activity."""
     before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
@@ -566,7 +571,8 @@ def _classify(
             candidates = [
                 i
                 for i, a in enumerate(areas)
-                if a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
+                if matched
+                and a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
                 and a.confidence >= NEW_ACTIVITY_MIN_CONFIDENCE
                 and a.change_type in ("new_structure", "removed_structure")
                 and not any(a.geometry.intersects(f) for f in footprints)

@@ -57,7 +57,10 @@ UNMATCHED_SENTENCE = (
     "The change mask is blind to all but very large change on this pair: the two dates share "
     "almost no ground that kept its brightness (snow, haze, or change almost everywhere)."
 )
-UNMATCHED_CALLS = "The structure calls rest on outlines and shadows, not on the mask."
+UNMATCHED_CALLS = (
+    "The structure calls rest on outlines and shadows, not on the mask, and no change area is "
+    "reported as new activity."
+)
 
 
 def summary_sentences(result: DiffResult) -> list[str]:
