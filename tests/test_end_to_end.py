@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, SHARED
 from sohae_watch.cli.main import cli
-from sohae_watch.report import UNMATCHED_CALLS, UNMATCHED_SENTENCE
+from sohae_watch.report import UNMATCHED_ACTIVITY, UNMATCHED_CALLS, UNMATCHED_SENTENCE
 
 PAIRS = [
     ("2018-07-20", "2018-08-03"),
@@ -65,7 +65,7 @@ def test_a_blind_mask_is_reported(outputs: dict[tuple[str, str], Path]) -> None:
     pair says nothing of the kind."""
     blind = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
     assert blind["change"]["radiometry_matched"] is False
-    assert UNMATCHED_SENTENCE + " " + UNMATCHED_CALLS in blind["summary"]
+    assert " ".join((UNMATCHED_SENTENCE, UNMATCHED_CALLS, UNMATCHED_ACTIVITY)) in blind["summary"]
     clear = json.loads((outputs[("2018-07-20", "2018-08-03")] / "report.json").read_text())
     assert clear["change"]["radiometry_matched"] is True
     assert not any(UNMATCHED_SENTENCE in s for s in clear["summary"])

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from sohae_watch.cli.main import cli
+from sohae_watch.report import UNMATCHED_ACTIVITY
 from sohae_watch.samples import generate_scene
 
 SEED = 45  # a generated scene in which an unlisted building appears between its first two dates
@@ -90,4 +91,4 @@ def test_no_new_activity_when_the_dates_are_not_matched(
     assert report["new_activity"] == []
     assert report["change"]["areas"] > 0
     assert json.loads((out / "changes.geojson").read_text())["features"]
-    assert any("no change area is reported as new activity" in s for s in report["summary"])
+    assert any(UNMATCHED_ACTIVITY in s for s in report["summary"])

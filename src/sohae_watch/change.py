@@ -155,8 +155,8 @@ class ChangeModel:
     # fits of the ground green on both dates and bare on both, for the per-pixel score and the
     # typing; the wide-neighbourhood tests (cloud, snow, veils) keep the scene-wide fits
     strata: Strata | None = None
-    # False when the normalisation found no ground the two dates share (see
-    # radiometry.matched): the mask then sees no change short of a huge one
+    # False when the normalisation found no ground the two dates share (see radiometry.matched
+    # and radiometry.follows_neither): the mask is then no evidence of a structure come or gone
     matched: bool = True
 
     @property

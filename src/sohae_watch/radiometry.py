@@ -286,9 +286,9 @@ def follows_neither(strata: Strata, scene: Sequence[BandFit]) -> bool:
     gain is more than :data:`FOREIGN_GAIN` times away from both strata's. A scene of green and
     bare ground has its scene-wide line near the larger one's; a line far from both was drawn
     through a third population, one that changed (snow over most of one date's ground: snow
-    on soil is "bare" on both dates, as paving is, but its radiometry is not paving's). Then the
-    strata would read that population as change under a threshold set for the scene-wide fit,
-    and the dates' radiometry is not matched."""
+    on soil is "bare" on both dates, as paving is, but its radiometry is not paving's). The
+    strata, fitted on the ground that kept its radiometry, would read that population as change
+    where the scene-wide fit reads it as unchanged: the dates' radiometry is not matched."""
     for b, f in enumerate(scene):
         near = min(
             abs(math.log(max(f.gain, 1e-6) / max(s.gain, 1e-6)))

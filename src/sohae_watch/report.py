@@ -57,10 +57,8 @@ UNMATCHED_SENTENCE = (
     "The change mask is blind to all but very large change on this pair: the two dates share "
     "almost no ground that kept its brightness (snow, haze, or change almost everywhere)."
 )
-UNMATCHED_CALLS = (
-    "The structure calls rest on outlines and shadows, not on the mask, and no change area is "
-    "reported as new activity."
-)
+UNMATCHED_CALLS = "The structure calls rest on outlines and shadows, not on the mask."
+UNMATCHED_ACTIVITY = "No change area is reported as new activity."
 
 
 def summary_sentences(result: DiffResult) -> list[str]:
@@ -104,7 +102,12 @@ def summary_sentences(result: DiffResult) -> list[str]:
         total = sum(a.area_m2 for a in result.areas)
         out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
     if not result.radiometry_matched:
-        out.append(UNMATCHED_SENTENCE + (" " + UNMATCHED_CALLS if result.structures else ""))
+        said = [UNMATCHED_SENTENCE]
+        if result.structures:
+            said.append(UNMATCHED_CALLS)
+        if result.site is not None:
+            said.append(UNMATCHED_ACTIVITY)
+        out.append(" ".join(said))
     if result.coreg.status != "ok":
         out.append(
             f"Co-registration {result.coreg.status} (reliability {result.coreg.reliability:.2f}): "
