@@ -8,6 +8,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,23 +21,21 @@ SEED = 45  # a generated scene in which an unlisted building appears between its
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_new_activity_has_position_area_and_chips(tmp_path: Path) -> None:
+def _diff_the_pair(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """The scene's first pair with new activity in its truth, and the `diff` output folder."""
     truth = json.loads(generate_scene(tmp_path / "scene", SEED).read_text())
     pair = next(p for p in truth["pairs"] if p["new_activity"])
     out = tmp_path / "out"
+    site = str(tmp_path / "scene" / "site.yaml")
     res = CliRunner().invoke(
-        cli,
-        [
-            "diff",
-            pair["before"],
-            pair["after"],
-            "--site",
-            str(tmp_path / "scene" / "site.yaml"),
-            "--out",
-            str(out),
-        ],
+        cli, ["diff", pair["before"], pair["after"], "--site", site, "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
+    return pair, out
+
+
+def test_new_activity_has_position_area_and_chips(tmp_path: Path) -> None:
+    pair, out = _diff_the_pair(tmp_path)
     report = json.loads((out / "report.json").read_text())
     want = pair["new_activity"][0]
 
@@ -69,23 +68,8 @@ def test_no_new_activity_when_the_dates_are_not_matched(
     """The same pair with its normalisation taken as not matched (as on a pair with snow over
     most of one date): the change areas stay in changes.geojson, but none is evidence of a
     structure come or gone, so none is reported as new activity, and the summary says why."""
-    truth = json.loads(generate_scene(tmp_path / "scene", SEED).read_text())
-    pair = next(p for p in truth["pairs"] if p["new_activity"])
     monkeypatch.setattr("sohae_watch.change.matched", lambda *_: False)
-    out = tmp_path / "out"
-    res = CliRunner().invoke(
-        cli,
-        [
-            "diff",
-            pair["before"],
-            pair["after"],
-            "--site",
-            str(tmp_path / "scene" / "site.yaml"),
-            "--out",
-            str(out),
-        ],
-    )
-    assert res.exit_code == 0, res.output
+    _, out = _diff_the_pair(tmp_path)
     report = json.loads((out / "report.json").read_text())
     assert report["change"]["radiometry_matched"] is False
     assert report["new_activity"] == []
