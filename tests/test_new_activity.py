@@ -76,3 +76,22 @@ def test_no_new_activity_when_the_dates_are_not_matched(
     assert report["change"]["areas"] > 0
     assert json.loads((out / "changes.geojson").read_text())["features"]
     assert any(UNMATCHED_ACTIVITY in s for s in report["summary"])
+
+
+def test_snow_the_fit_followed_reports_no_new_activity(tmp_path: Path) -> None:
+    """Seed 64, September -> February: snow on 97 % of February's ground and no building come
+    or gone. The fit runs through the snow, the roads and roofs read as changed, and almost no
+    pixel lies within the fitted law (its reweighting collapsed): the report says the dates are
+    not matched and reports none of those areas as new activity."""
+    truth = json.loads(generate_scene(tmp_path / "scene", 64).read_text())
+    pair = next(p for p in truth["pairs"] if p["before"] == "2021-09-10")
+    assert pair["after"] == "2022-02-01" and not pair["new_activity"]
+    out = tmp_path / "out"
+    site = str(tmp_path / "scene" / "site.yaml")
+    res = CliRunner().invoke(
+        cli, ["diff", pair["before"], pair["after"], "--site", site, "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["change"]["radiometry_matched"] is False
+    assert report["new_activity"] == []

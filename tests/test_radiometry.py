@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sohae_watch.radiometry import (
+    COLLAPSED,
     BandFit,
+    agreeing_share,
     fit_normalisation,
     fit_strata,
     follows_neither,
@@ -127,3 +129,18 @@ def test_a_scene_wide_fit_far_from_both_strata_follows_neither() -> None:
     assert not follows_neither(strata, scene(1.1, 1.4, 2.7, 0.6))
     assert follows_neither(strata, scene(1.1, 1.4, 3.0, 0.8))  # 3.0 / 1.4 > 2
     assert follows_neither(strata, scene(1.1, 1.4, 1.4, 0.35))  # 0.8 / 0.35 > 2
+
+
+def test_the_agreeing_share_counts_the_pixels_within_the_fitted_law() -> None:
+    """With nothing changed, most pixels lie within the law's 90 % quantile (83 % here: the
+    trimmed fit's sigma is a little under the noise's); with 60 % changed, most of the other
+    40 %; with lines that describe no population (each offset ten sigmas off), hardly any: a
+    collapsed fit, which is not matched."""
+    before, after = _pair(0.0)
+    assert 0.8 < agreeing_share(before, after, fit_normalisation(before, after)) <= 0.9
+    before, after = _pair(0.6)
+    fits = fit_normalisation(before, after)
+    assert 0.3 < agreeing_share(before, after, fits) < 0.42
+    off = [BandFit(f.gain, f.offset + 10 * f.sigma, f.sigma) for f in fits]
+    assert agreeing_share(before, after, off) < COLLAPSED
+    assert not matched(*scatter_shares(after, fits), agreeing_share(before, after, off))

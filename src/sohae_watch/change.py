@@ -70,6 +70,7 @@ from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
     BandFit,
     Strata,
+    agreeing_share,
     fit_normalisation,
     fit_strata,
     follows_neither,
@@ -334,6 +335,7 @@ def fit_change_model(
     as_ = a.reshape(len(bands), -1)[:, idx]
     fits = fit_normalisation(bs, as_)
     of_spread, of_level = scatter_shares(as_, fits)
+    agreeing = agreeing_share(bs, as_, fits)
     strata = fit_strata(bs, as_, bands)
     foreign = strata is not None and follows_neither(strata, fits)
     if foreign:
@@ -393,6 +395,7 @@ def fit_change_model(
         "observable_fraction_fit": float(obs.mean()),
         "scatter_of_spread": list(of_spread),
         "scatter_of_level": list(of_level),
+        "agreeing_share": agreeing,
         "scene_fit_follows_neither_stratum": foreign,
         "strata": None
         if strata is None
@@ -414,7 +417,7 @@ def fit_change_model(
         ceiling,
         stats,
         strata,
-        matched(of_spread, of_level) and not foreign,
+        matched(of_spread, of_level, agreeing) and not foreign,
     )
 
 

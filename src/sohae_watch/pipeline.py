@@ -140,7 +140,7 @@ class DiffResult:
     rasters: dict[str, Path]
     timings: dict[str, float] = field(default_factory=dict)
     workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
-    # False when the dates share almost no ground that kept its radiometry: the mask is blind
+    # False when the change model found no ground the dates share: the mask cannot be trusted
     radiometry_matched: bool = True
 
 

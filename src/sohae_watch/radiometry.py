@@ -25,6 +25,7 @@ __all__ = [
     "VEGETATED_NDVI",
     "BandFit",
     "Strata",
+    "agreeing_share",
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
@@ -190,14 +191,33 @@ def scatter_shares(
     return tuple(spread), tuple(level)
 
 
-def matched(spread: Sequence[float], level: Sequence[float]) -> bool:
-    """Whether the normalisation found ground the two dates share: False when, in every band,
-    the pixels it kept as unchanged scatter about its line as much as the band varies across the
+COLLAPSED = 0.15  # agreeing share below half the least share the fit keeps (0.3): collapsed
+
+
+def agreeing_share(before: np.ndarray, after: np.ndarray, fits: Sequence[BandFit]) -> float:
+    """Share of the sampled pixels within the fitted no-change law: their chi-square over the
+    bands below its 90 % quantile, the test by which the fit's reweighting keeps a pixel.
+    ``before``/``after``: sampled values, shape (bands, n)."""
+    stat = np.zeros(before.shape[1], dtype=np.float64)
+    for b, f in enumerate(fits):
+        r = (after[b].astype(np.float64) - (f.offset + f.gain * before[b])) / f.sigma
+        stat += r * r
+    return float(np.mean(stat < chdtri(len(fits), 0.1)))
+
+
+def matched(spread: Sequence[float], level: Sequence[float], agreeing: float = 1.0) -> bool:
+    """Whether the normalisation found ground the two dates share. Not when, in every band, the
+    pixels it kept as unchanged scatter about its line as much as the band varies across the
     scene (:data:`UNMATCHED`), and by more than a sensor's noise (:data:`ABOVE_NOISE` of the
     level; a featureless scene, all noise, is matched however its noise compares with its
-    spread). Then no unchanged population was found (snow over most of one date, haze, change
+    spread): then no unchanged population was found (snow over most of one date, haze, change
     almost everywhere), and the spectral score cannot flag any change short of one several
-    times the scene's own contrast."""
+    times the scene's own contrast. Nor when fewer than :data:`COLLAPSED` of the pixels agree
+    with the fitted law (``agreeing``, see :func:`agreeing_share`): the reweighting collapsed
+    and the fit rests on the share it keeps whatever happens, whose bands disagree (a fit
+    through snow over one date's ground)."""
+    if agreeing < COLLAPSED:
+        return False
     return not all(s >= UNMATCHED and v >= ABOVE_NOISE for s, v in zip(spread, level, strict=True))
 
 

@@ -54,8 +54,9 @@ def _structure_of(a: ChangeArea, result: DiffResult) -> str | None:
 
 
 UNMATCHED_SENTENCE = (
-    "The change mask is blind to all but very large change on this pair: the two dates share "
-    "almost no ground that kept its brightness (snow, haze, or change almost everywhere)."
+    "The change mask cannot be trusted on this pair: its normalisation found almost no ground "
+    "the two dates share (snow, haze, or change almost everywhere), so it may miss change or "
+    "flag ground that did not change."
 )
 UNMATCHED_CALLS = "The structure calls rest on outlines and shadows, not on the mask."
 UNMATCHED_ACTIVITY = "No change area is reported as new activity."
@@ -63,7 +64,8 @@ UNMATCHED_ACTIVITY = "No change area is reported as new activity."
 
 def summary_sentences(result: DiffResult) -> list[str]:
     """The analyst's sentences: events first, then what could not be assessed, then no-change,
-    then what limits the whole comparison (a blind change mask, co-registration not ok).
+    then what limits the whole comparison (a change mask that cannot be trusted, co-registration
+    not ok).
     When co-registration failed, each event says beside it that it is unconfirmed: footprints
     compared as delivered read a structure the georeference moved as one that went."""
     span = date_span(result.before.date, result.after.date)
