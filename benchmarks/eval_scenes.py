@@ -124,14 +124,14 @@ def main() -> None:
 
 def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float, bool]]) -> None:
     """Per pair and mean pixel scores of the change masks against the truth masks, then the
-    means of the pairs split by snow, and by whether the report said the mask is blind (the
-    dates' radiometry not matched)."""
+    means of the pairs split by snow, and by whether the report said the dates' radiometry is
+    not matched (the mask cannot be trusted)."""
     print("change masks against the truth masks (pixels):")
     for name, s, snow, ok in pixels:
         print(
             f"  {name}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
             f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f} "
-            f"snow {snow:.2f}{'' if ok else ' (reported blind)'}"
+            f"snow {snow:.2f}{'' if ok else ' (reported not matched)'}"
         )
     _summary("", [s for _, s, _, _ in pixels])
     for label, keep in (
@@ -142,8 +142,8 @@ def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float, bool]]) 
         group = [s for _, s, snow, _ in pixels if keep(snow)]
         if group:
             _summary(f" {label}", group)
-    for label, blind in (("reported blind", True), ("not reported blind", False)):
-        group = [s for _, s, _, ok in pixels if ok != blind]
+    for label, flagged in (("reported not matched", True), ("matched", False)):
+        group = [s for _, s, _, ok in pixels if ok != flagged]
         if group:
             _summary(f" {label}", group)
 
