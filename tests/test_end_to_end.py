@@ -58,11 +58,11 @@ def test_demo_pair_finds_the_rebuilt_launch_pad(outputs: dict[tuple[str, str], P
     assert "Launch pad structures rebuilt between Feb 16 and Mar 2, 2019." in report["summary"]
 
 
-def test_a_blind_mask_is_reported(outputs: dict[tuple[str, str], Path]) -> None:
+def test_a_mask_that_cannot_be_trusted_is_reported(outputs: dict[tuple[str, str], Path]) -> None:
     """Snow on most of Feb 16's ground and on part of Mar 2's: the two dates share too little
     ground that kept its brightness for the normalisation to match them, and the report says
-    the mask is blind rather than letting its emptiness read as "nothing changed". The summer
-    pair says nothing of the kind."""
+    the mask cannot be trusted rather than letting its emptiness read as "nothing changed".
+    The summer pair says nothing of the kind."""
     blind = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
     assert blind["change"]["radiometry_matched"] is False
     assert " ".join((UNMATCHED_SENTENCE, UNMATCHED_CALLS, UNMATCHED_ACTIVITY)) in blind["summary"]

@@ -104,7 +104,7 @@ def test_a_pair_that_shares_no_ground_is_not_matched() -> None:
 
 def test_a_featureless_pair_is_matched() -> None:
     """Two dates of the same flat ground differ by noise only: the scatter is as large as the
-    band's spread, but a few per cent of its level, so the mask is not called blind."""
+    band's spread, but a few per cent of its level, so the pair is matched."""
     rng = np.random.default_rng(3)
     before = (1000.0 + rng.normal(0.0, 10.0, (4, 50_000))).astype(np.float32)
     after = (1000.0 + rng.normal(0.0, 10.0, (4, 50_000))).astype(np.float32)
