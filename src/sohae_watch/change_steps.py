@@ -26,7 +26,7 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import open_parts, set_box, smooth
 from sohae_watch.parallel import concurrently
-from sohae_watch.radiometry import ndvi, standardised_residuals
+from sohae_watch.radiometry import ndvi, residual_into, standardised_residuals
 from sohae_watch.scene import VISIBLE
 
 if TYPE_CHECKING:
@@ -97,11 +97,7 @@ def _residuals(
     zk = np.empty(b.shape[1:], dtype=np.float32)
     if model.strata is None:
         for k in bands:
-            f = model.fits[k]
-            np.multiply(b[k], np.float32(-f.gain), out=zk)
-            zk += a[k]
-            zk -= np.float32(f.offset)
-            zk *= np.float32(1.0 / f.sigma)
+            residual_into(zk, b[k], a[k], model.fits[k])
             yield zk
         return
     # the residual under each stratum's fit, blended by the pixel's stratum (0/1 weights):
@@ -114,10 +110,7 @@ def _residuals(
     zs = np.empty((2, *zk.shape), dtype=np.float32)
     for k in bands:
         for out, f in zip((zk, zs[0], zs[1]), (s[k] for s in fits), strict=True):
-            np.multiply(b[k], np.float32(-f.gain), out=out)
-            out += a[k]
-            out -= np.float32(f.offset)
-            out *= np.float32(1.0 / f.sigma)
+            residual_into(out, b[k], a[k], f)
         zs -= zk
         zs[0] *= w1
         zs[1] *= w2

@@ -31,6 +31,7 @@ __all__ = [
     "follows_neither",
     "matched",
     "ndvi",
+    "residual_into",
     "sample_pixels",
     "scatter_shares",
     "standardised_residuals",
@@ -227,11 +228,16 @@ def standardised_residuals(
     """Per band ``(after - offset - gain * before) / sigma`` as float32, shape (bands, ...)."""
     out = np.empty(after.shape, dtype=np.float32)
     for b, f in enumerate(fits):
-        np.multiply(before[b], np.float32(-f.gain), out=out[b])
-        out[b] += after[b]
-        out[b] -= np.float32(f.offset)
-        out[b] *= np.float32(1.0 / f.sigma)
+        residual_into(out[b], before[b], after[b], f)
     return out
+
+
+def residual_into(out: np.ndarray, before: np.ndarray, after: np.ndarray, fit: BandFit) -> None:
+    """One band's ``(after - offset - gain * before) / sigma`` written into ``out`` (float32)."""
+    np.multiply(before, np.float32(-fit.gain), out=out)
+    out += after
+    out -= np.float32(fit.offset)
+    out *= np.float32(1.0 / fit.sigma)
 
 
 VEGETATED_NDVI = 0.3  # NDVI above which ground is green vegetation (the usual cut)
