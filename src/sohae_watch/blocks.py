@@ -51,6 +51,14 @@ def block_mean(x: np.ndarray, s: int) -> np.ndarray:
     """Means of ``s`` x ``s`` blocks over the last two axes (multiples of ``s``); NaN spreads."""
     if s == 1:
         return x
+    acc = block_sum(x, s)
+    acc *= np.float32(1.0 / (s * s))
+    return acc
+
+
+def block_sum(x: np.ndarray, s: int) -> np.ndarray:
+    """Float32 sums of ``s`` x ``s`` blocks over the last two axes (multiples of ``s``, ``s`` at
+    least 2): within each row of a block left to right, then those row sums top to bottom."""
     # the first two columns (rows) of each block added into a new array, the others onto it: one
     # pass fewer than copying the first; the same sums in the same order
     cols = np.add(x[..., 0::s], x[..., 1::s], dtype=np.float32)
@@ -59,7 +67,6 @@ def block_mean(x: np.ndarray, s: int) -> np.ndarray:
     acc = np.add(cols[..., 0::s, :], cols[..., 1::s, :])
     for i in range(2, s):
         acc += cols[..., i::s, :]
-    acc *= np.float32(1.0 / (s * s))
     return acc
 
 

@@ -48,6 +48,7 @@ import numpy as np
 from affine import Affine
 from scipy import ndimage as ndi
 
+from sohae_watch.blocks import block_sum
 from sohae_watch.coreg_fit import ModelFit, choose_model, fit_translation
 from sohae_watch.coreg_phase import correlate_windows, gradient_windows
 from sohae_watch.grid import Grid
@@ -228,25 +229,13 @@ def _block_mean(data: np.ndarray, valid: np.ndarray, f: int) -> tuple[np.ndarray
 
 
 def _block_sum(x: np.ndarray, f: int) -> np.ndarray:
-    """Sums of an (n, h, w) stack over f x f blocks: each block's rows, then the row sums, in
-    the stack's dtype; the same numbers as ``x.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4))``
-    (numpy's order of additions there) in a fifth of the time. Over 4 columns numpy sums in
-    another order: ``f`` > 4 (the wide window) takes that expression."""
-    n, h, w = x.shape
+    """Float32 sums of an (n, h, w) stack over f x f blocks (:func:`blocks.block_sum`: the same
+    numbers as ``x.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4))``, numpy's order of
+    additions there, in a fifth of the time). Over 4 columns numpy sums in another order:
+    ``f`` > 4 (the wide window) keeps that expression, so its shifts stay as they were."""
     if f > 4:
-        return np.asarray(x.reshape(n, h // f, f, w // f, f).sum(axis=(2, 4)))
-    total: np.ndarray | None = None
-    for i in range(f):
-        rows = x[:, i::f]
-        row = rows[:, :, 0::f].copy()
-        for j in range(1, f):
-            row += rows[:, :, j::f]
-        if total is None:
-            total = row
-        else:
-            total += row
-    assert total is not None
-    return total
+        return np.asarray(x.reshape(x.shape[0], x.shape[1] // f, f, -1, f).sum(axis=(2, 4)))
+    return block_sum(x, f)
 
 
 # ---------------------------------------------------------------------------------------------
