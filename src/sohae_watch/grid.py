@@ -29,6 +29,23 @@ def utm_crs_for(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
+def origin_on_lattice(t: Affine, lattice: Affine) -> tuple[int, int] | None:
+    """(row, col) of the origin of ``t`` in pixels of ``lattice`` when the pixels of ``t`` are
+    pixels of ``lattice`` (the same size and axes, the origin a whole number of them away),
+    else None."""
+    if not all(
+        math.isclose(u, v, rel_tol=1e-9)
+        for u, v in zip(
+            (t.a, t.b, t.d, t.e), (lattice.a, lattice.b, lattice.d, lattice.e), strict=True
+        )
+    ):
+        return None
+    col, row = ~lattice * (t.c, t.f)
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(row), round(col)
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid: ``crs``, ``transform`` (pixel corner to map), ``width``, ``height``."""

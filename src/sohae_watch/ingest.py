@@ -28,7 +28,7 @@ from scipy import ndimage
 from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
 from sohae_watch.filters import set_box
-from sohae_watch.grid import Bounds, Grid
+from sohae_watch.grid import Bounds, Grid, origin_on_lattice
 from sohae_watch.readcache import GridCache, ReadKey
 from sohae_watch.scene import Scene, SunPosition
 
@@ -284,21 +284,9 @@ def open_acquisition(
 def aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
     """(row, col) of the grid's origin in the source's pixels when both share CRS and pixel
     lattice, else None."""
-    if src.crs != grid.crs:
+    if src.crs != grid.crs or src.transform.b != 0 or src.transform.d != 0:
         return None
-    s, g = src.transform, grid.transform
-    if not (
-        math.isclose(s.a, g.a, rel_tol=1e-9)
-        and math.isclose(s.e, g.e, rel_tol=1e-9)
-        and s.b == g.b == 0
-        and s.d == g.d == 0
-    ):
-        return None
-    col = (g.c - s.c) / s.a
-    row = (g.f - s.f) / s.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return round(row), round(col)
+    return origin_on_lattice(grid.transform, src.transform)
 
 
 def block_rows(acq: Acquisition, grid: Grid) -> int | None:

@@ -30,7 +30,7 @@ from sohae_watch.classify import (
     structure_sentence,
 )
 from sohae_watch.errors import InputError
-from sohae_watch.grid import Grid
+from sohae_watch.grid import Grid, origin_on_lattice
 from sohae_watch.ingest import Acquisition, GridReader, catalog, read_scene
 from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.scene import Scene, SunPosition
@@ -211,20 +211,12 @@ def coarse_lattice(reader: GridReader) -> Affine | None:
     if any(s.crs != reader.grid.crs for s in sources):
         return None
     src = sources[0].transform
-    if not all(_on_lattice(s.transform, src) for s in sources[1:]):
+    if any(origin_on_lattice(s.transform, src) is None for s in sources[1:]):
         return None
     t = reader.grid.transform
     if reader.model is None:
         return src
     return t * ~reader.model * ~t * src
-
-
-def _on_lattice(t: Affine, lattice: Affine) -> bool:
-    """Whether the pixels of ``t`` are pixels of ``lattice``: the same size and axes, the origin
-    a whole number of them away."""
-    col, row = ~lattice * (t.c, t.f)
-    same_axes = (t.a, t.b, t.d, t.e) == (lattice.a, lattice.b, lattice.d, lattice.e)
-    return same_axes and max(abs(col - round(col)), abs(row - round(row))) < 1e-6
 
 
 def as_delivered_on(scene: Scene, lattice: Affine) -> np.ndarray:
