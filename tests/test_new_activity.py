@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from sohae_watch.agreement import MOSTLY_DIFFERENT
 from sohae_watch.cli.main import cli
-from sohae_watch.report import UNMATCHED_ACTIVITY
+from sohae_watch.report import DIFFERENT_SENTENCE, UNMATCHED_ACTIVITY
 from sohae_watch.samples import generate_scene
 
 SEED = 45  # a generated scene in which an unlisted building appears between its first two dates
@@ -78,20 +79,58 @@ def test_no_new_activity_when_the_dates_are_not_matched(
     assert any(UNMATCHED_ACTIVITY in s for s in report["summary"])
 
 
-def test_snow_the_fit_followed_reports_no_new_activity(tmp_path: Path) -> None:
-    """Seed 64, September -> February: snow on 97 % of February's ground and no building come
-    or gone. The fit runs through the snow, the roads and roofs read as changed, and almost no
-    pixel lies within the fitted law (its reweighting collapsed): the report says the dates are
-    not matched and reports none of those areas as new activity."""
+def test_no_new_activity_when_the_ground_looks_different(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pair with its dates taken as alike on none of their textured ground (as on a
+    pair where most of the area changed, or whose images are not aligned): the radiometry still
+    matches and the change areas stay, but none is reported as new activity, and the summary
+    says why."""
+    monkeypatch.setattr("sohae_watch.change.structure_agreement", lambda *_: 0.0)
+    _, out = _diff_the_pair(tmp_path)
+    report = json.loads((out / "report.json").read_text())
+    assert report["change"]["radiometry_matched"] is True
+    assert report["change"]["structure_agreement"] == 0.0
+    assert report["new_activity"] == []
+    assert report["change"]["areas"] > 0
+    said = DIFFERENT_SENTENCE.format(share="less than 1%")
+    assert any(said in s and UNMATCHED_ACTIVITY in s for s in report["summary"])
+
+
+def _diff_seed_64(tmp_path: Path, before: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Seed 64's pair that starts on ``before``: its truth and its report."""
     truth = json.loads(generate_scene(tmp_path / "scene", 64).read_text())
-    pair = next(p for p in truth["pairs"] if p["before"] == "2021-09-10")
-    assert pair["after"] == "2022-02-01" and not pair["new_activity"]
+    pair = next(p for p in truth["pairs"] if p["before"] == before)
     out = tmp_path / "out"
     site = str(tmp_path / "scene" / "site.yaml")
     res = CliRunner().invoke(
         cli, ["diff", pair["before"], pair["after"], "--site", site, "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
-    report = json.loads((out / "report.json").read_text())
+    return pair, json.loads((out / "report.json").read_text())
+
+
+def test_snow_the_fit_followed_reports_no_new_activity(tmp_path: Path) -> None:
+    """Seed 64, September -> February: snow on 97 % of February's ground and no building come
+    or gone. The fit runs through the snow, the roads and roofs read as changed, and almost no
+    pixel lies within the fitted law (its reweighting collapsed): the report says the dates are
+    not matched and reports none of those areas as new activity."""
+    pair, report = _diff_seed_64(tmp_path, "2021-09-10")
+    assert pair["after"] == "2022-02-01" and not pair["new_activity"]
     assert report["change"]["radiometry_matched"] is False
     assert report["new_activity"] == []
+
+
+def test_snow_that_melted_reports_no_new_activity(tmp_path: Path) -> None:
+    """Seed 64, February -> May: the snow on 97 % of February's ground has melted, and no
+    building came or went. Enough pixels agree with the fitted law for the radiometry to
+    match (the fit keeps the roads and roofs), but the ground the snow covered has none of
+    its May pattern: almost none of the textured ground looks alike on both dates. The report
+    says the mask cannot be trusted and reports none of its areas as new activity (the build
+    before reported five, all false)."""
+    pair, report = _diff_seed_64(tmp_path, "2022-02-01")
+    assert pair["after"] == "2022-05-03" and not pair["new_activity"]
+    assert report["change"]["radiometry_matched"] is True
+    assert report["change"]["structure_agreement"] < MOSTLY_DIFFERENT
+    assert report["new_activity"] == []
+    assert any("cannot be trusted" in s for s in report["summary"])

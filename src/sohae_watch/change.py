@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from scipy.special import chdtri, ndtr, ndtri
 
+from sohae_watch.agreement import mostly_different, structure_agreement
 from sohae_watch.areas import ChangeArea, change_areas
 from sohae_watch.blocks import (
     bilinear_up,
@@ -68,6 +69,7 @@ from sohae_watch.cloud import (
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
+    VEGETATED_NDVI,
     BandFit,
     Strata,
     agreeing_share,
@@ -75,6 +77,7 @@ from sohae_watch.radiometry import (
     fit_strata,
     follows_neither,
     matched,
+    ndvi,
     sample_pixels,
     scatter_shares,
 )
@@ -159,6 +162,16 @@ class ChangeModel:
     # False when the normalisation found no ground the two dates share (see radiometry.matched
     # and radiometry.follows_neither): the mask is then no evidence of a structure come or gone
     matched: bool = True
+    # share of the textured ground whose two dates look alike (agreement.structure_agreement;
+    # NaN: no verdict)
+    agreement: float = math.nan
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the mask is evidence of a structure come or gone: the normalisation matched
+        the dates, and most of the textured ground looks alike on both (the mask takes change
+        to be the exception; snow, change almost everywhere or images not aligned break that)."""
+        return self.matched and not mostly_different(self.agreement)
 
     @property
     def pixel_cut(self) -> float:
@@ -364,6 +377,11 @@ def fit_change_model(
         bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling, strata=strata
     )
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
+    # whether the two dates show the same ground, on the ground the provisional model observes
+    # (clouds out), vegetation left out where a near-infrared band tells it
+    agreement = structure_agreement(
+        ib, ia, provisional.observable, cfg.smooth_m / (px_m * g), _vegetated(b, a, bands)
+    )
     mag = provisional.magnitude[provisional.observable]
     mag = mag[np.isfinite(mag)]
     logm = np.log(np.maximum(mag[sample_pixels(np.ones(mag.size, bool), cfg.max_samples)], 1e-6))
@@ -396,6 +414,7 @@ def fit_change_model(
         "scatter_of_spread": list(of_spread),
         "scatter_of_level": list(of_level),
         "agreeing_share": agreeing,
+        "structure_agreement": agreement,
         "scene_fit_follows_neither_stratum": foreign,
         "strata": None
         if strata is None
@@ -418,7 +437,18 @@ def fit_change_model(
         stats,
         strata,
         matched(of_spread, of_level, agreeing) and not foreign,
+        agreement,
     )
+
+
+def _vegetated(b: np.ndarray, a: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:
+    """Pixels green on either date (NDVI above the usual cut), where red and near-infrared bands
+    tell it; else None."""
+    if "red" not in bands or "nir" not in bands:
+        return None
+    r, n = bands.index("red"), bands.index("nir")
+    with np.errstate(invalid="ignore"):
+        return np.asarray((ndvi(b[r], b[n]) > VEGETATED_NDVI) | (ndvi(a[r], a[n]) > VEGETATED_NDVI))
 
 
 def _struct_raw(model: ChangeModel, gb: np.ndarray, ga: np.ndarray) -> np.ndarray:

@@ -142,6 +142,9 @@ class DiffResult:
     workdir: Any = None  # a TemporaryDirectory kept alive with the result, when one was made
     # False when the change model found no ground the dates share: the mask cannot be trusted
     radiometry_matched: bool = True
+    # share of the textured ground that looks alike on both dates (NaN: no verdict); under
+    # agreement.MOSTLY_DIFFERENT the mask cannot be trusted either
+    structure_agreement: float = math.nan
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -490,7 +493,7 @@ def _compute_diff(
                 stood_before,
                 levels,
                 reads,
-                matched=model.matched,
+                trusted=model.trusted,
             )
             timings["classify"] = time.perf_counter() - t0
         except BaseException:
@@ -518,6 +521,7 @@ def _compute_diff(
         timings=timings,
         workdir=tmp,
         radiometry_matched=model.matched,
+        structure_agreement=model.agreement,
     )
 
 
@@ -534,13 +538,14 @@ def _classify(
     levels: tuple[tuple[float, float], tuple[float, float]] | None,
     reads: GridCache | None = None,
     *,
-    matched: bool = True,
+    trusted: bool = True,
 ) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[ChangeArea], list[ChangeArea]]:
     """The site's structure calls, the new activity and the image chips (the overview map's
     too): what the reports show beside the change areas; and the change areas, those found to
-    be no structure come or gone retyped. ``reads``: the diff's whole reads. ``matched``: the
-    change model found ground the dates share; when it did not, the change areas are no
-    evidence of a structure come or gone, and none is reported as new activity."""
+    be no structure come or gone retyped. ``reads``: the diff's whole reads. ``trusted``: the
+    change model found ground the dates share, and most of the textured ground looks alike on
+    both; when not, the change areas are no evidence of a structure come or gone, and none is
+    reported as new activity."""
     before_acq, after_acq = acqs
     structures: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
@@ -571,7 +576,7 @@ def _classify(
             candidates = [
                 i
                 for i, a in enumerate(areas)
-                if matched
+                if trusted
                 and a.area_m2 >= NEW_ACTIVITY_MIN_AREA_M2
                 and a.confidence >= NEW_ACTIVITY_MIN_CONFIDENCE
                 and a.change_type in ("new_structure", "removed_structure")

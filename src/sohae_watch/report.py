@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sohae_watch import __version__
+from sohae_watch.agreement import mostly_different
 from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.history import activity_place, activity_sentence
@@ -57,6 +58,14 @@ UNMATCHED_SENTENCE = (
     "The change mask cannot be trusted on this pair: its normalisation found almost no ground "
     "the two dates share (snow, haze, or change almost everywhere), so it may miss change or "
     "flag ground that did not change."
+)
+
+# the same when the radiometry matched but most of the ground looks different (agreement)
+DIFFERENT_SENTENCE = (
+    "The change mask cannot be trusted on this pair: only {share} of the ground with visible "
+    "structure looks alike on the two dates (snow, change almost everywhere, or images that are "
+    "not aligned), and the mask takes change to be the exception, so it may miss change or flag "
+    "ground that did not change."
 )
 UNMATCHED_CALLS = "The structure calls rest on outlines and shadows, not on the mask."
 UNMATCHED_ACTIVITY = "No change area is reported as new activity."
@@ -103,8 +112,13 @@ def summary_sentences(result: DiffResult) -> list[str]:
         n = len(result.areas)
         total = sum(a.area_m2 for a in result.areas)
         out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
-    if not result.radiometry_matched:
-        said = [UNMATCHED_SENTENCE]
+    different = mostly_different(result.structure_agreement)
+    if not result.radiometry_matched or different:
+        said = [
+            UNMATCHED_SENTENCE
+            if not result.radiometry_matched
+            else DIFFERENT_SENTENCE.format(share=_percent(result.structure_agreement))
+        ]
         if result.structures:
             said.append(UNMATCHED_CALLS)
         if result.site is not None:
@@ -116,6 +130,10 @@ def summary_sentences(result: DiffResult) -> list[str]:
             "structure calls of this pair carry lower confidence."
         )
     return out
+
+
+def _percent(share: float) -> str:
+    return "less than 1%" if share < 0.005 else f"{share:.0%}"
 
 
 def finite(obj: Any) -> Any:
@@ -165,6 +183,7 @@ def build_report(result: DiffResult) -> dict[str, Any]:
             ),
             "areas": len(result.areas),
             "radiometry_matched": result.radiometry_matched,
+            "structure_agreement": round(float(result.structure_agreement), 4),
         },
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "structures": [c.to_dict() for c in result.structures],
