@@ -11,6 +11,9 @@ changes only: a season, the sun, snow or a cloud is no change there): per pair p
 F1 and false-alarm rate; their means, and how many pairs flag more than 0.5 % of the no-change
 pixels (issue 4's bound for pairs where nothing changed); the same again for the pairs split by
 snow (the larger of the two dates' snow fractions: none, under half the ground, half or more).
+Last, the new activity each report lists against the unlisted buildings that came or went in
+the truth of its pair: an area is found when its centre is within 25 m of such a building (the
+building then counts as found), else false.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import shapely
+from pyproj import Transformer
+from shapely.geometry import Point, shape
+
+from sohae_watch.agreement import mostly_different
 from sohae_watch.evaluate import score_mask_files
 
 CLI = Path(sys.executable).with_name("sohae-watch")
 CONFIDENCE_BINS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
+NEAR_M = 25.0  # a reported new activity this close to a building that came or went is that one
 
 
 def seeds(text: str) -> list[int]:
@@ -46,8 +56,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
     calls: list[tuple[float, bool]] = []
-    # (pair, mask scores, snow, whether the report found the dates' radiometry matched)
+    # (pair, mask scores, snow, whether the report takes its mask as evidence)
     pixels: list[tuple[str, dict[str, float], float, bool]] = []
+    activity: Counter[str] = Counter()  # reported new activity: found, false; buildings missed
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
@@ -56,6 +67,7 @@ def main() -> None:
             )
         truth = json.loads((scene / "truth.json").read_text())
         snow = {a["date"]: float(a.get("snow_fraction", 0.0)) for a in truth["acquisitions"]}
+        to_metres = Transformer.from_crs("EPSG:4326", truth["grid"]["crs"], always_xy=True)
         right = total = 0
         for pair in truth["pairs"]:
             out = scene / "out" / f"{pair['before']}_{pair['after']}"
@@ -82,7 +94,8 @@ def main() -> None:
                 scores = score_mask_files(out / "change_mask.tif", scene / pair["change_mask"])
                 name = f"{seed} {pair['before']} -> {pair['after']}"
                 worst = max(snow[pair["before"]], snow[pair["after"]])
-                pixels.append((name, scores, worst, report["change"]["radiometry_matched"]))
+                pixels.append((name, scores, worst, trusted(report)))
+            activity.update(score_activity(report, pair, to_metres))
         print(f"seed {seed}: {right}/{total} statuses right", flush=True)
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
@@ -120,18 +133,54 @@ def main() -> None:
 
     if pixels:
         print_pixel_scores(pixels)
+    print(
+        f"new activity: {activity['found']} areas found, {activity['false']} false; "
+        f"{activity['missed']} of {activity['truth']} buildings that came or went not "
+        f"reported (within {NEAR_M:g} m)"
+    )
+
+
+def trusted(report: dict[str, Any]) -> bool:
+    """Whether the report takes its change mask as evidence: the dates' radiometry matched and
+    most of their textured ground looks alike (see sohae_watch.agreement)."""
+    change = report["change"]
+    agreement = change.get("structure_agreement")
+    return bool(change["radiometry_matched"]) and not mostly_different(
+        math.nan if agreement is None else float(agreement)
+    )
+
+
+def score_activity(
+    report: dict[str, Any], pair: dict[str, Any], to_metres: Transformer
+) -> Counter[str]:
+    """The report's new activity against the buildings its pair's truth lists as come or gone."""
+
+    def metres(geom: Any) -> Any:
+        return shapely.transform(geom, to_metres.transform, interleaved=False)
+
+    truth = [metres(shape(t["geometry"])) for t in pair.get("new_activity", [])]
+    hit = [False] * len(truth)
+    out: Counter[str] = Counter(truth=len(truth))
+    for a in report.get("new_activity", []):
+        centre = metres(Point(a["lon"], a["lat"]))
+        near = [i for i, t in enumerate(truth) if t.distance(centre) <= NEAR_M]
+        out["found" if near else "false"] += 1
+        for i in near:
+            hit[i] = True
+    out["missed"] = hit.count(False)
+    return out
 
 
 def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float, bool]]) -> None:
     """Per pair and mean pixel scores of the change masks against the truth masks, then the
-    means of the pairs split by snow, and by whether the report said the dates' radiometry is
-    not matched (the mask cannot be trusted)."""
+    means of the pairs split by snow, and by whether the report said the mask cannot be trusted
+    (radiometry not matched, or most of the ground different: :func:`trusted`)."""
     print("change masks against the truth masks (pixels):")
     for name, s, snow, ok in pixels:
         print(
             f"  {name}: P {s['precision']:.3f} R {s['recall']:.3f} F1 {s['f1']:.3f} "
             f"false alarms {s['false_alarm_rate']:.4f} not observable {s['not_observable']:.3f} "
-            f"snow {snow:.2f}{'' if ok else ' (reported not matched)'}"
+            f"snow {snow:.2f}{'' if ok else ' (reported untrusted)'}"
         )
     _summary("", [s for _, s, _, _ in pixels])
     for label, keep in (
@@ -142,7 +191,7 @@ def print_pixel_scores(pixels: list[tuple[str, dict[str, float], float, bool]]) 
         group = [s for _, s, snow, _ in pixels if keep(snow)]
         if group:
             _summary(f" {label}", group)
-    for label, flagged in (("reported not matched", True), ("matched", False)):
+    for label, flagged in (("reported untrusted", True), ("trusted", False)):
         group = [s for _, s, _, ok in pixels if ok != flagged]
         if group:
             _summary(f" {label}", group)
