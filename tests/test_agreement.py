@@ -79,9 +79,13 @@ def test_featureless_ground_gives_no_verdict() -> None:
 
 
 def test_flat_ground_that_became_textured_does_not_agree() -> None:
-    """A bare field built over: flat on BEFORE, textured on AFTER."""
+    """A bare field built over: flat on BEFORE, textured on AFTER; also with no noise at all
+    (a flat date has no correlation to speak of, which is no agreement)."""
     share = structure_agreement(1000 + _noise(1, 5.0), _texture(0) + _noise(2, 5.0), ALL, SIGMA)
     assert share < 0.05
+    flat = np.full(SHAPE, 1000.0, dtype=np.float32)
+    assert structure_agreement(flat, _texture(0), ALL, SIGMA) == 0.0
+    assert structure_agreement(_texture(0), flat, ALL, SIGMA) == 0.0
 
 
 def test_only_valid_and_not_excluded_pixels_count() -> None:
