@@ -69,15 +69,14 @@ from sohae_watch.cloud import (
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import (
-    VEGETATED_NDVI,
     BandFit,
     Strata,
     agreeing_share,
     fit_normalisation,
     fit_strata,
     follows_neither,
+    green_on_either,
     matched,
-    ndvi,
     sample_pixels,
     scatter_shares,
 )
@@ -380,7 +379,7 @@ def fit_change_model(
     # whether the two dates show the same ground, on the ground the provisional model observes
     # (clouds out), vegetation left out where a near-infrared band tells it
     agreement = structure_agreement(
-        ib, ia, provisional.observable, cfg.smooth_m / (px_m * g), _vegetated(b, a, bands)
+        ib, ia, provisional.observable, cfg.smooth_m / (px_m * g), green_on_either(b, a, bands)
     )
     mag = provisional.magnitude[provisional.observable]
     mag = mag[np.isfinite(mag)]
@@ -439,16 +438,6 @@ def fit_change_model(
         matched(of_spread, of_level, agreeing) and not foreign,
         agreement,
     )
-
-
-def _vegetated(b: np.ndarray, a: np.ndarray, bands: tuple[str, ...]) -> np.ndarray | None:
-    """Pixels green on either date (NDVI above the usual cut), where red and near-infrared bands
-    tell it; else None."""
-    if "red" not in bands or "nir" not in bands:
-        return None
-    r, n = bands.index("red"), bands.index("nir")
-    with np.errstate(invalid="ignore"):
-        return np.asarray((ndvi(b[r], b[n]) > VEGETATED_NDVI) | (ndvi(a[r], a[n]) > VEGETATED_NDVI))
 
 
 def _struct_raw(model: ChangeModel, gb: np.ndarray, ga: np.ndarray) -> np.ndarray:

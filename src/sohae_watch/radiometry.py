@@ -29,6 +29,7 @@ __all__ = [
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
+    "green_on_either",
     "matched",
     "ndvi",
     "residual_into",
@@ -258,6 +259,19 @@ def _green_and_bare(red: np.ndarray, nir: np.ndarray) -> tuple[np.ndarray, np.nd
     lhs = np.multiply(nir, np.float32(1.0 - VEGETATED_NDVI), dtype=np.float32)
     rhs = np.multiply(red, np.float32(1.0 + VEGETATED_NDVI), dtype=np.float32)
     return np.greater(lhs, rhs), np.less_equal(lhs, rhs)
+
+
+def green_on_either(
+    before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]
+) -> np.ndarray | None:
+    """Pixels green (NDVI above :data:`VEGETATED_NDVI`) on either date, where red and
+    near-infrared bands tell it, else None; ``before``/``after``: (bands, ...) stacks."""
+    if "red" not in bands or "nir" not in bands:
+        return None
+    red, nir = bands.index("red"), bands.index("nir")
+    green = _green_and_bare(before[red], before[nir])[0]
+    green |= _green_and_bare(after[red], after[nir])[0]
+    return green
 
 
 @dataclass(frozen=True)
