@@ -42,8 +42,12 @@ NEAR_M = 25.0  # a reported new activity this close to a building that came or w
 
 
 def seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
+    """Seeds from ranges and single seeds, comma-separated: ``30-35,40-47,117``."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def main() -> None:

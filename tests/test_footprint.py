@@ -11,6 +11,7 @@ from rasterio.transform import Affine
 from scipy import ndimage
 from shapely.affinity import affine_transform
 from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.footprint import (
     EdgeImage,
@@ -109,6 +110,48 @@ def test_a_shadow_that_lengthened_is_told_from_a_new_dark_roof() -> None:
     built = short.copy()  # the shadow left the area, and a bright roof came over most of it
     built[42:58, 32:58] = 1800.0
     assert call(long_, built) is None
+
+
+def test_the_shadow_of_a_listed_structure_is_told_from_a_dark_roof_beside_it() -> None:
+    """A listed building (rows 15-35) under a sun in the north casts its shadow south: rows
+    35-40 on BEFORE, 35-65 on AFTER. The area it reached (rows 45-65) is its shadow ('in'; 'out'
+    the other way round). It is not when the sun of the date it went dark on is unknown, when a
+    strip of lit ground parts it from the building, or for a dark roof that came on the
+    building's sunny side."""
+    from sohae_watch.scene import SunPosition
+    from sohae_watch.shadow import listed_shadow
+
+    t = GRID.transform
+
+    def geom(c0: int, r0: int, c1: int, r1: int) -> BaseGeometry:
+        return affine_transform(box(c0, r0, c1, r1), [t.a, t.b, t.d, t.e, t.c, t.f])
+
+    building, area, north = geom(30, 15, 60, 35), geom(30, 45, 60, 65), geom(30, 2, 60, 13)
+    noon = SunPosition(0.0, 40.0)
+
+    def image(shadow_rows: slice) -> np.ndarray:
+        img = _ground()
+        img[15:35, 30:60] = 1800.0  # the building's roof, on both dates
+        img[shadow_rows, 30:60] *= 0.3
+        return img
+
+    short, long_ = image(slice(35, 40)), image(slice(35, 65))
+    parted = image(slice(35, 40))
+    parted[50:65, 30:60] *= 0.3  # dark, but lit ground (rows 40-50) between it and the shadow
+
+    def call(before: np.ndarray, after: np.ndarray, sun: SunPosition | None = noon) -> str | None:
+        b, a = (replace(_scene(img), sun=sun) for img in (before, after))
+        return listed_shadow(area, b, a, [building])
+
+    assert call(short, long_) == "in"
+    assert call(long_, short) == "out"
+    assert call(short, long_, sun=None) is None
+    assert call(short, parted) is None
+    assert call(short, short) is None  # nothing went dark
+    roofed = short.copy()
+    roofed[2:15, 30:60] = 250.0  # a dark roof that came on the sunny side, against the building
+    b, a = (replace(_scene(img), sun=noon) for img in (short, roofed))
+    assert listed_shadow(north, b, a, [building]) is None
 
 
 def test_an_area_with_the_same_pattern_on_both_dates_is_no_structure_come_or_gone() -> None:

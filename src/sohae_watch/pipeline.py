@@ -558,7 +558,7 @@ def _classify(
                 "ok": coreg.reliability,
                 "low-confidence": min(coreg.reliability, RELIABLE / 2),
             }.get(coreg.status, 0.0)
-            structures, chips = classify_windows(
+            structures, chips, suns = classify_windows(
                 site,
                 readers.get(),
                 grid,
@@ -569,10 +569,10 @@ def _classify(
                 stood_before,
                 levels,
             )
-            footprints = [
-                grid.geometry_from_lonlat(s.geometry.__geo_interface__).buffer(3.0)
-                for s in site.structures
+            outlines = [
+                grid.geometry_from_lonlat(s.geometry.__geo_interface__) for s in site.structures
             ]
+            footprints = [f.buffer(3.0) for f in outlines]
             candidates = [
                 i
                 for i, a in enumerate(areas)
@@ -589,6 +589,8 @@ def _classify(
                 area,
                 (before_acq, after_acq),
                 outputs.paths["change_mask"],
+                outlines,
+                suns,
             )
             chips.update(activity)
             # an area that is no structure come or gone is told as what it is among the areas

@@ -16,7 +16,8 @@ here" against "bare ground"), capped so that no single secondary cue outweighs a
   soil, concrete and roofs share NDVI values, so a low NDVI proves nothing.
 
 And for a change area outside the footprints, whether it is only a shadow that moved with the
-sun (:func:`moved_shadow`): then it is no new activity.
+sun (:func:`moved_shadow`), or the shadow of a listed structure (:func:`listed_shadow`): then it
+is no new activity.
 """
 
 from __future__ import annotations
@@ -182,4 +183,49 @@ def moved_shadow(geom: BaseGeometry, before: Scene, after: Scene) -> str | None:
         return "in" if like(ma, ia[old]) and like(mb, ib[lit_b]) else None
     if mb < SHADOW_RATIO * ma and lit_a.any():
         return "out" if like(mb, ib[old]) and like(ma, ia[lit_a]) else None
+    return None
+
+
+SHADOW_MOST = 0.5  # share of an area that went dark for the area to be a shadow that came there
+SHADOW_TOUCH_PX = 3  # pixels of a shadow's dark region in a footprint's band away from the sun
+
+
+def listed_shadow(
+    geom: BaseGeometry, before: Scene, after: Scene, footprints: Sequence[BaseGeometry]
+) -> str | None:
+    """Whether a change area (``geom``, in the scenes' CRS) is the shadow of a listed structure
+    (``footprints``, same CRS): ``in`` when most of it (:data:`SHADOW_MOST`) went dark on AFTER
+    (below :data:`SHADOW_RATIO` of its brightness on BEFORE, the dates' gains matched on the
+    window's medians) and the dark region that holds it on AFTER reaches the band just outside a
+    footprint on the side away from AFTER's sun; ``out`` for a shadow that left (dark on
+    BEFORE); None otherwise, and when that date's sun azimuth is unknown. Such an area is what
+    the structure's own call weighs (a structure that came, went or changed height moves its
+    shadow), not activity of its own. A new dark roof next to a footprint is no shadow of it
+    unless it lies on the side away from the sun and joins the footprint's band there."""
+    both = before.valid & after.valid
+    inside = before.grid.rasterize(geom) & both
+    if inside.sum() < 8 or not footprints:
+        return None
+    ib, ia = before.intensity(), after.intensity()
+    for dark_date, dim, lit in ((after, ia, ib), (before, ib, ia)):
+        sun = dark_date.sun
+        if sun is None or not math.isfinite(sun.azimuth):
+            continue
+        gain = float(np.median(lit[both])) / max(float(np.median(dim[both])), 1e-6)
+        dim = dim * gain
+        came = (dim < SHADOW_RATIO * lit) & both
+        if came[inside].mean() < SHADOW_MOST:
+            continue
+        # the shadow on that date, old and new: as dark against the area's lit ground as the
+        # part that came is, joined to it
+        level = SHADOW_RATIO * float(np.median(lit[inside & came]))
+        labels, _ = ndimage.label(((dim < level) | came) & both)
+        ids = np.unique(labels[inside & came])
+        region = np.isin(labels, ids[ids > 0])
+        away = away_from_sun(sun.azimuth)
+        res = before.grid.resolution
+        for fp in footprints:
+            mask = before.grid.rasterize(fp)
+            if mask.any() and (side_band(mask, away, res) & region).sum() >= SHADOW_TOUCH_PX:
+                return "in" if dark_date is after else "out"
     return None

@@ -35,7 +35,7 @@ from sohae_watch.grid import Grid, origin_on_lattice
 from sohae_watch.ingest import Acquisition, GridReader, catalog, read_scene
 from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.scene import Scene, SunPosition
-from sohae_watch.shadow import estimate_azimuth, moved_shadow
+from sohae_watch.shadow import estimate_azimuth, listed_shadow, moved_shadow
 from sohae_watch.site import Site, Structure
 from sohae_watch.stream import window_scene
 
@@ -83,8 +83,9 @@ def classify_windows(
     reliability: float,
     stood_before: Mapping[str, bool] | None,
     levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
-) -> tuple[list[StructureCall], dict[str, dict[str, bytes]]]:
-    """Classify each structure on a window around its footprint; its before / after / change chips.
+) -> tuple[list[StructureCall], dict[str, dict[str, bytes]], list[SunPosition | None]]:
+    """Classify each structure on a window around its footprint; its before / after / change
+    chips; and each date's sun position, as used (None: unknown).
 
     A date without the sun's position in its metadata gets one estimated from the image: the
     direction in which dark bands sit next to the footprints clearly outlined on that date."""
@@ -97,6 +98,7 @@ def classify_windows(
                 box = 0, 0, min(grid.height, 8), min(grid.width, 8)
             before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
             windows.append((s, [before, after], mask))
+    suns = [acq.sun for acq in acqs]
     for i in (0, 1):
         if windows and windows[0][1][i].sun is None:
             sun = estimate_sun(windows, i, levels[i] if levels else None)
@@ -106,6 +108,7 @@ def classify_windows(
                 )
                 for _, scenes, _ in windows:
                     scenes[i] = replace(scenes[i], sun=sun)
+                suns[i] = sun
     calls: list[StructureCall] = []
     chips: dict[str, dict[str, bytes]] = {}
     native_m = (delivered_m(acqs[0]), delivered_m(acqs[1]))
@@ -134,7 +137,7 @@ def classify_windows(
         )[0]
         calls.append(call)
         chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
-    return calls, chips
+    return calls, chips, suns
 
 
 def screen_activity(
@@ -144,13 +147,17 @@ def screen_activity(
     area: BaseGeometry,
     acqs: tuple[Acquisition, Acquisition],
     mask_path: Path,
+    footprints: Sequence[BaseGeometry] = (),
+    suns: Sequence[SunPosition | None] = (None, None),
 ) -> tuple[list[ChangeArea], dict[str, dict[str, bytes]], dict[int, ChangeArea]]:
     """New activity among candidate ``areas``, each read on a window around it: the areas kept,
     their before / after / change chips (keys ``_activity-N``, in order, the area outlined), and
     by their index in ``areas`` those found to be no structure that came or went, retyped: a
-    shadow that moved with the sun ``darker`` where it came and ``brighter`` where it left (see
-    :func:`moved_shadow`), an area that shows the same pattern on both dates ``other`` (see
-    :func:`same_pattern`)."""
+    shadow that moved with the sun, or the shadow of a listed structure (``footprints``, in the
+    grid's CRS), ``darker`` where it came and ``brighter`` where it left (see
+    :func:`moved_shadow`, :func:`listed_shadow`), an area that shows the same pattern on both
+    dates ``other`` (see :func:`same_pattern`). ``suns``: each date's sun position where its
+    metadata gives none (estimated by :func:`classify_windows`)."""
     kept: list[ChangeArea] = []
     chips: dict[str, dict[str, bytes]] = {}
     retyped: dict[int, ChangeArea] = {}
@@ -161,9 +168,22 @@ def screen_activity(
                 kept.append(a)
                 continue
             before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
+            before, after = (
+                scene if scene.sun is not None or sun is None else replace(scene, sun=sun)
+                for scene, sun in zip((before, after), suns, strict=True)
+            )
             way = moved_shadow(a.geometry, before, after)
             if way is not None:
                 log.info("change area of %.0f m² is a shadow that moved %s", a.area_m2, way)
+                retyped[i] = replace(a, change_type="darker" if way == "in" else "brighter")
+                continue
+            way = listed_shadow(a.geometry, before, after, footprints)
+            if way is not None:
+                log.info(
+                    "change area of %.0f m² is the shadow of a listed structure (%s)",
+                    a.area_m2,
+                    "came" if way == "in" else "left",
+                )
                 retyped[i] = replace(a, change_type="darker" if way == "in" else "brighter")
                 continue
             if same_pattern(a.geometry, before, after):
