@@ -33,7 +33,6 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, shape
 
-from sohae_watch.agreement import mostly_different
 from sohae_watch.evaluate import score_mask_files
 
 CLI = Path(sys.executable).with_name("sohae-watch")
@@ -145,13 +144,9 @@ def main() -> None:
 
 
 def trusted(report: dict[str, Any]) -> bool:
-    """Whether the report takes its change mask as evidence: the dates' radiometry matched and
-    most of their textured ground looks alike (see sohae_watch.agreement)."""
-    change = report["change"]
-    agreement = change.get("structure_agreement")
-    return bool(change["radiometry_matched"]) and not mostly_different(
-        math.nan if agreement is None else float(agreement)
-    )
+    """Whether the report takes its change mask as evidence (``change.mask_trusted``: the
+    dates' radiometry matched and most of their textured ground looks alike)."""
+    return bool(report["change"]["mask_trusted"])
 
 
 def score_activity(

@@ -66,10 +66,12 @@ def test_a_mask_that_cannot_be_trusted_is_reported(outputs: dict[tuple[str, str]
     on both dates."""
     blind = json.loads((outputs[("2019-02-16", "2019-03-02")] / "report.json").read_text())
     assert blind["change"]["radiometry_matched"] is False
+    assert blind["change"]["mask_trusted"] is False
     assert " ".join((UNMATCHED_SENTENCE, UNMATCHED_CALLS, UNMATCHED_ACTIVITY)) in blind["summary"]
     clear = json.loads((outputs[("2018-07-20", "2018-08-03")] / "report.json").read_text())
     assert clear["change"]["radiometry_matched"] is True
     assert clear["change"]["structure_agreement"] > 0.9
+    assert clear["change"]["mask_trusted"] is True
     assert not any("cannot be trusted" in s for s in clear["summary"])
 
 

@@ -91,6 +91,7 @@ def test_no_new_activity_when_the_ground_looks_different(
     report = json.loads((out / "report.json").read_text())
     assert report["change"]["radiometry_matched"] is True
     assert report["change"]["structure_agreement"] == 0.0
+    assert report["change"]["mask_trusted"] is False
     assert report["new_activity"] == []
     assert report["change"]["areas"] > 0
     said = DIFFERENT_SENTENCE.format(share="less than 1%")

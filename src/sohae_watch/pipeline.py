@@ -145,6 +145,9 @@ class DiffResult:
     # share of the textured ground that looks alike on both dates (NaN: no verdict); under
     # agreement.MOSTLY_DIFFERENT the mask cannot be trusted either
     structure_agreement: float = math.nan
+    # the two together (change.ChangeModel.trusted): whether the mask is evidence of a
+    # structure come or gone; when False no change area is reported as new activity
+    mask_trusted: bool = True
 
 
 def _common_roles(before: Acquisition, after: Acquisition) -> tuple[str, ...]:
@@ -522,6 +525,7 @@ def _compute_diff(
         workdir=tmp,
         radiometry_matched=model.matched,
         structure_agreement=model.agreement,
+        mask_trusted=model.trusted,
     )
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sohae_watch import __version__
-from sohae_watch.agreement import mostly_different
 from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.history import activity_place, activity_sentence
@@ -112,8 +111,7 @@ def summary_sentences(result: DiffResult) -> list[str]:
         n = len(result.areas)
         total = sum(a.area_m2 for a in result.areas)
         out.append(f"{n} change area{'s' if n != 1 else ''} ({total:,.0f} m² in all) {span}.")
-    different = mostly_different(result.structure_agreement)
-    if not result.radiometry_matched or different:
+    if not result.mask_trusted:
         said = [
             UNMATCHED_SENTENCE
             if not result.radiometry_matched
@@ -184,6 +182,7 @@ def build_report(result: DiffResult) -> dict[str, Any]:
             "areas": len(result.areas),
             "radiometry_matched": result.radiometry_matched,
             "structure_agreement": round(float(result.structure_agreement), 4),
+            "mask_trusted": result.mask_trusted,
         },
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "structures": [c.to_dict() for c in result.structures],
