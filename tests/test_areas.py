@@ -8,7 +8,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from scipy import ndimage as ndi
 
-from sohae_watch.areas import ChangeArea, change_areas_on, join_pieces
+from sohae_watch.areas import ChangeArea, change_areas_on, classify_change, join_pieces
 from sohae_watch.change import ChangeResult
 from sohae_watch.grid import Grid
 from sohae_watch.stream import tiles
@@ -30,6 +30,8 @@ def _result(n: int, seed: int) -> ChangeResult:
         "structure": (rng.standard_normal((n, n)) - noise * 15).astype(np.float32),
         "ndvi_before": rng.random((n, n)).astype(np.float32) * 0.6,
         "ndvi_after": rng.random((n, n)).astype(np.float32) * 0.4,
+        "green_before": (rng.random((n, n)) < 0.8).astype(np.float32),
+        "green_after": (rng.random((n, n)) < 0.7).astype(np.float32),
     }
     return ChangeResult(magnitude, mask, 3.0, mask != 255, {}, layers)
 
@@ -108,3 +110,22 @@ def test_areas_of_one_size_come_from_the_top_then_the_left_whatever_the_windows(
         assert len(areas) == len(corners)
         tops_lefts = [(-a.geometry.bounds[3], a.geometry.bounds[0]) for a in areas]
         assert tops_lefts == sorted(tops_lefts)
+
+
+def test_a_roof_on_a_lawn_is_no_vegetation_change() -> None:
+    """An area green on both dates in the mean (NDVI above 0.3) is vegetation change, unless
+    its texture changed as a structure's does and it was green all over on the date without
+    the structure but not on the date with it: a roof that came on a lawn takes a third of its
+    change area, and the grass around it keeps the mean green. Shares (BEFORE, AFTER)."""
+    lawn = {"ndvi_before": 0.6, "ndvi_after": 0.45}
+    assert classify_change(0.5, 2.0, green=(0.97, 0.65), **lawn) == "new_structure"
+    assert classify_change(0.5, -2.0, green=(0.65, 0.97), **lawn) == "removed_structure"
+    assert classify_change(0.5, 2.0, green=(0.97, 0.97), **lawn) == "vegetation"  # mown grass
+    # trees whose shadows moved: part not green on both dates
+    assert classify_change(0.5, 2.0, green=(0.65, 0.7), **lawn) == "vegetation"
+    # a texture that came where the green went: not a roof on a lawn
+    assert classify_change(0.5, 2.0, green=(0.65, 0.97), **lawn) == "vegetation"
+    assert classify_change(0.5, 0.3, green=(0.97, 0.6), **lawn) == "vegetation"  # no texture
+    assert classify_change(0.5, 2.0, green=None, **lawn) == "vegetation"  # shares unknown
+    # green on one date only, the texture unchanged: a crop harvested (as before)
+    assert classify_change(-1.5, 0.2, 0.6, 0.1, green=(1.0, 0.0)) == "vegetation"

@@ -25,11 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change", "join_pieces"]
 
 VEG_NDVI = 0.3  # vegetated above this NDVI
+# share of an area's pixels green on a date from which the area is green all over on it: a roof
+# that came on a lawn takes a third of its change area, whose mean NDVI the grass around it keeps
+# above VEG_NDVI, but not this share of AFTER's pixels
+ALL_GREEN = 0.9
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
 
 
-EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after")  # typing layers, in order
+# typing layers, in order (green_*: 1 where that date's NDVI is above VEG_NDVI, else 0)
+EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after", "green_before", "green_after")
 
 
 @dataclass(frozen=True)
@@ -63,16 +68,28 @@ class ChangeArea:
 
 
 def classify_change(
-    brightness: float, structure: float, ndvi_before: float | None, ndvi_after: float | None
+    brightness: float,
+    structure: float,
+    ndvi_before: float | None,
+    ndvi_after: float | None,
+    green: tuple[float, float] | None = None,
 ) -> str:
     """A change type from an area's mean evidence.
 
     ``brightness``/``structure``: mean standardised brightness and texture change (after minus
-    before); NDVI means where a near-infrared band exists.
+    before); NDVI means where a near-infrared band exists, and ``green`` the shares of the
+    area's pixels green on each date. An area green on both dates in the mean is vegetation
+    unless its texture changed as a structure's does, and it was green all over (``ALL_GREEN``)
+    on the date without the structure but not on the date with it: a roof that came or went
+    on grass.
     """
     if ndvi_before is not None and ndvi_after is not None:
         veg_b, veg_a = ndvi_before > VEG_NDVI, ndvi_after > VEG_NDVI
-        if veg_b and veg_a:
+        built = green is not None and (
+            (structure >= STRUCTURE_Z and green[1] < ALL_GREEN <= green[0])
+            or (structure <= -STRUCTURE_Z and green[0] < ALL_GREEN <= green[1])
+        )
+        if veg_b and veg_a and not built:
             return "vegetation"
         if (veg_b != veg_a) and abs(structure) < STRUCTURE_Z:
             return "vegetation"
@@ -189,7 +206,7 @@ def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | No
     if geom.is_empty or not isinstance(geom, (Polygon, MultiPolygon)):
         return None
     m = piece.magnitude / piece.pixels
-    bright, struct, ndvi_b, ndvi_a = (
+    bright, struct, ndvi_b, ndvi_a, green_b, green_a = (
         None if x is None else x / piece.pixels for x in piece.evidence
     )
     ctype = classify_change(
@@ -197,6 +214,7 @@ def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | No
         struct if struct is not None else 0.0,
         ndvi_b,
         ndvi_a,
+        None if green_b is None or green_a is None else (green_b, green_a),
     )
     # confidence grows with how far the area's score is beyond the threshold and its size
     excess = max(0.0, m / piece.threshold - 1.0)
