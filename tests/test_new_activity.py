@@ -154,3 +154,26 @@ def test_snow_that_melted_reports_no_new_activity(tmp_path: Path) -> None:
     assert report["change"]["structure_agreement"] < MOSTLY_DIFFERENT
     assert report["new_activity"] == []
     assert any("cannot be trusted" in s for s in report["summary"])
+
+
+def test_a_roof_that_came_on_a_lawn_is_reported(tmp_path: Path) -> None:
+    """Seed 64, June -> September: an unlisted building came on grass. Its change area (the
+    roof and the grass around it) is green on both dates in the mean, and was typed
+    vegetation, so never reported (the build before); typed by its texture now, it is reported
+    as new activity within 25 m of the building, and nothing else is."""
+    import shapely
+    from pyproj import Transformer
+    from shapely.geometry import Point, shape
+
+    pair, report = _diff_seed(tmp_path, 64, "2021-06-27", "2021-09-10")
+    truth = json.loads((tmp_path / "scene" / "truth.json").read_text())
+    to_m = Transformer.from_crs("EPSG:4326", truth["grid"]["crs"], always_xy=True)
+
+    def metres(geom: Any) -> Any:
+        return shapely.transform(geom, to_m.transform, interleaved=False)
+
+    built = [metres(shape(b["geometry"])) for b in pair["new_activity"]]
+    assert len(built) == 1
+    found = [metres(Point(a["lon"], a["lat"])) for a in report["new_activity"]]
+    assert found and all(built[0].distance(p) <= 25 for p in found)
+    assert report["new_activity"][0]["change_type"] == "new_structure"
