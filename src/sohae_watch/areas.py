@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change", "join_pieces"]
 
 VEG_NDVI = 0.3  # vegetated above this NDVI
-# share of an area's pixels green on a date from which the area is green all over on it: a roof
-# that came on a lawn takes a third of its change area, whose mean NDVI the grass around it keeps
-# above VEG_NDVI, but not this share of AFTER's pixels
+# an area is green all over on a date when at least this share of its pixels is green on it. A
+# roof that came on a lawn takes about a third of its change area: on AFTER the grass keeps the
+# area's mean NDVI above VEG_NDVI, but not this share of its pixels green
 ALL_GREEN = 0.9
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
