@@ -170,6 +170,26 @@ def test_windowed_equals_one_piece_at_half_metre() -> None:
     np.testing.assert_allclose(tiled.magnitude, whole.magnitude, rtol=1e-5, atol=1e-5)
 
 
+def test_a_cloud_whose_core_the_grid_cuts_is_not_observable() -> None:
+    """At 0.5 m, a saturating cloud centred just beyond the grid's edge: a sliver of its core
+    is inside, at the sensor's ceiling in every band, and no 4 m block of it averages within
+    3 % of the ceiling. The saturated pixels are not observable, and most of the cloud is not
+    reported as change (the evidence grid's blocks are at the ceiling within 10 %)."""
+    h, w = 600, 600
+    before = textured((h, w), 9) * 0.5
+    after = 1.05 * before + 20
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-(((yy - 300) ** 2 + (xx - (w + 78)) ** 2) / (2 * 80.0**2)))
+    alpha = np.clip(blob * 2.5 - 0.5, 0, 1.0).astype(np.float32)
+    after = np.minimum(after * (1 - alpha) + 16383 * alpha, 16383)
+    saturated = (after >= 0.97 * 16383).all(axis=0)
+    assert 50 < saturated.sum() < 300  # a sliver of the core inside the grid (138 px)
+    res = detect_changes(make_scene(before, 0.5), make_scene(after, 0.5))
+    assert (res.mask[saturated] == 255).mean() > 0.95
+    cloud = alpha > 0.3
+    assert (res.mask[cloud] == 1).mean() < 0.05
+
+
 def test_model_fitted_on_a_sample_transfers() -> None:
     before = textured((256, 256), 6)
     after = add_structure(0.8 * before + 100, slice(40, 70), slice(40, 70))

@@ -17,6 +17,8 @@ from scipy import ndimage as ndi
 from sohae_watch.areas import VEG_NDVI
 from sohae_watch.blocks import block_mean
 from sohae_watch.cloud import (
+    CEILING_BLOCK_TOLERANCE,
+    CEILING_TOLERANCE,
     at_ceiling,
     cloud_and_shadow,
     ground_whitening,
@@ -236,12 +238,16 @@ def evidence_grid(
     kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
     nir = _nir(bands)
 
+    # a block mean is at the ceiling within a wider margin than a pixel (cloud.at_ceiling)
+    tolerance = CEILING_BLOCK_TOLERANCE if e > 1 else CEILING_TOLERANCE
+
     def date(
         kept: np.ndarray, strength: np.ndarray, x_e: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
         # a sensor's ceiling in every band tells cloud only where a near-infrared band says it
         # too (a white roof in RGB saturates as well)
-        return survival_share(kept, strength, px_m, e), at_ceiling(x_e) if nir is not None else None
+        sat = at_ceiling(x_e, tolerance) if nir is not None else None
+        return survival_share(kept, strength, px_m, e), sat
 
     (surv_a, sat_a), (surv_b, sat_b) = concurrently(
         lambda: date(kept_a, strength_a, a_e), lambda: date(kept_b, strength_b, b_e), threads
