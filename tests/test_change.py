@@ -190,6 +190,22 @@ def test_a_cloud_whose_core_the_grid_cuts_is_not_observable() -> None:
     assert (res.mask[cloud] == 1).mean() < 0.05
 
 
+def test_a_ceiling_is_the_products_own_full_scale() -> None:
+    """A white roof at 4000 DN in every band of a 14-bit product (brightest value 16383) is not
+    at a sensor's ceiling; in a 12-bit product (brightest 4095) it is, within 3 %. Without the
+    product's scale any 2^k - 1 counts (the roof then sits at 12 bits' within 10 %)."""
+    from sohae_watch.cloud import at_ceiling, full_scale
+
+    roof = np.full((4, 2, 2), 4000.0, np.float32)
+    assert full_scale((16383.0,) * 4) == (16383.0,) * 4
+    assert full_scale((5120.0, 4800.0, 4700.0, 6000.0)) == (16383.0,) * 4  # no cloud seen
+    assert full_scale((4095.0,) * 4) == (4095.0,) * 4
+    assert full_scale((0.7, 0.8, 1.2e5, 0.6)) is None  # brighter than any ceiling
+    assert not at_ceiling(roof, 0.1, full_scale((16383.0,) * 4)).any()
+    assert at_ceiling(roof, 0.03, full_scale((4095.0,) * 4)).all()
+    assert at_ceiling(roof, 0.1).all()
+
+
 def test_model_fitted_on_a_sample_transfers() -> None:
     before = textured((256, 256), 6)
     after = add_structure(0.8 * before + 100, slice(40, 70), slice(40, 70))

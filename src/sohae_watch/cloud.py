@@ -10,6 +10,7 @@ piece.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -22,6 +23,7 @@ __all__ = [
     "cloud_and_shadow",
     "cloud_reach_px",
     "edge_survival",
+    "full_scale",
     "ground_whitening",
     "haze_opacity",
     "scene_ceiling",
@@ -270,15 +272,39 @@ CEILING_TOLERANCE = 0.03
 CEILING_BLOCK_TOLERANCE = 0.1
 
 
-def at_ceiling(stack: np.ndarray, tolerance: float = CEILING_TOLERANCE) -> np.ndarray:
+def at_ceiling(
+    stack: np.ndarray,
+    tolerance: float = CEILING_TOLERANCE,
+    scale: Sequence[float] | None = None,
+) -> np.ndarray:
     """Pixels at a sensor's full-scale value (a 2^k - 1 ceiling) in every band of ``stack``,
-    within ``tolerance`` of it."""
+    within ``tolerance`` of it: the product's own per band (``scale``, see :func:`full_scale`)
+    when given, else any of :data:`CEILINGS`."""
+    if scale is not None:
+        out = np.ones(stack.shape[1:], dtype=bool)
+        for band, c in zip(stack, scale, strict=True):
+            out &= (band >= (1.0 - tolerance) * c) & (band <= c + 0.5)  # NaN: False
+        return out
     lo = stack.min(axis=0)  # NaN where a band is: then below every ceiling
     hi = stack.max(axis=0)
     out = np.zeros(lo.shape, dtype=bool)
     for c in CEILINGS:
         out |= (lo >= (1.0 - tolerance) * c) & (hi <= c + 0.5)
     return out
+
+
+def full_scale(ceiling: Sequence[float]) -> tuple[float, ...] | None:
+    """Per band full scale of a product from its :func:`scene_ceiling`: the smallest sensor
+    ceiling at or above each band's brightest value (a 14-bit product whose brightest roof is at
+    4000 is not at a 12-bit ceiling there). None when a band is brighter than every ceiling
+    (float reflectance) or none is known."""
+    out = []
+    for v in ceiling:
+        c = next((c for c in CEILINGS if v <= c + 0.5), None)
+        if c is None:
+            return None
+        out.append(c)
+    return tuple(out) if out else None
 
 
 HAZE_ALPHA = 0.15  # cloud opacity above which the ground is not observable (a consistent veil)
