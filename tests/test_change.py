@@ -190,20 +190,23 @@ def test_a_cloud_whose_core_the_grid_cuts_is_not_observable() -> None:
     assert (res.mask[cloud] == 1).mean() < 0.05
 
 
-def test_a_ceiling_is_the_products_own_full_scale() -> None:
-    """A white roof at 4000 DN in every band of a 14-bit product (brightest value 16383) is not
-    at a sensor's ceiling; in a 12-bit product (brightest 4095) it is, within 3 %. Without the
-    product's scale any 2^k - 1 counts (the roof then sits at 12 bits' within 10 %)."""
-    from sohae_watch.cloud import at_ceiling, full_scale
+def test_a_ceiling_below_a_value_the_product_holds_is_not_its_ceiling() -> None:
+    """A white roof at 4000 DN in every band is at a 12-bit ceiling within 10 %; in a product
+    whose brightest values pass 4095 (a 14-bit one, with or without a cloud seen) it is not,
+    while 16383 and 65535 stay possible ceilings there."""
+    from sohae_watch.cloud import at_ceiling, lowest_ceiling
 
     roof = np.full((4, 2, 2), 4000.0, np.float32)
-    assert full_scale((16383.0,) * 4) == (16383.0,) * 4
-    assert full_scale((5120.0, 4800.0, 4700.0, 6000.0)) == (16383.0,) * 4  # no cloud seen
-    assert full_scale((4095.0,) * 4) == (4095.0,) * 4
-    assert full_scale((0.7, 0.8, 1.2e5, 0.6)) is None  # brighter than any ceiling
-    assert not at_ceiling(roof, 0.1, full_scale((16383.0,) * 4)).any()
-    assert at_ceiling(roof, 0.03, full_scale((4095.0,) * 4)).all()
+    cloud = np.full((4, 2, 2), 65535.0, np.float32)
+    assert lowest_ceiling((16383.0,) * 4) == 16383.0
+    assert lowest_ceiling((5120.0, 4800.0, 4700.0, 3900.0)) == 16383.0  # no cloud seen
+    assert lowest_ceiling((4095.0,) * 4) == 4095.0
+    assert lowest_ceiling((0.7, 0.8, 1.2e5, 0.6)) == float("inf")
+    assert lowest_ceiling(()) == 0.0
     assert at_ceiling(roof, 0.1).all()
+    assert at_ceiling(roof, 0.03, lowest_ceiling((4095.0,) * 4)).all()
+    assert not at_ceiling(roof, 0.1, lowest_ceiling((5120.0,) * 4)).any()
+    assert at_ceiling(cloud, 0.03, lowest_ceiling((5120.0,) * 4)).all()
 
 
 def test_model_fitted_on_a_sample_transfers() -> None:

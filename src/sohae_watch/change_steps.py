@@ -21,9 +21,9 @@ from sohae_watch.cloud import (
     CEILING_TOLERANCE,
     at_ceiling,
     cloud_and_shadow,
-    full_scale,
     ground_whitening,
     haze_opacity,
+    lowest_ceiling,
     survival_parts,
     survival_share,
     veil_cloud,
@@ -239,22 +239,22 @@ def evidence_grid(
     kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
     nir = _nir(bands)
 
-    # a block mean is at the ceiling within a wider margin than a pixel (cloud.at_ceiling), of
-    # the product's own full scale on that date
+    # a block mean is at the ceiling within a wider margin than a pixel (cloud.at_ceiling), and
+    # only at a ceiling the date's product can have
     tolerance = CEILING_BLOCK_TOLERANCE if e > 1 else CEILING_TOLERANCE
-    scale_b, scale_a = (full_scale(c) for c in model.ceiling)
+    lowest_b, lowest_a = (lowest_ceiling(c) for c in model.ceiling)
 
     def date(
-        kept: np.ndarray, strength: np.ndarray, x_e: np.ndarray, scale: tuple[float, ...] | None
+        kept: np.ndarray, strength: np.ndarray, x_e: np.ndarray, lowest: float
     ) -> tuple[np.ndarray, np.ndarray | None]:
         # a sensor's ceiling in every band tells cloud only where a near-infrared band says it
         # too (a white roof in RGB saturates as well)
-        sat = at_ceiling(x_e, tolerance, scale) if nir is not None else None
+        sat = at_ceiling(x_e, tolerance, lowest) if nir is not None else None
         return survival_share(kept, strength, px_m, e), sat
 
     (surv_a, sat_a), (surv_b, sat_b) = concurrently(
-        lambda: date(kept_a, strength_a, a_e, scale_a),
-        lambda: date(kept_b, strength_b, b_e, scale_b),
+        lambda: date(kept_a, strength_a, a_e, lowest_a),
+        lambda: date(kept_b, strength_b, b_e, lowest_b),
         threads,
     )
     survival = (surv_a, surv_b)

@@ -23,9 +23,9 @@ __all__ = [
     "cloud_and_shadow",
     "cloud_reach_px",
     "edge_survival",
-    "full_scale",
     "ground_whitening",
     "haze_opacity",
+    "lowest_ceiling",
     "scene_ceiling",
     "survival_parts",
     "survival_share",
@@ -273,38 +273,29 @@ CEILING_BLOCK_TOLERANCE = 0.1
 
 
 def at_ceiling(
-    stack: np.ndarray,
-    tolerance: float = CEILING_TOLERANCE,
-    scale: Sequence[float] | None = None,
+    stack: np.ndarray, tolerance: float = CEILING_TOLERANCE, lowest: float = 0.0
 ) -> np.ndarray:
-    """Pixels at a sensor's full-scale value (a 2^k - 1 ceiling) in every band of ``stack``,
-    within ``tolerance`` of it: the product's own per band (``scale``, see :func:`full_scale`)
-    when given, else any of :data:`CEILINGS`."""
-    if scale is not None:
-        out = np.ones(stack.shape[1:], dtype=bool)
-        for band, c in zip(stack, scale, strict=True):
-            out &= (band >= (1.0 - tolerance) * c) & (band <= c + 0.5)  # NaN: False
-        return out
+    """Pixels at a sensor's full-scale value (a 2^k - 1 ceiling, ``lowest`` or above: see
+    :func:`lowest_ceiling`) in every band of ``stack``, within ``tolerance`` of it."""
     lo = stack.min(axis=0)  # NaN where a band is: then below every ceiling
     hi = stack.max(axis=0)
     out = np.zeros(lo.shape, dtype=bool)
     for c in CEILINGS:
-        out |= (lo >= (1.0 - tolerance) * c) & (hi <= c + 0.5)
+        if c >= lowest:
+            out |= (lo >= (1.0 - tolerance) * c) & (hi <= c + 0.5)
     return out
 
 
-def full_scale(ceiling: Sequence[float]) -> tuple[float, ...] | None:
-    """Per band full scale of a product from its :func:`scene_ceiling`: the smallest sensor
-    ceiling at or above each band's brightest value (a 14-bit product whose brightest roof is at
-    4000 is not at a 12-bit ceiling there). None when a band is brighter than every ceiling
-    (float reflectance) or none is known."""
-    out = []
-    for v in ceiling:
-        c = next((c for c in CEILINGS if v <= c + 0.5), None)
-        if c is None:
-            return None
-        out.append(c)
-    return tuple(out) if out else None
+def lowest_ceiling(ceiling: Sequence[float]) -> float:
+    """The lowest sensor ceiling a product can have, from its :func:`scene_ceiling`: one at or
+    above every band's brightest value. A 2^k - 1 below a value the product holds is not its
+    full scale (a 14-bit product whose white roofs reach 4000 has no 12-bit ceiling there);
+    ceilings above the brightest value seen stay possible (a sample may miss the clouds). 0
+    when nothing is known; infinite when a band is brighter than every ceiling."""
+    if not len(ceiling):
+        return 0.0
+    top = max(ceiling)
+    return next((c for c in CEILINGS if top <= c + 0.5), math.inf)
 
 
 HAZE_ALPHA = 0.15  # cloud opacity above which the ground is not observable (a consistent veil)
