@@ -30,8 +30,6 @@ def _result(n: int, seed: int) -> ChangeResult:
         "structure": (rng.standard_normal((n, n)) - noise * 15).astype(np.float32),
         "ndvi_before": rng.random((n, n)).astype(np.float32) * 0.6,
         "ndvi_after": rng.random((n, n)).astype(np.float32) * 0.4,
-        "green_before": (rng.random((n, n)) < 0.8).astype(np.float32),
-        "green_after": (rng.random((n, n)) < 0.7).astype(np.float32),
     }
     return ChangeResult(magnitude, mask, 3.0, mask != 255, {}, layers)
 

@@ -33,8 +33,9 @@ STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure a
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
 
 
-# typing layers, in order (green_*: 1 where that date's NDVI is above VEG_NDVI, else 0)
-EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after", "green_before", "green_after")
+EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after")  # typing layers, in order
+# what an area sums: the typing layers, then per date the pixels green (NDVI above VEG_NDVI)
+SUMS = len(EVIDENCE) + 2
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Piece:
 
     pixels: int
     magnitude: float
-    evidence: tuple[float | None, ...]  # sums of the EVIDENCE layers
+    evidence: tuple[float | None, ...]  # sums of the EVIDENCE layers, then the green pixels
     pixel_area: float  # m²
     floor: float  # smallest area kept, m²
     tolerance: float  # simplification, CRS units
@@ -146,6 +147,8 @@ def change_areas_on(
     out: list[ChangeArea] = []
     thr = result.threshold if math.isfinite(result.threshold) and result.threshold > 0 else 1.0
     layers = [result.layers.get(name) for name in EVIDENCE]
+    # each date's green pixels, from its NDVI (areas green on both dates in the mean hold roofs)
+    layers += [None if v is None else v > np.float32(VEG_NDVI) for v in layers[2:4]]
     # each area on its own bounding box: the cost follows the change, not the window
     for lab, at in enumerate(ndi.find_objects(labels), start=1):
         if at is None:
@@ -260,7 +263,7 @@ def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
             magnitude=sum(p.magnitude for p in parts),
             evidence=tuple(
                 None if first.evidence[k] is None else sum(p.evidence[k] or 0.0 for p in parts)
-                for k in range(len(EVIDENCE))
+                for k in range(SUMS)
             ),
         )
         area = _finished(unary_union([m.geometry for m in members]), whole)

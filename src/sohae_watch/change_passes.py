@@ -201,14 +201,7 @@ def typing_names(model: ChangeModel) -> tuple[str, ...]:
     where snow is found, it is taken out on weak edges)."""
     bands = model.bands
     if "red" in bands and "nir" in bands:
-        return (
-            "structure",
-            "brightness",
-            "ndvi_before",
-            "ndvi_after",
-            "green_before",
-            "green_after",
-        )
+        return ("structure", "brightness", "ndvi_before", "ndvi_after")
     return ("structure", "brightness")
 
 

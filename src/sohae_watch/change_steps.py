@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage as ndi
 
-from sohae_watch.areas import VEG_NDVI
 from sohae_watch.blocks import block_mean
 from sohae_watch.cloud import (
     CEILING_BLOCK_TOLERANCE,
@@ -322,8 +321,7 @@ def typing_layers(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> dict[str, np.ndarray]:
     """Per-pixel evidence for typing the change areas (but the structure change): the mean
-    standardised change of the visible bands, each date's NDVI and whether it is green on it
-    (1 or 0). Pixel by pixel, any shape."""
+    standardised change of the visible bands, each date's NDVI. Pixel by pixel, any shape."""
     bands = model.bands
     vis = visible_indices(bands)
     bright = np.zeros(b.shape[1:], dtype=np.float32)
@@ -335,10 +333,8 @@ def typing_layers(
         bright[~obs] = 0
     layers = {"brightness": bright}
     if "red" in bands and "nir" in bands:
-        nb, na = _ndvi(b, bands), _ndvi(a, bands)
-        layers["ndvi_before"], layers["ndvi_after"] = nb, na
-        layers["green_before"] = (nb > VEG_NDVI).astype(np.float32)
-        layers["green_after"] = (na > VEG_NDVI).astype(np.float32)
+        layers["ndvi_before"] = _ndvi(b, bands)
+        layers["ndvi_after"] = _ndvi(a, bands)
     return layers
 
 
