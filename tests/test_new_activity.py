@@ -114,11 +114,6 @@ def _diff_seed(
     return pair, json.loads((out / "report.json").read_text())
 
 
-def _diff_seed_64(tmp_path: Path, before: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Seed 64's pair that starts on ``before``: its truth and its report."""
-    return _diff_seed(tmp_path, 64, before)
-
-
 def test_the_shadow_of_a_listed_structure_is_no_new_activity(tmp_path: Path) -> None:
     """Seed 117, April -> August: no unlisted building came or went, but listed structures
     appeared or were modified, and a shadow beside a listed footprint changed past the 3 m
@@ -136,7 +131,7 @@ def test_snow_the_fit_followed_reports_no_new_activity(tmp_path: Path) -> None:
     or gone. The fit runs through the snow, the roads and roofs read as changed, and almost no
     pixel lies within the fitted law (its reweighting collapsed): the report says the dates are
     not matched and reports none of those areas as new activity."""
-    pair, report = _diff_seed_64(tmp_path, "2021-09-10")
+    pair, report = _diff_seed(tmp_path, 64, "2021-09-10")
     assert pair["after"] == "2022-02-01" and not pair["new_activity"]
     assert report["change"]["radiometry_matched"] is False
     assert report["new_activity"] == []
@@ -148,7 +143,7 @@ def test_snow_that_melted_reports_no_new_activity(tmp_path: Path) -> None:
     match (32 % of them), but the ground the snow covered has none of its May pattern: almost none of the textured ground looks alike on both dates. The report
     says the mask cannot be trusted and reports none of its areas as new activity (the build
     before reported five, all false)."""
-    pair, report = _diff_seed_64(tmp_path, "2022-02-01")
+    pair, report = _diff_seed(tmp_path, 64, "2022-02-01")
     assert pair["after"] == "2022-05-03" and not pair["new_activity"]
     assert report["change"]["radiometry_matched"] is True
     assert report["change"]["structure_agreement"] < MOSTLY_DIFFERENT
