@@ -267,8 +267,8 @@ CEILINGS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scale of 8- to 16-b
 CEILING_TOLERANCE = 0.03
 # ... and a block mean (the evidence grid): a block of a thick core's rim, or of a core the area
 # compared cuts, averages its saturated pixels with bright ones just under the ceiling (a cloud
-# on the samples' seed 102 cut by the grid's edge: 317 pixels at the ceiling, its best blocks
-# 0.92-0.955 of it in every band)
+# of the generated scene of seed 102 cut by the grid's edge: 317 pixels at the ceiling, its best
+# blocks 0.92-0.955 of it in every band)
 CEILING_BLOCK_TOLERANCE = 0.1
 
 
