@@ -16,6 +16,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
 from sohae_watch.filters import set_box
+from sohae_watch.radiometry import VEGETATED_NDVI
 
 if TYPE_CHECKING:
     from sohae_watch.change import ChangeResult
@@ -24,17 +25,16 @@ if TYPE_CHECKING:
 
 __all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change", "join_pieces"]
 
-VEG_NDVI = 0.3  # vegetated above this NDVI
 # an area is green all over on a date when at least this share of its pixels is green on it. A
 # roof that came on a lawn takes about a third of its change area: on AFTER the grass keeps the
-# area's mean NDVI above VEG_NDVI, but not this share of its pixels green
+# area's mean NDVI above VEGETATED_NDVI, but not this share of its pixels green
 ALL_GREEN = 0.9
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
 
 
 EVIDENCE = ("brightness", "structure", "ndvi_before", "ndvi_after")  # typing layers, in order
-# what an area sums: the typing layers, then per date the pixels green (NDVI above VEG_NDVI)
+# what an area sums: the typing layers, then per date the pixels green (NDVI above VEGETATED_NDVI)
 SUMS = len(EVIDENCE) + 2
 
 
@@ -85,7 +85,7 @@ def classify_change(
     on grass.
     """
     if ndvi_before is not None and ndvi_after is not None:
-        veg_b, veg_a = ndvi_before > VEG_NDVI, ndvi_after > VEG_NDVI
+        veg_b, veg_a = ndvi_before > VEGETATED_NDVI, ndvi_after > VEGETATED_NDVI
         built = green is not None and (
             (structure >= STRUCTURE_Z and green[1] < ALL_GREEN <= green[0])
             or (structure <= -STRUCTURE_Z and green[0] < ALL_GREEN <= green[1])
@@ -148,7 +148,7 @@ def change_areas_on(
     thr = result.threshold if math.isfinite(result.threshold) and result.threshold > 0 else 1.0
     layers = [result.layers.get(name) for name in EVIDENCE]
     # each date's green pixels, from its NDVI (areas green on both dates in the mean hold roofs)
-    layers += [None if v is None else v > np.float32(VEG_NDVI) for v in layers[2:4]]
+    layers += [None if v is None else v > np.float32(VEGETATED_NDVI) for v in layers[2:4]]
     # each area on its own bounding box: the cost follows the change, not the window
     for lab, at in enumerate(ndi.find_objects(labels), start=1):
         if at is None:
