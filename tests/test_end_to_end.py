@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, textured, write_raster
 from sohae_watch.cli.main import cli
 from sohae_watch.report import UNMATCHED_ACTIVITY, UNMATCHED_CALLS, UNMATCHED_SENTENCE
 
@@ -293,3 +294,25 @@ def test_a_failing_classification_discards_the_copies(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["change_magnitude.tif", "change_mask.tif"]
     with rasterio.open(tmp_path / "change_mask.tif") as src:
         assert "LAYOUT" not in src.tags(ns="IMAGE_STRUCTURE")  # as written, not replaced
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_any_number_of_bands_is_diffed(tmp_path: Path, bands: int) -> None:
+    """A panchromatic, a two-band (red, green: no colour chip possible) and an RGB pair run end to
+    end: a roof that came is flagged where it stands, and the report's chips are drawn (a
+    two-band pair in grey, from its first visible band)."""
+    t = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+    before = textured((256, 256), seed=3, bands=bands).astype(np.float32)
+    after = before * 1.02 + 15
+    after[:, 100:140, 90:150] = 9000.0  # a bright roof, 20 m x 30 m
+    paths = []
+    for name, data in (("before_2019-01-01.tif", before), ("after_2019-06-01.tif", after)):
+        paths.append(str(write_raster(tmp_path / name, data.astype("uint16"), transform=t)))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["-q", "diff", *paths, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out / "change_mask.tif") as ds:
+        mask = ds.read(1)
+    assert (mask[105:135, 95:145] == 1).mean() > 0.9
+    assert (mask == 1).mean() < 0.1
+    assert "data:image/png;base64," in (out / "report.html").read_text()

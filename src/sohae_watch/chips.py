@@ -9,17 +9,22 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sohae_watch.grid import Grid
-from sohae_watch.scene import Scene
+from sohae_watch.scene import VISIBLE, Scene
 
 Box = tuple[int, int, int, int]  # row0, col0, row1, col1
 
 
+def shown_bands(bands: Sequence[str]) -> list[int]:
+    """Indices of the bands a chip shows: red, green and blue in colour where all three exist,
+    else one band in grey (the first visible one, or the first band)."""
+    if all(r in bands for r in VISIBLE):
+        return [bands.index(r) for r in VISIBLE]
+    return [next((bands.index(r) for r in VISIBLE if r in bands), 0)]
+
+
 def stretch(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Per-band 2nd and 98th percentiles of the valid pixels (for a contrast stretch)."""
-    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(
-        scene.bands[:1]
-    )
-    idx = [scene.bands.index(r) for r in roles]
+    idx = shown_bands(scene.bands)
     lo, hi = [], []
     step = max(1, int(np.sqrt(scene.valid.size / 250_000)))
     sub_valid = scene.valid[::step, ::step]
@@ -38,10 +43,7 @@ def stretch(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
 def rgb(scene: Scene, box: Box, limits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """uint8 (rows, cols, 3) of the scene inside ``box``; invalid pixels dark grey."""
     r0, c0, r1, c1 = box
-    roles: list[str] = [r for r in ("red", "green", "blue") if r in scene.bands] or list(
-        scene.bands[:1]
-    )
-    idx = [scene.bands.index(r) for r in roles]
+    idx = shown_bands(scene.bands)
     arr = scene.data[idx, r0:r1, c0:c1]
     lo, hi = limits
     scaled = (arr - lo[:, None, None]) / (hi - lo)[:, None, None]
