@@ -240,9 +240,6 @@ def test_version(runner: CliRunner) -> None:
 
 
 def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     res = subprocess.run(
         [
             sys.executable,
@@ -261,3 +258,21 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "nope.tif" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_closed_stdout_stops_quietly(tmp_path: Path) -> None:
+    """`sohae-watch diff ... | head` after head has gone: the outputs are written, and no
+    "unexpected failure: BrokenPipeError" (nor Python's own complaint at exit) is printed."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first sentence
+    before, after = good(tmp_path), good(tmp_path, "after_2019-06-01.tif", seed=1)
+    cmd = [sys.executable, "-m", "sohae_watch", "diff", str(before), str(after), "--out", "o"]
+    try:
+        res = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert "Error" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
+    assert res.returncode == 1
+    assert (tmp_path / "o" / "report.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from typing import Any
@@ -30,6 +31,11 @@ class SohaeGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (`... | head`): the outputs are written; stop quietly,
+            # and keep the interpreter's last flush from failing on the closed pipe too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
         except MemoryError:
             click.echo("Error: out of memory; give a smaller --aoi or free memory", err=True)
             ctx.exit(1)
