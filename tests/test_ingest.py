@@ -288,6 +288,33 @@ def test_no_georeference(tmp_path: Path) -> None:
         open_raster(p)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+@pytest.mark.parametrize("kind", ["gcps", "rpcs"])
+def test_gcp_or_rpc_georeference_asks_for_a_warp(tmp_path: Path, kind: str) -> None:
+    """A commercial Basic/L1B product (RPCs) or a GCP-referenced scan has no map grid: the error
+    says which, and how to warp it onto one."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.rpc import RPC
+
+    p = tmp_path / f"{kind}_2019-01-01.tif"
+    with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((1, 4, 4), np.uint8))
+        if kind == "gcps":
+            corners = [(0, 0), (0, 4), (4, 0), (4, 4)]
+            points = [GroundControlPoint(r, c, 5e5 + c, 4.39e6 - r) for r, c in corners]
+            dst.gcps = (points, rasterio.crs.CRS.from_epsg(32651))
+        else:
+            num, den = [0.0] * 20, [1.0] + [0.0] * 19
+            dst.rpcs = RPC(
+                height_off=0, height_scale=100, lat_off=39.7, lat_scale=0.01, long_off=124.7,
+                long_scale=0.01, line_off=2, line_scale=2, samp_off=2, samp_scale=2,
+                line_num_coeff=num, line_den_coeff=den, samp_num_coeff=num, samp_den_coeff=den,
+            )  # fmt: skip
+    match = "ground control points only" if kind == "gcps" else "not orthorectified"
+    with pytest.raises(InputError, match=f"{match}.*gdalwarp"):
+        open_raster(p)
+
+
 def test_catalog_lenient_skips_bad_files(tmp_path: Path) -> None:
     write_raster(tmp_path / "good_2019-01-01.tif", textured((8, 8)))
     (tmp_path / "half_2019-01-02.tif").write_bytes(b"II*\x00garbage")

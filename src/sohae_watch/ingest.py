@@ -124,6 +124,24 @@ def _band_roles(ds: rasterio.io.DatasetReader) -> tuple[tuple[int, ...], tuple[s
     return tuple(data), tuple(roles)
 
 
+def _no_georeference(p: Path, ds: rasterio.io.DatasetReader) -> str:
+    """The one-line error for a raster without a map grid, with the fix that suits what it has."""
+    if ds.rpcs is not None:
+        return (
+            f"{p}: raster is not orthorectified (it has RPCs, no map grid); orthorectify it "
+            "first, e.g. gdalwarp -rpc -to RPC_DEM=dem.tif -t_srs EPSG:326<zone> in.tif out.tif"
+        )
+    if ds.gcps[0]:
+        return (
+            f"{p}: raster is georeferenced by ground control points only; warp it onto a map "
+            "grid first, e.g. gdalwarp -t_srs EPSG:326<zone> in.tif out.tif"
+        )
+    return (
+        f"{p}: raster has no georeference (CRS and transform); "
+        "georeference it first, e.g. with gdal_translate -a_srs -a_ullr"
+    )
+
+
 def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
     try:
         if "SUN_AZIMUTH" in tags and "SUN_ELEVATION" in tags:
@@ -152,10 +170,7 @@ def open_raster(
     try:
         with rasterio.open(p) as ds:
             if ds.crs is None or ds.transform == Affine.identity():
-                raise InputError(
-                    f"{p}: raster has no georeference (CRS and transform); "
-                    "georeference it first, e.g. with gdal_translate -a_srs -a_ullr"
-                )
+                raise InputError(_no_georeference(p, ds))
             if ds.transform.b != 0 or ds.transform.d != 0:
                 log.debug("%s: rotated transform", p)
             data_bands, roles = _band_roles(ds)
