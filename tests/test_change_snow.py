@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
 
 from sohae_watch.change import ChangeResult, detect_changes
@@ -54,15 +55,16 @@ def _detect(before: np.ndarray, after: np.ndarray, res_m: float) -> ChangeResult
     return detect_changes(make_scene(before, res_m), make_scene(after, res_m))
 
 
-def test_soft_cloud_rim_is_not_observable() -> None:
-    """A soft cloud: a core at the 14-bit ceiling in every band and a wide semi-transparent rim
+@pytest.mark.parametrize("ceiling", [2047.0, 16383.0])  # 11-bit (WorldView, GeoEye), 14-bit
+def test_soft_cloud_rim_is_not_observable(ceiling: float) -> None:
+    """A soft cloud: a core at the sensor's ceiling in every band and a wide semi-transparent rim
     through which the ground's edges stay visible; all of it with opacity above 0.15 is 255."""
     before = _site(23)
     yy, xx = np.mgrid[:240, :240]
     blob = np.exp(-(((yy - 120) ** 2 + (xx - 110) ** 2) / (2 * 35.0**2)))
     alpha = np.clip(1.6 * blob - 0.1, 0, 1).astype(np.float32)[None]
-    after = np.minimum(before * (1 - alpha) + 16383.0 * alpha, 16383.0) + 1.0  # ceiling reached
-    after = np.minimum(np.round(after), 16383.0).astype(np.float32)
+    after = np.minimum(before * (1 - alpha) + ceiling * alpha, ceiling) + 1.0  # ceiling reached
+    after = np.minimum(np.round(after), ceiling).astype(np.float32)
     res = _detect(before, after, 0.5)
     rim = (alpha[0] > 0.2) & (alpha[0] < 0.6)
     assert (res.mask[alpha[0] > 0.2] == 255).mean() > 0.9

@@ -261,7 +261,9 @@ def whitening_candidates(
     return white_a, white_b
 
 
-CEILINGS = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scale of 8- to 16-bit sensors
+# full scale of the sensors' products: 8, 10, 11 (WorldView, GeoEye, QuickBird), 12 (Pleiades,
+# SPOT 6/7), 14 and 16 bits
+CEILINGS = (255.0, 1023.0, 2047.0, 4095.0, 16383.0, 65535.0)
 # how far below a ceiling a pixel still counts as at it: resampling (co-registration) blurs the
 # exact value
 CEILING_TOLERANCE = 0.03
