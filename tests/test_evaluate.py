@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 from click.testing import CliRunner
 
 from conftest import write_raster
@@ -51,3 +52,18 @@ def test_eval_command_on_masks(tmp_path: Path) -> None:
 def test_eval_missing_truth_is_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["eval", str(tmp_path), str(tmp_path / "truth.json")])
     assert res.exit_code == 2 and "truth.json" in res.output
+
+
+def test_eval_of_a_mask_that_misses_the_truth_is_exit_2(tmp_path: Path) -> None:
+    """A prediction of another place (another site's diff) is an input error, not an F1 of 0."""
+    truth = np.zeros((20, 20), np.uint8)
+    write_raster(tmp_path / "truth.tif", truth, nodata=255)
+    (tmp_path / "out").mkdir()
+    far = Affine(0.5, 0, 600_000.0, 0, -0.5, 4_000_000.0)
+    write_raster(tmp_path / "out" / "change_mask.tif", truth, nodata=255, transform=far)
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "out"), str(tmp_path / "truth.tif")])
+    assert res.exit_code == 2 and "does not overlap" in res.output
+    # one not observable everywhere over the truth is scored (all 255: nothing found)
+    write_raster(tmp_path / "out" / "change_mask.tif", np.full((20, 20), 255, np.uint8), nodata=255)
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "out"), str(tmp_path / "truth.tif")])
+    assert res.exit_code == 0 and "not observable 1.000" in res.output

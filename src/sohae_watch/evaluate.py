@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
-from rasterio.warp import Resampling, reproject
+from rasterio.warp import Resampling, reproject, transform_bounds
 
 from sohae_watch.errors import InputError
 
@@ -46,13 +46,25 @@ def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
+def _overlap(pred: rasterio.io.DatasetReader, truth: rasterio.io.DatasetReader) -> bool:
+    """Whether the two rasters' footprints meet (the prediction's bounds in the truth's CRS)."""
+    left, bottom, right, top = transform_bounds(pred.crs, truth.crs, *pred.bounds)
+    t = truth.bounds
+    return left < t.right and right > t.left and bottom < t.top and top > t.bottom
+
+
 def score_mask_files(pred_path: Path, truth_path: Path) -> dict[str, float]:
     """Scores of a predicted change_mask.tif against a truth mask, on the truth's grid."""
     try:
         with rasterio.open(truth_path) as t_ds:
             truth = t_ds.read(1)
-            pred = np.full(truth.shape, 255, np.uint8)
+            pred = np.full(truth.shape, 255, np.uint8)  # beyond the prediction: not observable
             with rasterio.open(pred_path) as p_ds:
+                if not _overlap(p_ds, t_ds):
+                    raise InputError(
+                        f"{pred_path}: does not overlap the truth mask {truth_path}; give the "
+                        "truth of the area the diff compared"
+                    )
                 reproject(
                     rasterio.band(p_ds, 1),
                     pred,
