@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -263,8 +264,6 @@ def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
 def test_a_closed_stdout_stops_quietly(tmp_path: Path) -> None:
     """`sohae-watch diff ... | head` after head has gone: the outputs are written, and no
     "unexpected failure: BrokenPipeError" (nor Python's own complaint at exit) is printed."""
-    import os
-
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first sentence
     before, after = good(tmp_path), good(tmp_path, "after_2019-06-01.tif", seed=1)

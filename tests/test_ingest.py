@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.rpc import RPC
 from rasterio.warp import transform_bounds
 
 from conftest import textured, write_raster
@@ -293,16 +295,13 @@ def test_no_georeference(tmp_path: Path) -> None:
 def test_gcp_or_rpc_georeference_asks_for_a_warp(tmp_path: Path, kind: str) -> None:
     """A commercial Basic/L1B product (RPCs) or a GCP-referenced scan has no map grid: the error
     says which, and how to warp it onto one."""
-    from rasterio.control import GroundControlPoint
-    from rasterio.rpc import RPC
-
     p = tmp_path / f"{kind}_2019-01-01.tif"
     with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
         dst.write(np.ones((1, 4, 4), np.uint8))
         if kind == "gcps":
             corners = [(0, 0), (0, 4), (4, 0), (4, 4)]
             points = [GroundControlPoint(r, c, 5e5 + c, 4.39e6 - r) for r, c in corners]
-            dst.gcps = (points, rasterio.crs.CRS.from_epsg(32651))
+            dst.gcps = (points, CRS.from_epsg(32651))
         else:
             num, den = [0.0] * 20, [1.0] + [0.0] * 19
             dst.rpcs = RPC(
