@@ -376,10 +376,9 @@ def decide(ev: Evidence, *, min_observed: float) -> tuple[Status, float]:
     at least half ``OUTLINE_JUMP``, standing out from the ground's chance edges on the date it
     stands (coverage beyond chance at least ``STANDING``): a structure that came or went changes
     its outline, so the secondary cues can tip a weak outline change but never make one.
-    modified: outlined on both dates (>= STANDING) and part of the inside moved against the rest
-    (pattern change >= 1). Anything else shows no structural change. Confidence is the
-    posterior of the status called (:func:`posterior`); ``obscured`` is more certain the less of
-    the footprint was observable.
+    modified: outlined on both dates (>= STANDING) and the inside reordered (pattern change >= 1).
+    Anything else shows no structural change. Confidence is the posterior of the status called
+    (:func:`posterior`); ``obscured`` is more certain the less of the footprint was observable.
     """
     if ev.observed < min_observed or not (
         math.isfinite(ev.coverage_before) and math.isfinite(ev.coverage_after)

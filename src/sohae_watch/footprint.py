@@ -7,8 +7,8 @@ in the image's own units so gain, offset, haze and snow cancel:
   across it (gradient normal to the side, ``EDGE_FACTOR`` times the typical gradient around the
   footprint, stronger than along it);
 - ``best_offset``: the footprint's position within a few metres where the outline is clearest;
-- ``pattern_change``: how far cells of the footprint moved in rank, hue and brightness against the
-  rest of it between two dates.
+- ``pattern_change``: how far cells of the footprint moved in rank and hue against the rest of it
+  between two dates.
 """
 
 from __future__ import annotations
@@ -28,11 +28,6 @@ from sohae_watch.scene import Scene
 
 RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much: modified
 HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
-# a cell's brightness against the footprint's moved by this factor in two bands or more: modified
-# (a quarter brighter or darker: part of a structure replaced by one of another tone, whose
-# cells keep their order within the footprint and their hue)
-LEVEL_CHANGE = math.log(1.25)
-LEVEL_CELL_PX = 16  # cells this large at least have a median steady enough for it
 EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
 NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
 
@@ -367,7 +362,6 @@ def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> flo
     worst_rank = (
         float(np.sort(shifts, axis=0)[-2].max()) if shifts.shape[0] >= 2 else float(shifts.max())
     )
-    worst_level = _level_change(before, after, core, cells)
     worst_hue = 0.0
     if before.shape[0] >= 3:
         hb, ha = _chroma(before), _chroma(after)
@@ -380,35 +374,7 @@ def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> flo
                     - (float(np.median(ha[b][rr, cc][sub])) - ma)
                 )
                 worst_hue = max(worst_hue, d)
-    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE, worst_level / LEVEL_CHANGE)
-
-
-def _level_change(
-    before: np.ndarray, after: np.ndarray, core: np.ndarray, cells: Sequence[tuple[slice, slice]]
-) -> float:
-    """The largest change of a cell's brightness against the footprint's, as a log ratio, in the
-    second most changed band (a band gain cancels in the ratio; one band alone may be a hue
-    change). Bands whose medians are not all positive (reflectances with an offset) are left
-    out, as are cells under :data:`LEVEL_CELL_PX` pixels."""
-    moved = []
-    for b in range(before.shape[0]):
-        logs = []
-        for img in (before[b], after[b]):
-            whole = float(np.median(img[core]))
-            parts = [
-                float(np.median(img[rr, cc][core[rr, cc]]))
-                for rr, cc in cells
-                if core[rr, cc].sum() >= LEVEL_CELL_PX
-            ]
-            if whole <= 0 or not parts or min(parts) <= 0:
-                break
-            logs.append(np.log(np.asarray(parts) / whole))
-        else:
-            moved.append(np.abs(logs[1] - logs[0]))
-    if not moved:
-        return 0.0
-    per_cell = np.sort(np.asarray(moved), axis=0)
-    return float(per_cell[-2 if len(moved) >= 2 else -1].max())
+    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE)
 
 
 def footprint_px(grid: Grid, geom: BaseGeometry) -> Polygon | None:

@@ -218,9 +218,9 @@ def _evidence(key: str) -> Callable[[dict[str, Any]], str]:
 STRUCTURE_LEGEND = (
     "changed: share of the footprint the change mask flags; observed: share seen on both dates; "
     "outline: share of the drawn outline that shows as an edge on that date; shadow: dark share "
-    "on the side away from the sun; inside change: how far part of the inside moved against the "
-    "rest, in order, hue or brightness (1 = modified). A status rests on all of these: a "
-    "structure can come or go with no pixel of the mask over its threshold (under snow, say)."
+    "on the side away from the sun; inside change: how much the inside reordered (1 = "
+    "modified). A status rests on all of these: a structure can come or go with no pixel of "
+    "the mask over its threshold (under snow, say)."
 )
 
 # the structures table of report.md and report.html: heading, cell text from a report structure
