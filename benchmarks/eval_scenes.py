@@ -1,6 +1,6 @@
 """Structure-status accuracy on generated scenes the classifier was not tuned on (issue 5).
 
-usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR]
+usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR] [--shade-roofs]
 For each seed: generate a random scene (`sohae-watch samples --scene --seed N`), run `diff` on every
 pair in its truth.json with its own site file, and compare each structure's status with truth.
 Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
@@ -13,7 +13,9 @@ pixels (issue 4's bound for pairs where nothing changed); the same again for the
 snow (the larger of the two dates' snow fractions: none, under half the ground, half or more).
 Last, the new activity each report lists against the unlisted buildings that came or went in
 the truth of its pair: an area is found when its centre is within 25 m of such a building (the
-building then counts as found), else false.
+building then counts as found), else false. ``--shade-roofs`` generates the scenes with taller
+structures' shadows falling on lower roofs too, as in real imagery (the default scenes paint
+every roof over the shadows).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def main() -> None:
     )
     ap.add_argument("--seeds", default="20-25")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--shade-roofs",
+        action="store_true",
+        help="generate scenes whose lower roofs taller structures shade (samples --shade-roofs)",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
@@ -65,10 +72,15 @@ def main() -> None:
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
-            subprocess.run(
-                [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed)], check=True
-            )
+            shade = ["--shade-roofs"] if args.shade_roofs else []
+            cmd = [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed), *shade]
+            subprocess.run(cmd, check=True)
         truth = json.loads((scene / "truth.json").read_text())
+        if bool(truth.get("roofs_shaded")) != args.shade_roofs:
+            sys.exit(
+                f"{scene}: made {'with' if truth.get('roofs_shaded') else 'without'} "
+                "--shade-roofs; use another --work folder"
+            )
         snow = {a["date"]: float(a.get("snow_fraction", 0.0)) for a in truth["acquisitions"]}
         to_metres = Transformer.from_crs("EPSG:4326", truth["grid"]["crs"], always_xy=True)
         right = total = 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ import rasterio
 import yaml
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
+from shapely.geometry import box as rect
 from shapely.geometry import shape
 
 from sohae_watch.grid import Grid
@@ -27,7 +30,8 @@ from sohae_watch.samples import (
     sohae_model,
     sohae_site,
 )
-from sohae_watch.samples_model import ABSENT, event_of, status_of
+from sohae_watch.samples_model import ABSENT, Element, event_of, status_of
+from sohae_watch.samples_render import SHADE, burn, shade_lower_roofs
 from sohae_watch.samples_write import render_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,3 +333,27 @@ def test_random_scenes_differ_and_repeat(
 def test_main_writes_site_file(tmp_path: Path) -> None:
     assert main(["--site-file", str(tmp_path / "s.yaml")]) == 0
     assert yaml.safe_load((tmp_path / "s.yaml").read_text()) == sohae_site()
+
+
+def test_taller_elements_shade_lower_roofs_when_asked() -> None:
+    """A 20 m block east of a 5 m one, the sun in the south-east at 45 degrees: its shadow, 15 m
+    long on the lower roof's plane, darkens the lower roof's eastern part by the shade's share in
+    every band, and nothing else; with the sun overhead, nothing."""
+    canvas = Grid.from_bounds(CRS.from_epsg(32651), (0.0, 0.0, 80.0, 40.0), 0.5)
+    low = Element("low", rect(0, 10, 50, 30), 5.0, "concrete")
+    tall = Element("tall", rect(50, 10, 70, 30), 20.0, "concrete")
+    refl = np.ones((4, *canvas.shape), np.float32)
+    shade_lower_roofs(
+        refl, canvas, [low, tall], SimpleNamespace(sun_azimuth=135.0, sun_elevation=45.0)
+    )
+    dark = refl[0] < 1
+    assert np.allclose(refl[:, dark], np.asarray(SHADE, np.float32)[:, None])
+    on_low, on_tall = burn(canvas, low.geom), burn(canvas, tall.geom)
+    assert dark.any() and not (dark & ~on_low).any() and not (dark & on_tall).any()
+    cols = np.nonzero(dark)[1]
+    assert cols.min() * 0.5 >= 50 - 15 * math.sin(math.radians(45)) - 1  # within its reach
+    refl[:] = 1
+    shade_lower_roofs(
+        refl, canvas, [low, tall], SimpleNamespace(sun_azimuth=135.0, sun_elevation=89.9)
+    )
+    assert (refl[0] < 1).sum() <= on_low.sum() * 0.01

@@ -18,6 +18,7 @@ import datetime as dt
 import itertools
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -358,21 +359,22 @@ def write_sohae_site(path: Path) -> Path:
     return path
 
 
-def generate_sohae_samples(out_dir: Path, *, seed: int = 0) -> Path:
+def generate_sohae_samples(out_dir: Path, *, seed: int = 0, shade_roofs: bool = False) -> Path:
     """Render the Sohae story into ``out_dir``, write truth.json; return the truth.json path.
+    ``shade_roofs``: taller elements' shadows fall on lower roofs too (not by default).
 
     Deterministic: the same seed gives identical pixels and truth.
     """
-    return render_model(sohae_model(seed), Path(out_dir))
+    return render_model(replace(sohae_model(seed), shade_roofs=shade_roofs), Path(out_dir))
 
 
-def generate_scene(out_dir: Path, seed: int) -> Path:
+def generate_scene(out_dir: Path, seed: int, *, shade_roofs: bool = False) -> Path:
     """A further random scene (layout, state changes over 3-4 dates, nuisances) with ``site.yaml``
     (``imagery: imagery``) and truth.json in ``out_dir``; return the truth.json path."""
     from sohae_watch.samples_random import random_model
 
     out = Path(out_dir)
-    model = random_model(seed)
+    model = replace(random_model(seed), shade_roofs=shade_roofs)
     path = render_model(model, out)
     (out / "site.yaml").write_text(
         site_yaml(site_dict(model, "imagery"), f"Random sample scene, seed {seed}.")
@@ -387,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--scene", action="store_true", help="a random scene instead of Sohae")
     ap.add_argument("--site-file", type=Path, help="also write the Sohae site file here")
+    ap.add_argument("--shade-roofs", action="store_true", help="shadows fall on lower roofs too")
     args = ap.parse_args(argv)
     if args.out_dir is None and args.site_file is None:
         ap.error("give OUT_DIR and/or --site-file")
@@ -395,9 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir is not None:
         t0 = time.perf_counter()
         if args.scene:
-            truth = generate_scene(args.out_dir, args.seed)
+            truth = generate_scene(args.out_dir, args.seed, shade_roofs=args.shade_roofs)
         else:
-            truth = generate_sohae_samples(args.out_dir, seed=args.seed)
+            truth = generate_sohae_samples(
+                args.out_dir, seed=args.seed, shade_roofs=args.shade_roofs
+            )
         print(f"wrote {truth} ({time.perf_counter() - t0:.1f} s)")
     return 0
 

@@ -126,6 +126,7 @@ class SceneModel:
     site_footprints: dict[str, Polygon]  # footprints as the site file gives them
     margin_m: float = 40.0
     extra_truth: dict[str, object] = field(default_factory=dict)
+    shade_roofs: bool = False  # taller elements' shadows fall on lower roofs too
 
 
 def status_of(before: str, after: str) -> str:

@@ -290,6 +290,25 @@ def draw_elements(
         idmap[r0:r1, c0:c1][m] = key_ids.setdefault(el.key, len(key_ids) + 1)
 
 
+def shade_lower_roofs(
+    refl: np.ndarray, canvas: Grid, elements: list[Element], spec: DateSpec
+) -> None:
+    """Shade each roof where a taller element's shadow falls on it: the taller prism's shadow
+    cast onto the plane of the lower roof (from its height above it), off its own footprint. As
+    real roofs are; by default the renderer paints every roof over the ground's shadows."""
+    for low in elements:
+        parts = [
+            shadow_geom(
+                e.geom, e.height - low.height, spec.sun_azimuth, spec.sun_elevation
+            ).difference(e.geom)
+            for e in elements
+            if e.height > low.height
+        ]
+        on_roof = unary_union(parts).intersection(low.geom) if parts else Polygon()
+        if not on_roof.is_empty:
+            refl[:, burn(canvas, on_roof)] *= np.asarray(SHADE, dtype=np.float32)[:, None]
+
+
 def cloud_alpha(canvas: Grid, g: GroundLayers, cloud: Cloud | None) -> np.ndarray:
     """Cloud opacity in [0, 1]: an opaque core with a soft, ragged edge."""
     if cloud is None:
@@ -318,8 +337,10 @@ def render_date(
     spec: DateSpec,
     elements: dict[str, tuple[Element, ...]],
     key_ids: dict[str, int],
+    shade_roofs: bool = False,
 ) -> RenderedDate:
-    """The surface reflectance of the whole canvas on one date, with what truth needs."""
+    """The surface reflectance of the whole canvas on one date, with what truth needs. Cast
+    shadows fall on the ground; with ``shade_roofs`` also on lower roofs (:func:`shade_roofs`)."""
     refl, crown = ground_reflectance(g, spec)
     apply_snow(refl, g, crown, spec.snow)
     shadows: dict[str, BaseGeometry] = {}
@@ -337,6 +358,8 @@ def render_date(
     idmap = np.zeros(canvas.shape, dtype=np.int32)
     flat = [e for els in elements.values() for e in els]
     draw_elements(refl, idmap, canvas, flat, spec, key_ids, g.tex[1])
+    if shade_roofs:
+        shade_lower_roofs(refl, canvas, flat, spec)
     refl *= np.float32(0.55 + 0.45 * math.sin(math.radians(spec.sun_elevation)))
     alpha = cloud_alpha(canvas, g, spec.cloud)
     if spec.cloud is not None:

@@ -168,7 +168,7 @@ def render_model(model: SceneModel, out_dir: Path) -> Path:
     acquisitions = []
     for spec in model.dates:
         elements = {s.id: s.elements(model.states[s.id][spec.iso]) for s in every}
-        r = render_date(canvas, ground, spec, elements, key_ids)
+        r = render_date(canvas, ground, spec, elements, key_ids, model.shade_roofs)
         for d in spec.deliveries:
             write_delivery(out_dir / IMAGERY_DIR / d.name, canvas, r, spec, d, model.seed)
         rendered[spec.iso] = RenderedDate(r.refl[:0], r.idmap, r.cloud, r.shadows)  # drop pixels
@@ -190,6 +190,7 @@ def render_model(model: SceneModel, out_dir: Path) -> Path:
         "baseline": {s.id: s.baseline for s in model.structures},
         "pairs": pairs,
         **model.extra_truth,
+        **({"roofs_shaded": True} if model.shade_roofs else {}),
     }
     path = out_dir / "truth.json"
     path.write_text(json.dumps(truth, indent=2) + "\n")

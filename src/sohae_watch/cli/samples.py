@@ -20,14 +20,21 @@ from sohae_watch.cli.options import echo
     is_flag=True,
     help="A random scene with its own site file instead of Sohae.",
 )
+@click.option(
+    "--shade-roofs",
+    is_flag=True,
+    help="Let taller structures' shadows fall on lower roofs too (not by default).",
+)
 @click.pass_context
-def command(ctx: click.Context, out_dir: Path, seed: int, random_scene: bool) -> None:
+def command(
+    ctx: click.Context, out_dir: Path, seed: int, random_scene: bool, shade_roofs: bool
+) -> None:
     """Generate synthetic imagery with exact ground truth (truth.json)."""
     from sohae_watch.samples import generate_scene, generate_sohae_samples
 
     truth = (
-        generate_scene(out_dir, seed)
+        generate_scene(out_dir, seed, shade_roofs=shade_roofs)
         if random_scene
-        else generate_sohae_samples(out_dir, seed=seed)
+        else generate_sohae_samples(out_dir, seed=seed, shade_roofs=shade_roofs)
     )
     echo(ctx, f"Samples written to {out_dir}/ (truth: {truth})")
