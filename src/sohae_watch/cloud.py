@@ -359,7 +359,7 @@ def scene_ceiling(stack: np.ndarray) -> np.ndarray:
     out = hi.astype(np.float64)
     for b, v in enumerate(hi):
         for c in CEILINGS:
-            if 0.97 * c <= v <= c + 0.5:
+            if (1.0 - CEILING_TOLERANCE) * c <= v <= c + 0.5:
                 out[b] = c
                 break
     return out

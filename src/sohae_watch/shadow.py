@@ -207,6 +207,7 @@ def listed_shadow(
     if inside.sum() < 8 or not footprints:
         return None
     ib, ia = before.intensity(), after.intensity()
+    masks = [m for m in (before.grid.rasterize(fp) for fp in footprints) if m.any()]
     for dark_date, dim, lit in ((after, ia, ib), (before, ib, ia)):
         sun = dark_date.sun
         if sun is None or not math.isfinite(sun.azimuth):
@@ -224,8 +225,7 @@ def listed_shadow(
         region = np.isin(labels, ids[ids > 0])
         away = away_from_sun(sun.azimuth)
         res = before.grid.resolution
-        for fp in footprints:
-            mask = before.grid.rasterize(fp)
-            if mask.any() and (side_band(mask, away, res) & region).sum() >= SHADOW_TOUCH_PX:
+        for mask in masks:
+            if (side_band(mask, away, res) & region).sum() >= SHADOW_TOUCH_PX:
                 return "in" if dark_date is after else "out"
     return None
