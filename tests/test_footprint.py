@@ -17,8 +17,10 @@ from sohae_watch.footprint import (
     EdgeImage,
     best_offset,
     footprint_sides,
+    moved_shade,
     outline_coverage,
     outline_coverages,
+    pattern_change,
 )
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
@@ -188,3 +190,47 @@ def test_an_area_with_the_same_pattern_on_both_dates_is_no_structure_come_or_gon
     assert call(trees, moved)
     moved[44:56, 36:54] = 2500.0
     assert not call(trees, moved)
+
+
+SHADE = np.array([0.35, 0.4, 0.5, 0.3])  # light left in a shadow, per band (the sky's share)
+
+
+def _two_heights(shadow_rows: int, seed: int) -> np.ndarray:
+    """A structure of two parts (rows 40-70, cols 30-70) on noisy ground, 4 bands: a low roof
+    (rows 40-55) north of a tall part (rows 55-70), whose shadow falls ``shadow_rows`` rows onto
+    the low roof and as far west of the tall part onto the ground."""
+    rng = np.random.default_rng(seed)
+    ground = np.array([900.0, 1000.0, 800.0, 1800.0])
+    low, tall = np.array([2600.0, 2200.0, 1500.0, 2400.0]), np.array([1200, 1500, 2100, 1300.0])
+    img = np.broadcast_to(ground[:, None, None], (4, *GRID.shape)).copy()
+    img[:, 40:55, 30:70] = low[:, None, None]
+    img[:, 55:70, 30:70] = tall[:, None, None]
+    shade = np.ones(GRID.shape, bool) & False
+    shade[55 - shadow_rows : 55, 30:70] = True  # on the low roof
+    shade[55 - shadow_rows : 70, 30 - shadow_rows : 30] = True  # on the ground west of it
+    img[:, shade] *= SHADE[:, None]
+    return (img + rng.normal(0.0, 20.0, img.shape)).astype(np.float32)
+
+
+def _around(fp: np.ndarray) -> np.ndarray:
+    return ndimage.binary_dilation(fp, iterations=16) & ~ndimage.binary_dilation(fp)
+
+
+def test_a_shadow_moving_across_a_lower_roof_is_no_modification() -> None:
+    """A taller part's shadow lies 3 rows onto the low roof on one date and 12 on the other (a
+    lower sun): the shaded cells reorder, which the interior test alone reads as modified. The
+    ground beside the structure went into shade by the same factor in every band, so the
+    pixels darkened by it are left out and the rest of the footprint is unchanged."""
+    fp = np.zeros(GRID.shape, bool)
+    fp[40:70, 30:70] = True
+    before, after = _two_heights(3, 1), _two_heights(12, 2) * 1.3  # and another gain
+    assert pattern_change(before, after, fp) >= 1.0  # without the ground: modified
+    assert pattern_change(before, after, fp, _around(fp)) < 1.0
+    moved = moved_shade(before, after, fp, _around(fp))
+    truth = np.zeros(GRID.shape, bool)
+    truth[43:52, 30:70] = True  # in shade on AFTER only
+    assert (moved & truth).sum() / (moved | truth).sum() > 0.75
+    # the tall part's west half re-roofed in another colour on AFTER as well: still modified
+    rebuilt = after.copy()
+    rebuilt[:, 55:70, 30:50] *= np.array([0.5, 1.0, 1.6, 1.0])[:, None, None]
+    assert pattern_change(before, rebuilt, fp, _around(fp)) >= 1.0

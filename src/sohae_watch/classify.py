@@ -261,9 +261,13 @@ def gather_evidence(
     observed = float(seen.sum()) / n
     changed = float((seen & (mask == 1)).sum()) / max(1, int(seen.sum()))
     inside = detail if detail is not None else (scenes[0].data, scenes[1].data)
-    pattern = pattern_change(*inside, seen) if seen.sum() >= 16 else float("nan")
-    shadows, vegetation = [], []
     ring = _ring(fp, grid, tol)
+    # the ground a moving shadow's shade is measured on: the ring and all within it (a shadow
+    # is widest at the footprint's edge)
+    ground = ring | (ndimage.binary_dilation(fp, iterations=tol + 2) & ~ndimage.binary_dilation(fp))
+    ground &= observable
+    pattern = pattern_change(*inside, seen, ground) if seen.sum() >= 16 else float("nan")
+    shadows, vegetation = [], []
     for scene, edges in zip(scenes, (before, after), strict=True):
         sun = scene.sun
         shadows.append(

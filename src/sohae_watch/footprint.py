@@ -8,7 +8,7 @@ in the image's own units so gain, offset, haze and snow cancel:
   footprint, stronger than along it);
 - ``best_offset``: the footprint's position within a few metres where the outline is clearest;
 - ``pattern_change``: how far cells of the footprint moved in rank and hue against the rest of it
-  between two dates.
+  between two dates, leaving out the pixels a moving shadow explains (``moved_shade``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much:
 HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
 EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
 NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
+# ground around a footprint this much darker on one date than the ring's typical ratio of the
+# dates is in a shadow it was not in on the other date
+SHADE_DARK = math.log(0.6)
+# a footprint pixel darkened by the ground's shade factor within this factor, in every band, went
+# into shade (or came out of it) rather than changed
+SHADE_TOLERANCE = math.log(1.4)
+SHADE_MIN_PX = (50, 20)  # ring pixels, and shaded ones among them, needed to measure the factor
 
 
 def gradient_levels(scene: Scene) -> tuple[float, float]:
@@ -329,7 +336,56 @@ def _chroma(data: np.ndarray) -> np.ndarray:
     return np.log(v / v.sum(axis=0))
 
 
-def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> float:
+def shade_factor(x: np.ndarray, y: np.ndarray, ground: np.ndarray) -> np.ndarray | None:
+    """Per band, the log factor by which the ``ground`` that is in shade on date ``x`` and not on
+    ``y`` is darker there, against the ground's typical ratio of the two dates; None when too
+    little ground went into shade. ``x`` and ``y`` are (bands, rows, cols). The factor is the
+    lower quartile of that ground's ratios: the shadow's core, as its soft edge (pixels partly
+    in shade) is lighter."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.log(x[:, ground]) - np.log(y[:, ground])
+    q = q[:, np.isfinite(q).all(axis=0)]
+    if q.shape[1] < SHADE_MIN_PX[0]:
+        return None
+    q -= np.median(q, axis=1)[:, None]
+    shaded = q[:3].mean(axis=0) < SHADE_DARK
+    if shaded.sum() < SHADE_MIN_PX[1]:
+        return None
+    return np.asarray(np.quantile(q[:, shaded], 0.25, axis=1))
+
+
+def moved_shade(
+    before: np.ndarray, after: np.ndarray, fp: np.ndarray, ground: np.ndarray
+) -> np.ndarray:
+    """The pixels of footprint ``fp`` that went into shade on one date and not the other, as the
+    shadow of a taller part moves with the sun, and a pixel around them (the shadow's soft edge).
+
+    Light in a shadow is the sky's alone, so shade darkens every surface by the same factor in a
+    band whatever its material (a Lambertian surface): the factor the ``ground`` around the
+    footprint shows where it went into shade (:func:`shade_factor`). A pixel whose ratio of the
+    dates, against the footprint's typical ratio, is that factor within
+    :data:`SHADE_TOLERANCE` in every band is such a pixel. A part of a structure replaced by one
+    as much darker in every band is taken for shade too: the rank and hue test then judges the
+    rest of the footprint."""
+    out = np.zeros(fp.shape, bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.log(after[:, fp]) - np.log(before[:, fp])
+    ok = np.isfinite(q).all(axis=0)
+    if not ok.any():
+        return out
+    q -= np.median(q[:, ok], axis=1)[:, None]
+    shaded = np.zeros(q.shape[1], bool)
+    for x, y, sign in ((after, before, 1.0), (before, after, -1.0)):
+        k = shade_factor(x, y, ground)
+        if k is not None:
+            shaded |= ok & (np.abs(sign * q - k[:, None]) < SHADE_TOLERANCE).all(axis=0)
+    out[fp] = shaded
+    return ndimage.binary_dilation(out) & fp
+
+
+def pattern_change(
+    before: np.ndarray, after: np.ndarray, fp: np.ndarray, ground: np.ndarray | None = None
+) -> float:
     """How much the inside of a footprint changed relative to itself, in units of the decision
     threshold (1 = modified).
 
@@ -338,8 +394,15 @@ def pattern_change(before: np.ndarray, after: np.ndarray, fp: np.ndarray) -> flo
     every cell of a flat roof, so noise does not move them, while half a roof removed reorders
     the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
     multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
-    ``after`` are (bands, rows, cols).
+    ``after`` are (bands, rows, cols). With ``ground`` (the observable ground around the
+    footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out when they
+    are under half the footprint (its typical ratio of the dates, which that test measures from,
+    is then the lit one's) and at least 36 pixels are left.
     """
+    if ground is not None:
+        shade = moved_shade(before, after, fp, ground)
+        if 2 * shade.sum() < fp.sum() and (fp & ~shade).sum() >= 36:
+            fp = fp & ~shade
     core = ndimage.binary_erosion(fp, iterations=2)
     if core.sum() < 36:
         core = fp
