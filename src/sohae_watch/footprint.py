@@ -395,17 +395,18 @@ def pattern_change(
     the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
     multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
     ``after`` are (bands, rows, cols). With ``ground`` (the observable ground around the
-    footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out when they
-    are under half the footprint (its typical ratio of the dates, which that test measures from,
-    is then the lit one's) and at least 36 pixels are left.
+    footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out of the
+    footprint's inner part (2 px in from the outline) when they are under half of it (the
+    footprint's typical ratio of the dates, which that test measures from, is then the lit
+    one's) and at least 36 pixels are left.
     """
-    if ground is not None:
-        shade = moved_shade(before, after, fp, ground)
-        if 2 * shade.sum() < fp.sum() and (fp & ~shade).sum() >= 36:
-            fp = fp & ~shade
     core = ndimage.binary_erosion(fp, iterations=2)
     if core.sum() < 36:
         core = fp
+    if ground is not None:
+        shade = moved_shade(before, after, fp, ground) & core
+        if 2 * shade.sum() < core.sum() and (core & ~shade).sum() >= 36:
+            core = core & ~shade
     if core.sum() < 9:
         return float("nan")
     cells = _cells(core)
