@@ -205,7 +205,7 @@ def _two_heights(shadow_rows: int, seed: int) -> np.ndarray:
     img = np.broadcast_to(ground[:, None, None], (4, *GRID.shape)).copy()
     img[:, 40:55, 30:70] = low[:, None, None]
     img[:, 55:70, 30:70] = tall[:, None, None]
-    shade = np.ones(GRID.shape, bool) & False
+    shade = np.zeros(GRID.shape, bool)
     shade[55 - shadow_rows : 55, 30:70] = True  # on the low roof
     shade[55 - shadow_rows : 70, 30 - shadow_rows : 30] = True  # on the ground west of it
     img[:, shade] *= SHADE[:, None]
