@@ -173,10 +173,11 @@ def _tolerance_px(grid: Grid) -> int:
     return max(1, int(round(FOOTPRINT_TOLERANCE_M / grid.resolution)))
 
 
-def _ring(fp: np.ndarray, grid: Grid, tol: int) -> np.ndarray:
-    """The ground around a footprint: from just beyond the tolerance to 8 m further out."""
+def _ring(fp: np.ndarray, grid: Grid, tol: int, inner: int | None = None) -> np.ndarray:
+    """The ground around a footprint: from ``inner`` px beyond it (default just beyond the
+    tolerance) to 8 m beyond the tolerance."""
     grown = ndimage.binary_dilation(fp, iterations=tol + int(round(8.0 / grid.resolution)))
-    return grown & ~ndimage.binary_dilation(fp, iterations=tol + 2)
+    return grown & ~ndimage.binary_dilation(fp, iterations=tol + 2 if inner is None else inner)
 
 
 def _response_variance(r: float, grid_m: float) -> float:
@@ -264,8 +265,7 @@ def gather_evidence(
     ring = _ring(fp, grid, tol)
     # the ground a moving shadow's shade is measured on: the ring and all within it (a shadow
     # is widest at the footprint's edge)
-    ground = ring | (ndimage.binary_dilation(fp, iterations=tol + 2) & ~ndimage.binary_dilation(fp))
-    ground &= observable
+    ground = _ring(fp, grid, tol, inner=1) & observable
     pattern = pattern_change(*inside, seen, ground) if seen.sum() >= 16 else float("nan")
     shadows, vegetation = [], []
     for scene, edges in zip(scenes, (before, after), strict=True):

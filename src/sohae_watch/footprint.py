@@ -30,9 +30,9 @@ RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much:
 HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
 EDGE_FACTOR = 3.0  # an outline edge is this many times the typical gradient around the footprint
 NOISE_MULTIPLE = 2.0  # ... where "typical" is at most this many times the gradient of flat ground
-# ground around a footprint this much darker on one date than the ring's typical ratio of the
-# dates is in a shadow it was not in on the other date
-SHADE_DARK = math.log(0.6)
+# a shadow keeps less than this share of the light (the sky's, not the sun's): ground around a
+# footprint this much darker on one date than the ring's typical ratio of the dates went into shade
+SHADOW_RATIO = 0.6
 # a footprint pixel darkened by the ground's shade factor within this factor, in every band, went
 # into shade (or came out of it) rather than changed
 SHADE_TOLERANCE = math.log(1.4)
@@ -348,7 +348,7 @@ def shade_factor(x: np.ndarray, y: np.ndarray, ground: np.ndarray) -> np.ndarray
     if q.shape[1] < SHADE_MIN_PX[0]:
         return None
     q -= np.median(q, axis=1)[:, None]
-    shaded = q[:3].mean(axis=0) < SHADE_DARK
+    shaded = q[:3].mean(axis=0) < math.log(SHADOW_RATIO)
     if shaded.sum() < SHADE_MIN_PX[1]:
         return None
     return np.asarray(np.quantile(q[:, shaded], 0.25, axis=1))

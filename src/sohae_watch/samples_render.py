@@ -340,7 +340,7 @@ def render_date(
     shade_roofs: bool = False,
 ) -> RenderedDate:
     """The surface reflectance of the whole canvas on one date, with what truth needs. Cast
-    shadows fall on the ground; with ``shade_roofs`` also on lower roofs (:func:`shade_roofs`)."""
+    shadows fall on the ground; with ``shade_roofs`` also on lower roofs (:func:`shade_lower_roofs`)."""
     refl, crown = ground_reflectance(g, spec)
     apply_snow(refl, g, crown, spec.snow)
     shadows: dict[str, BaseGeometry] = {}

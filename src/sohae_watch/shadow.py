@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
-from sohae_watch.footprint import shift_mask
+from sohae_watch.footprint import SHADOW_RATIO, shift_mask
 from sohae_watch.scene import Scene, SunPosition
 
 SHADOW_NEAR_M = 1.0  # the band starts this far outside the footprint (outline, rim, misfit)
@@ -146,7 +146,6 @@ def estimate_azimuth(views: Sequence[tuple[Scene, np.ndarray]]) -> float | None:
     return float(azimuths[k])  # dark_share(a) looks away from a sun at azimuth a
 
 
-SHADOW_RATIO = 0.6  # a shadow keeps less than this share of the light (the sky's, not the sun's)
 SHADOW_BESIDE = 0.15  # share of an area's surroundings in shadow on both dates: the old shadow
 SHADOW_MATCH = 0.25  # relative brightness difference to the ground beside it, lit or shaded
 SHADOW_RING_PX = 4  # width of the surroundings looked at
