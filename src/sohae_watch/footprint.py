@@ -37,6 +37,7 @@ SHADOW_RATIO = 0.6
 # into shade (or came out of it) rather than changed
 SHADE_TOLERANCE = math.log(1.4)
 SHADE_MIN_PX = (50, 20)  # ring pixels, and shaded ones among them, needed to measure the factor
+CORE_MIN_PX = 36  # an inner part (2 px in) of fewer pixels is too few: the whole footprint is read
 
 
 def gradient_levels(scene: Scene) -> tuple[float, float]:
@@ -398,14 +399,14 @@ def pattern_change(
     footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out of the
     footprint's inner part (2 px in from the outline) when they are under half of it (the
     footprint's typical ratio of the dates, which that test measures from, is then the lit
-    one's) and at least 36 pixels are left.
+    one's) and at least :data:`CORE_MIN_PX` pixels are left.
     """
     core = ndimage.binary_erosion(fp, iterations=2)
-    if core.sum() < 36:
+    if core.sum() < CORE_MIN_PX:
         core = fp
     if ground is not None:
         shade = moved_shade(before, after, fp, ground) & core
-        if 2 * shade.sum() < core.sum() and (core & ~shade).sum() >= 36:
+        if 2 * shade.sum() < core.sum() and (core & ~shade).sum() >= CORE_MIN_PX:
             core = core & ~shade
     if core.sum() < 9:
         return float("nan")
