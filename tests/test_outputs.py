@@ -234,3 +234,91 @@ def test_an_output_folder_that_cannot_be_written_in(
     with pytest.raises(InputError, match="cannot write"), staged_dir(tmp_path / "new"):
         pass
     assert not (tmp_path / "new").exists()  # made by the run: removed
+
+
+def test_outputs_replace_the_previous_ones_all_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A move into the output folder that fails puts back the files already moved; a folder
+    standing where an output goes is refused before anything moves."""
+    import os
+
+    from sohae_watch.errors import InputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    names = ("a.json", "b.tif", "c.md")
+    for name in names:
+        (out / name).write_text(f"previous {name}")
+    (out / "notes.txt").write_text("the user's")
+
+    def run() -> None:
+        with outputs.staged_dir(out) as tmp:
+            for name in names:
+                (tmp / name).write_text(f"new {name}")
+
+    def contents() -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(out.iterdir()) if p.is_file()}
+
+    before = contents()
+    real = os.replace
+
+    def fail_on_c(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == out / "c.md" and ".previous-" not in str(src):
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", fail_on_c)
+    with pytest.raises(OSError, match="Input/output"):
+        run()
+    assert contents() == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.setattr(outputs.os, "replace", real)
+
+    (out / "c.md").unlink()
+    (out / "c.md").mkdir()
+    with pytest.raises(InputError, match=r"c.md: a folder stands where this output goes"):
+        run()
+    assert contents() == {k: v for k, v in before.items() if k != "c.md"}
+    (out / "c.md").rmdir()
+    run()
+    assert contents() == {**{n: f"new {n}" for n in names}, "notes.txt": "the user's"}
+
+
+def test_a_terminated_run_leaves_the_previous_outputs_and_no_temporary_folder(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM (kill, timeout, a cron job's time limit) unwinds like Ctrl-C: the CLI's handler
+    turns it into an exit, so the staged outputs are removed and the previous ones stay."""
+    import signal
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from sohae_watch.cli import main
+
+    saved = signal.getsignal(signal.SIGTERM)
+    try:
+        assert CliRunner().invoke(main.cli, ["history", "--help"]).exit_code == 0
+        assert signal.getsignal(signal.SIGTERM) is main._terminate
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("previous")
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from sohae_watch.cli import main\n"
+        "from sohae_watch.outputs import staged_dir\n"
+        "signal.signal(signal.SIGTERM, main._terminate)\n"
+        "with staged_dir(Path(sys.argv[1])) as tmp:\n"
+        "    (tmp / 'report.json').write_text('partial')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    signal.pause()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(out)], timeout=60)
+    assert res.returncode == 128 + signal.SIGTERM
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text() == "previous"

@@ -54,8 +54,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         ) from exc
     try:
         yield tmp
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out_dir / f.name)
+        _commit(tmp, out_dir)
     except BaseException as exc:
         # before the partial outputs are removed (which frees the space)
         full = isinstance(exc, Exception) and not isinstance(exc, SohaeError)
@@ -68,6 +67,41 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Move every file of ``tmp`` into ``out_dir``, replacing those of the same name: all of them
+    or, when a move fails, none (the files already moved are put back as they were). A folder
+    standing where an output goes is refused before anything moves."""
+    files = sorted(tmp.iterdir())
+    for f in files:
+        target = out_dir / f.name
+        if target.is_dir() and not target.is_symlink():
+            raise InputError(
+                f"{target}: a folder stands where this output goes; move it away or choose "
+                "another --out"
+            )
+    kept = Path(tempfile.mkdtemp(prefix=".previous-", dir=tmp))
+    moved: list[tuple[Path, bool]] = []  # (target, whether it had a previous file)
+    try:
+        for f in files:
+            target = out_dir / f.name
+            had = os.path.lexists(target)
+            if had:
+                try:  # a second name for the previous file: the replacement stays one rename
+                    os.link(target, kept / f.name, follow_symlinks=False)
+                except OSError:  # a file system without hard links
+                    os.replace(target, kept / f.name)
+            moved.append((target, had))
+            os.replace(f, target)
+    except BaseException:
+        for target, had in reversed(moved):
+            with contextlib.suppress(OSError):
+                if had:
+                    os.replace(kept / target.name, target)
+                elif os.path.lexists(target):
+                    target.unlink()
+        raise
 
 
 FULL_BYTES = 1 << 20  # free space below which a device where a write failed counts as full

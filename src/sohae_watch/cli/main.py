@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -57,6 +59,10 @@ class SohaeGroup(click.Group):
 def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Satellite-imagery change detection for named structures at monitored sites."""
     one_heap()  # before any thread starts
+    if threading.current_thread() is threading.main_thread():
+        # a terminated run (kill, timeout, a cron job's time limit) unwinds like an interrupted
+        # one: temporary outputs removed, the previous ones left as they were
+        signal.signal(signal.SIGTERM, _terminate)
     verbosity = verbose - quiet
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbosity
@@ -83,6 +89,10 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     warnings.filterwarnings(
         "ignore", category=NotGeoreferencedWarning, module=r"rasterio(\.features)?$"
     )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _register() -> None:
