@@ -66,6 +66,20 @@ def test_default_crs_is_utm_of_aoi(tmp_path: Path) -> None:
             "thresholds: {min_observed_fraction: 3}",
             "'thresholds.min_observed_fraction'",
         ),
+        # a bowtie: its outline crosses itself
+        (
+            "[[[124.701, 39.661], [124.702, 39.661], [124.702, 39.662], [124.701, 39.662],",
+            "[[[124.701, 39.661], [124.702, 39.662], [124.702, 39.661], [124.701, 39.662],",
+            "'structures[0].geometry' is not a valid polygon (Self-intersection",
+        ),
+        # a footprint 10 km east of the aoi
+        (
+            "[[[124.701, 39.661], [124.702, 39.661], [124.702, 39.662], [124.701, 39.662],"
+            " [124.701, 39.661]]]",
+            "[[[124.801, 39.661], [124.802, 39.661], [124.802, 39.662], [124.801, 39.662],"
+            " [124.801, 39.661]]]",
+            "'structures[0].geometry' (pad) lies outside the aoi",
+        ),
     ],
 )
 def test_invalid_field_is_named(tmp_path: Path, old: str, new: str, field: str) -> None:
@@ -92,3 +106,22 @@ def test_unknown_site_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="unknown site 'atlantis'"):
         load_site("atlantis")
+
+
+def test_fields_the_format_lacks_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo (``threshold:``) would drop the setting silently: the loader says so, with the field
+    it probably meant; the site loads as before."""
+    text = GOOD.replace("imagery: imagery", "threshold: {min_observed_fraction: 0.9}")
+    text = text.replace("    baseline: present", "    baseline: present\n    heigth: 30")
+    with caplog.at_level("WARNING", logger="sohae_watch.site"):
+        site = load_site(write(tmp_path, text))
+    assert site.thresholds["min_observed_fraction"] == 0.5
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("'threshold'" in m and "did you mean 'thresholds'" in m for m in messages)
+    assert any("'structures[0].heigth'" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sohae_watch.site"):
+        load_site(write(tmp_path, GOOD))
+    assert caplog.records == []

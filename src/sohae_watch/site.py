@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +16,18 @@ from rasterio.errors import CRSError
 from shapely.errors import GEOSException
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid, utm_crs_for
 
+log = logging.getLogger(__name__)
+
 PACKAGE_SITES = Path(__file__).parent / "sites"
 DEFAULT_THRESHOLDS = {"min_observed_fraction": 0.5, "min_usable_fraction": 0.3}
+SITE_FIELDS = ("id", "name", "grid", "aoi", "imagery", "state", "thresholds", "structures")
+GRID_FIELDS = ("crs", "resolution")
+STRUCTURE_FIELDS = ("id", "name", "geometry", "baseline")
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,27 @@ def _geometry(path: Path, where: str, value: Any) -> BaseGeometry:
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise InputError(f"{path}: field '{where}' must be in lon/lat degrees (EPSG:4326)")
     if not geom.is_valid:
-        geom = geom.buffer(0)
+        raise InputError(
+            f"{path}: field '{where}' is not a valid polygon ({explain_validity(geom)}); fix its "
+            "coordinates so that its outline does not cross itself"
+        )
     return geom
+
+
+def _unknown_fields(path: Path, where: str, doc: Mapping[Any, Any], known: Iterable[str]) -> None:
+    """Warn about fields the site file format does not have (a typo drops a setting silently)."""
+    known = tuple(known)
+    for key in doc:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean '{where}{near[0]}'?" if near else f"known: {', '.join(known)}"
+            log.warning(
+                "%s: field '%s%s' is not a site-file field and is ignored (%s)",
+                path,
+                where,
+                key,
+                hint,
+            )
 
 
 def _relpath(base: Path, value: Any, where: str, path: Path) -> Path:
@@ -114,8 +141,10 @@ def load_site(spec: str | Path) -> Site:
         raise InputError(f"{path}: cannot read the site file ({exc})") from exc
     if not isinstance(doc, Mapping):
         raise InputError(
-            f"{path}: a site file must be a YAML mapping with id, name, aoi, structures"
+            f"{path}: a site file must be a YAML mapping with at least id and aoi (see "
+            "configs/sohae.yaml)"
         )
+    _unknown_fields(path, "", doc, SITE_FIELDS)
     what = {
         "id": "a short name for the site, e.g. 'id: sohae'",
         "aoi": "the area of interest as a GeoJSON polygon in lon/lat (see configs/sohae.yaml)",
@@ -133,6 +162,7 @@ def load_site(spec: str | Path) -> Site:
     grid = doc.get("grid") or {}
     if not isinstance(grid, Mapping):
         raise InputError(f"{path}: field 'grid' must be a mapping with crs and resolution")
+    _unknown_fields(path, "grid.", grid, GRID_FIELDS)
     res = grid.get("resolution", 0.5)
     if (
         isinstance(res, bool)
@@ -180,6 +210,7 @@ def load_site(spec: str | Path) -> Site:
         if s["id"] in seen:
             raise InputError(f"{path}: field '{where}.id' repeats {s['id']!r}; ids must be unique")
         seen.add(s["id"])
+        _unknown_fields(path, f"{where}.", s, STRUCTURE_FIELDS)
         if "geometry" not in s:
             raise InputError(
                 f"{path}: missing field '{where}.geometry'; add the structure's footprint as a "
@@ -191,9 +222,19 @@ def load_site(spec: str | Path) -> Site:
         sname = s.get("name", s["id"])
         if not isinstance(sname, str):
             raise InputError(f"{path}: field '{where}.name' must be a string")
-        structures.append(
-            Structure(s["id"], sname, _geometry(path, f"{where}.geometry", s["geometry"]), baseline)
-        )
+        geom = _geometry(path, f"{where}.geometry", s["geometry"])
+        if not geom.intersects(aoi):
+            raise InputError(
+                f"{path}: field '{where}.geometry' ({s['id']}) lies outside the aoi; move the "
+                "footprint or widen the aoi"
+            )
+        if not geom.within(aoi):
+            log.warning(
+                "%s: structure %r lies partly outside the aoi; only the part inside is looked at",
+                path,
+                s["id"],
+            )
+        structures.append(Structure(s["id"], sname, geom, baseline))
     base = path.resolve().parent  # a symlinked (packaged) site resolves paths where it lives
     imagery = _relpath(base, doc["imagery"], "imagery", path) if doc.get("imagery") else None
     state = _relpath(base, doc["state"], "state", path) if doc.get("state") else None
