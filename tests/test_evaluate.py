@@ -67,3 +67,76 @@ def test_eval_of_a_mask_that_misses_the_truth_is_exit_2(tmp_path: Path) -> None:
     write_raster(tmp_path / "out" / "change_mask.tif", np.full((20, 20), 255, np.uint8), nodata=255)
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "out"), str(tmp_path / "truth.tif")])
     assert res.exit_code == 0 and "not observable 1.000" in res.output
+
+
+def _masks(tmp_path: Path, truth: np.ndarray) -> list[str]:
+    pred = np.zeros((20, 20), np.uint8)
+    pred[5:10, 5:10] = 1
+    (tmp_path / "out").mkdir(exist_ok=True)
+    write_raster(tmp_path / "out" / "change_mask.tif", pred, nodata=255)
+    write_raster(tmp_path / "truth.tif", truth)
+    return ["eval", str(tmp_path / "out"), str(tmp_path / "truth.tif")]
+
+
+def test_a_truth_mask_is_0_1_255_or_refused(tmp_path: Path) -> None:
+    """Coded otherwise (0 / 7, 0 / 0.5), its change would read as no change everywhere and score
+    F1 0 without a word; 0.0 / 1.0 in floats is the same mask as 0 / 1."""
+    truth = np.zeros((20, 20), np.uint8)
+    truth[5:10, 5:10] = 7
+    res = CliRunner().invoke(cli, _masks(tmp_path, truth))
+    assert res.exit_code == 2 and "truth.tif: truth mask values must be 0" in res.output
+    assert "found 7" in res.output
+    res = CliRunner().invoke(cli, _masks(tmp_path, (truth > 0).astype(np.float32)))
+    assert res.exit_code == 0 and "F1 1.000" in res.output, res.output
+
+
+def test_a_truth_mask_without_georeference_is_exit_2(tmp_path: Path) -> None:
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    args = _masks(tmp_path, np.zeros((20, 20), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(
+            tmp_path / "truth.tif", "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8"
+        ) as ds:
+            ds.write(np.zeros((1, 20, 20), np.uint8))
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "truth.tif: the truth mask has no georeference" in res.output
+
+
+def test_reports_are_scored_only_against_the_truth_of_their_site(tmp_path: Path) -> None:
+    pair = {"before": {"date": "2019-02-16"}, "after": {"date": "2019-03-02"}}
+    call = {"id": "pad", "status": "appeared", "event": "built"}
+    truth = {
+        "site": "sohae",
+        "pairs": [
+            {
+                "before": "2019-02-16",
+                "after": "2019-03-02",
+                "structures": {"pad": {"status": "appeared", "event": "built"}},
+            }
+        ],
+    }
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(site: str, structures: list[dict[str, str]], *extra: str) -> tuple[int, str]:
+        report = {"site": {"id": site}, **pair, "structures": structures}
+        (out / "report.json").write_text(json.dumps(report))
+        res = CliRunner().invoke(cli, ["eval", str(out), str(tmp_path / "truth.json"), *extra])
+        return res.exit_code, res.output
+
+    code, text = run("sohae", [call])
+    assert code == 0 and "structure status: 1/1 correct (accuracy 1.000)" in text
+    code, text = run("elsewhere", [call])
+    assert code == 2 and "reports are of site elsewhere" in text and "of site sohae" in text
+    code, text = run("sohae", [{**call, "id": "gantry"}])
+    assert code == 2 and "no structure of the reports is in" in text
+    # a --json path that cannot be written is refused before anything is scored
+    (tmp_path / "scores").mkdir()
+    code, text = run("sohae", [call], "--json", str(tmp_path / "scores"))
+    assert code == 2 and "scores: is a folder" in text and "correct" not in text

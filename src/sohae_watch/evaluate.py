@@ -4,6 +4,7 @@ a generated scene's truth.json."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from rasterio.errors import RasterioError
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from sohae_watch.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def mask_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -53,32 +56,77 @@ def _overlap(pred: rasterio.io.DatasetReader, truth: rasterio.io.DatasetReader) 
     return left < t.right and right > t.left and bottom < t.top and top > t.bottom
 
 
+MASK_VALUES = (0, 1, 255)  # no change, change, not observable / unknown
+
+
+def _open_mask(path: Path, role: str) -> rasterio.io.DatasetReader:
+    try:
+        ds = rasterio.open(path)
+    except RasterioError as exc:
+        raise InputError(f"{path}: cannot read the {role} ({exc}); give a GeoTIFF mask") from exc
+    if ds.crs is None:
+        ds.close()
+        raise InputError(
+            f"{path}: the {role} has no georeference; give it the grid of the imagery it marks "
+            "(e.g. gdal_translate -a_srs EPSG:... -a_ullr ...)"
+        )
+    return ds
+
+
+def truth_values(truth: np.ndarray, path: Path) -> np.ndarray:
+    """A truth mask as uint8 0 / 1 / 255, or InputError when it holds other values (a mask coded
+    0 / 7 or 0.0 / 0.5 would otherwise read as no change everywhere). A mask without a 1 is
+    warned about: if its 255 marks change rather than unknown, nothing is scored."""
+    found = np.unique(truth[np.isfinite(truth)] if truth.dtype.kind == "f" else truth)
+    other = [v for v in found.tolist() if v not in MASK_VALUES]
+    if other:
+        shown = ", ".join(f"{v:g}" for v in other[:5])
+        raise InputError(
+            f"{path}: truth mask values must be 0 (no change), 1 (change) or 255 (unknown); "
+            f"found {shown}; recode it"
+        )
+    if 1 not in found.tolist():
+        log.warning(
+            "%s: the truth mask marks no pixel 1 (change); 255 means unknown here, so if it marks "
+            "change, recode it to 1",
+            path,
+        )
+    out = np.full(truth.shape, 255, np.uint8)
+    for v in (0, 1):
+        out[truth == v] = v
+    return out
+
+
 def score_mask_files(pred_path: Path, truth_path: Path) -> dict[str, float]:
     """Scores of a predicted change_mask.tif against a truth mask, on the truth's grid."""
-    try:
-        with rasterio.open(truth_path) as t_ds:
-            truth = t_ds.read(1)
-            pred = np.full(truth.shape, 255, np.uint8)  # beyond the prediction: not observable
-            with rasterio.open(pred_path) as p_ds:
-                if not _overlap(p_ds, t_ds):
-                    raise InputError(
-                        f"{pred_path}: does not overlap the truth mask {truth_path}; give the "
-                        "truth of the area the diff compared"
-                    )
-                reproject(
-                    rasterio.band(p_ds, 1),
-                    pred,
-                    src_transform=p_ds.transform,
-                    src_crs=p_ds.crs,
-                    src_nodata=None,
-                    dst_transform=t_ds.transform,
-                    dst_crs=t_ds.crs,
-                    resampling=Resampling.nearest,
-                )
-    except RasterioError as exc:
-        raise InputError(
-            f"{pred_path} or {truth_path}: cannot read the mask ({exc}); give GeoTIFF masks"
-        ) from exc
+    with _open_mask(truth_path, "truth mask") as t_ds, _open_mask(pred_path, "change mask") as p_ds:
+        try:
+            truth = truth_values(t_ds.read(1), truth_path)
+        except RasterioError as exc:
+            raise InputError(
+                f"{truth_path}: cannot read the truth mask ({exc}); give a GeoTIFF mask"
+            ) from exc
+        pred = np.full(truth.shape, 255, np.uint8)  # beyond the prediction: not observable
+        if not _overlap(p_ds, t_ds):
+            raise InputError(
+                f"{pred_path}: does not overlap the truth mask {truth_path}; give the "
+                "truth of the area the diff compared"
+            )
+        try:
+            reproject(
+                rasterio.band(p_ds, 1),
+                pred,
+                src_transform=p_ds.transform,
+                src_crs=p_ds.crs,
+                src_nodata=None,
+                dst_transform=t_ds.transform,
+                dst_crs=t_ds.crs,
+                resampling=Resampling.nearest,
+            )
+        except RasterioError as exc:
+            raise InputError(
+                f"{pred_path}: cannot read the change mask ({exc}); give a diff output folder"
+            ) from exc
     return mask_scores(pred, truth)
 
 
@@ -111,8 +159,16 @@ def score_reports(pred_dir: Path, truth_path: Path) -> dict[str, Any]:
     out_pairs = []
     n_ok = n_all = 0
     event_ok = 0
+    site = truth.get("site")
+    other_sites = set()
     for rp in reports:
         rep = _load_json(rp)
+        rep_site = (
+            (rep.get("site") or {}).get("id") if isinstance(rep.get("site"), Mapping) else None
+        )
+        if site and rep_site and rep_site != site:
+            other_sites.add(rep_site)
+            continue
         key = (rep.get("before", {}).get("date"), rep.get("after", {}).get("date"))
         if key not in pairs:
             continue
@@ -149,15 +205,25 @@ def score_reports(pred_dir: Path, truth_path: Path) -> dict[str, Any]:
         if mask_rel and pred_mask.is_file() and (truth_path.parent / mask_rel).is_file():
             entry["mask"] = score_mask_files(pred_mask, truth_path.parent / mask_rel)
         out_pairs.append(entry)
+    if not out_pairs and other_sites:
+        raise InputError(
+            f"{pred_dir}: the reports are of site {', '.join(sorted(other_sites))}, {truth_path} "
+            f"of site {site}; give the truth of the site the diff ran on"
+        )
     if not out_pairs:
         raise InputError(
             f"{pred_dir}: no report matches a pair of {truth_path}; run diff on one of its pairs"
+        )
+    if n_all == 0:
+        raise InputError(
+            f"{pred_dir}: no structure of the reports is in {truth_path}; give the truth of the "
+            "site the diff ran on"
         )
     return {
         "pairs": out_pairs,
         "structures": n_all,
         "status_correct": n_ok,
-        "status_accuracy": n_ok / n_all if n_all else float("nan"),
+        "status_accuracy": n_ok / n_all,
         "event_correct": event_ok,
     }
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from sohae_watch.cli.options import echo
+from sohae_watch.errors import InputError
 
 
 def _mask_line(m: dict[str, float]) -> str:
@@ -29,6 +31,8 @@ def command(ctx: click.Context, prediction_dir: Path, truth: Path, json_out: Pat
     from sohae_watch.evaluate import evaluate
     from sohae_watch.outputs import atomic_write_text
 
+    if json_out is not None:
+        _check_writable(json_out)
     scores = evaluate(prediction_dir, truth)
     if "mask" in scores:
         echo(ctx, "change mask: " + _mask_line(scores["mask"]))
@@ -46,4 +50,20 @@ def command(ctx: click.Context, prediction_dir: Path, truth: Path, json_out: Pat
             f"(accuracy {scores['status_accuracy']:.3f})",
         )
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(scores, indent=2))
+        try:
+            atomic_write_text(json_out, json.dumps(scores, indent=2, allow_nan=False))
+        except OSError as exc:
+            raise InputError(
+                f"{json_out}: cannot write the scores ({exc.strerror}); give another --json path"
+            ) from exc
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a --json path that cannot be written before anything is scored (nothing made)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give --json a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputError(f"{path}: {folder} cannot be written in; give another --json path")
