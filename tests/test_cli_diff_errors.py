@@ -275,3 +275,32 @@ def test_a_closed_stdout_stops_quietly(tmp_path: Path) -> None:
     assert "Error" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
     assert res.returncode == 1
     assert (tmp_path / "o" / "report.json").is_file()
+
+
+def test_out_in_an_imagery_folder_read_from_is_refused(tmp_path: Path, runner: CliRunner) -> None:
+    """Outputs written among the tiles or the catalog would be read as imagery (and fail for want
+    of a date) by the next run; an empty --out would write into the current folder."""
+    tiles = [tmp_path / "a", tmp_path / "b"]
+    for k, folder in enumerate(tiles):
+        folder.mkdir()
+        good(folder, f"scene_2019-01-0{k + 1}.tif", seed=k)
+    code, text = run(runner, ["diff", *map(str, tiles), "--out", str(tiles[1])])
+    assert code == 2 and "lies in the imagery folder" in text and str(tiles[1]) in text, text
+    code, text = run(
+        runner,
+        [
+            "diff",
+            "2019-01-01",
+            "2019-01-02",
+            "--imagery",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert code == 2 and "lies in the imagery folder" in text, text
+    assert not (tmp_path / "o").exists()
+    code, text = run(runner, ["diff", *map(str, tiles), "--out", ""])
+    assert code == 2 and "'--out': is empty" in text, text
+    code, text = run(runner, ["diff", *map(str, tiles), "--out", str(tmp_path / "o")])
+    assert code == 0, text

@@ -104,6 +104,19 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         raise
 
 
+def outside_imagery(out_dir: Path, folders: list[Path]) -> None:
+    """Refuse an output folder that is, or lies in, an imagery folder read from (a tile folder or
+    a catalog, read recursively): the next run would read the output rasters as imagery."""
+    out = out_dir.resolve()
+    for folder in folders:
+        f = folder.resolve()
+        if out == f or f in out.parents:
+            raise InputError(
+                f"{out_dir}: the output folder lies in the imagery folder {folder}, whose rasters "
+                "are read as imagery; choose an --out outside it"
+            )
+
+
 FULL_BYTES = 1 << 20  # free space below which a device where a write failed counts as full
 
 

@@ -789,12 +789,16 @@ def run_diff(
     progress: Progress | None = None,
 ) -> tuple[DiffResult, dict[str, Any]]:
     """Resolve BEFORE / AFTER, compare them, write the contract's outputs into ``out_dir``."""
-    from sohae_watch.outputs import staged_dir
+    from sohae_watch.outputs import outside_imagery, staged_dir
     from sohae_watch.report import write_reports
 
     catalog_dir = imagery if imagery is not None else (site.imagery if site is not None else None)
     b = open_acquisition(before, nodata=nodata, imagery=catalog_dir)
     a = open_acquisition(after, nodata=nodata, imagery=catalog_dir)
+    read_from = [Path(spec) for spec in (before, after) if Path(spec).is_dir()]
+    if catalog_dir is not None and not (Path(before).exists() and Path(after).exists()):
+        read_from.append(Path(catalog_dir))
+    outside_imagery(Path(out_dir), read_from)
     if b.date > a.date:
         raise InputError(f"{before}: BEFORE ({b.date}) is later than AFTER ({a.date}); swap them")
     if {Path(p).resolve() for p in b.paths} == {Path(p).resolve() for p in a.paths}:

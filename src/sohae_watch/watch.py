@@ -42,6 +42,7 @@ from sohae_watch.history import (
 )
 from sohae_watch.imagery import acquisition_fingerprint, load_imagery, site_fingerprint
 from sohae_watch.ingest import Acquisition
+from sohae_watch.outputs import outside_imagery
 from sohae_watch.site import Site
 
 log = logging.getLogger(__name__)
@@ -615,6 +616,8 @@ def run_watch(
     imagery = Path(imagery)
     if not imagery.exists():
         raise InputError(f"{imagery}: imagery folder or STAC catalog not found; give --imagery")
+    if imagery.is_dir():
+        outside_imagery(Path(out_dir), [imagery])
     summary = WatchSummary(db_path=db_path, out_dir=out_dir)
     with db.run_lock(db_path, wait=lock_wait):
         con = db.connect(db_path)

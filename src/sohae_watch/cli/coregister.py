@@ -6,18 +6,18 @@ from pathlib import Path
 
 import click
 
-from sohae_watch.cli.options import echo, nodata_option
+from sohae_watch.cli.options import OutputPath, echo, nodata_option
 
 
 @click.command("coregister")
 @click.argument("reference", type=click.Path(path_type=Path))
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option(
-    "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    "--out", "out", required=True, type=OutputPath(dir_okay=False, path_type=Path),
     help="Corrected TARGET as a GeoTIFF on REFERENCE's grid.",
 )  # fmt: skip
 @click.option(
-    "--points", "points", type=click.Path(dir_okay=False, path_type=Path),
+    "--points", "points", type=OutputPath(dir_okay=False, path_type=Path),
     help="Write the tie-point table as GeoJSON.",
 )  # fmt: skip
 @click.option(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sohae_watch.cli.options import (
+    OutputPath,
     cluster_executor,
     cluster_options,
     echo,
@@ -20,7 +21,7 @@ from sohae_watch.cli.options import (
 @click.command("diff")
 @click.argument("before")
 @click.argument("after")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--out", "out", required=True, type=OutputPath(path_type=Path), help="Output folder.")
 @site_option
 @imagery_option
 @click.option(

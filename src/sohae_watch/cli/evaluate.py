@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sohae_watch.cli.options import echo
+from sohae_watch.cli.options import OutputPath, echo
 from sohae_watch.errors import InputError
 
 
@@ -23,7 +23,7 @@ def _mask_line(m: dict[str, float]) -> str:
 @click.argument("prediction_dir", type=click.Path(path_type=Path))
 @click.argument("truth", type=click.Path(path_type=Path))
 @click.option(
-    "--json", "json_out", type=click.Path(path_type=Path), help="Also write the scores as JSON."
+    "--json", "json_out", type=OutputPath(path_type=Path), help="Also write the scores as JSON."
 )
 @click.pass_context
 def command(ctx: click.Context, prediction_dir: Path, truth: Path, json_out: Path | None) -> None:

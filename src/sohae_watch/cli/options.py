@@ -14,6 +14,16 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class OutputPath(click.Path):
+    """A path to write to: an empty one (which would mean the current folder) is refused."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; give a path to write to", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 site_option = click.option(
     "--site",
     "site",
@@ -29,7 +39,7 @@ imagery_option = click.option(
 state_option = click.option(
     "--state",
     "state",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(dir_okay=False, path_type=Path),
     help="History database (default: the site's state:, else ~/.local/share/sohae-watch/<site>.db).",
 )
 nodata_option = click.option(

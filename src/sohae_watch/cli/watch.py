@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sohae_watch.cli.options import (
+    OutputPath,
     cluster_executor,
     cluster_options,
     echo,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(file_okay=False, path_type=Path),
     help="Reports folder: OUT/<before>_<after>/ per pair, OUT/timeline.png "
     "(default: <site>-reports beside the database); with --sites, OUT/<site id>/ per site.",
 )
