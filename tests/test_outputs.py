@@ -322,3 +322,20 @@ def test_a_terminated_run_leaves_the_previous_outputs_and_no_temporary_folder(
     assert res.returncode == 128 + signal.SIGTERM
     assert [p.name for p in out.iterdir()] == ["report.json"]
     assert (out / "report.json").read_text() == "previous"
+
+
+def test_files_written_atomically_get_a_new_files_permissions(tmp_path: Path) -> None:
+    """history.json and timeline.png were owner-only (a temporary file's 0600) beside reports
+    readable by all: a served or shared report folder showed the reports but not the history."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        outputs.atomic_write_text(tmp_path / "history.json", "[]")
+        outputs.atomic_write_bytes(tmp_path / "timeline.png", b"png")
+    finally:
+        os.umask(old)
+    for name in ("history.json", "timeline.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    assert (tmp_path / "history.json").read_text() == "[]"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw, ImageFont
 
 from sohae_watch.dates import date_span
-from sohae_watch.outputs import atomic_write_text
+from sohae_watch.outputs import atomic_write_bytes, atomic_write_text
 
 Format = Literal["text", "json"]
 NEW_ACTIVITY = "new activity"
@@ -192,22 +192,6 @@ def render_timeline(
     return buf.getvalue()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_history_files(
     out_dir: Path,
     title: str,
@@ -219,7 +203,7 @@ def write_history_files(
     """``OUT/timeline.png`` and ``OUT/history.json`` (the contract's array); the image's path."""
     png = render_timeline(title, structures, dates, cells, events)
     path = Path(out_dir) / "timeline.png"
-    write_bytes_atomic(path, png)
+    atomic_write_bytes(path, png)
     atomic_write_text(Path(out_dir) / "history.json", format_events(events, "json") + "\n")
     return path
 

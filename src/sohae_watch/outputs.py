@@ -6,6 +6,7 @@ import contextlib
 import errno
 import math
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -141,22 +142,31 @@ def _full_message(path: Path, fix: str = "free space or choose another --out") -
 WRITE_ELSEWHERE = "free space on that device or write the file elsewhere"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename. The file gets the
+    permissions any new file gets (the umask's), not a temporary file's owner-only ones: a
+    report folder served or shared keeps every file readable alike."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}"
+    made = False
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        made = True
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException as exc:
-        if tmp is not None:
+        if made:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` as :func:`atomic_write_bytes` does."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def geotiff_profile(grid: Grid, dtype: str, nodata: float | None, count: int = 1) -> dict[str, Any]:
