@@ -634,6 +634,112 @@ def test_cli_watch_bad_imagery(site: Path, tmp_path: Path) -> None:
     assert "nope: imagery folder or STAC catalog not found" in r.output
 
 
+def test_history_never_writes_into_a_database_that_is_not_a_history(
+    site: Path, tmp_path: Path
+) -> None:
+    """Another program's SQLite file (or an empty one) given as --state is refused as it is: it
+    was given sohae-watch's schema and reported as a history without events."""
+    from sohae_watch.cli.main import cli
+
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE foo (x)")
+    con.commit()
+    con.close()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path, says in (
+        (other, "not a sohae-watch history database (it holds other tables: foo)"),
+        (empty, "no history recorded in this database"),
+    ):
+        data = path.read_bytes()
+        r = CliRunner().invoke(cli, ["history", "--site", str(site), "--state", str(path)])
+        assert r.exit_code == 2 and says in r.output, r.output
+        assert path.read_bytes() == data
+    story(tmp_path / "imagery", list(STORY)[:2])
+    data = other.read_bytes()
+    with pytest.raises(InputError, match="it holds other tables: foo"):
+        run_watch(load_site(site), tmp_path / "imagery", other, tmp_path / "out")
+    assert other.read_bytes() == data
+
+
+def test_a_full_device_stops_the_run_and_a_withdrawal_is_a_change(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pair after a full device would fail alike: the run stops with exit 1 instead of
+    setting the dates aside and exiting 0; pairs done before it are kept. A run that withdraws
+    recorded events changed the history, which --exit-code reports as 3."""
+    from sohae_watch.cli.main import cli
+    from sohae_watch.errors import DeviceFullError
+
+    imagery = tmp_path / "imagery"
+    story(imagery)
+
+    class Full(FakeDiffer):
+        def __call__(self, before: Acquisition, after: Acquisition, **kw: Any) -> PairOutcome:
+            if len(self.calls) == 2:
+                raise DeviceFullError("out: no space left on the device")
+            return super().__call__(before, after, **kw)
+
+    full = Full()
+    with pytest.raises(DeviceFullError):
+        watch(site, imagery, tmp_path, full)
+    assert len(full.calls) == 2  # stopped at the third pair, not set aside
+    again = FakeDiffer()
+    watch(site, imagery, tmp_path, again)
+    assert again.calls and not set(full.calls) & set(again.calls)  # the two kept
+    assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
+
+    import sohae_watch.watch as watch_mod
+
+    monkeypatch.setattr(watch_mod, "pipeline_differ", lambda site: FakeDiffer())
+    args = [
+        "watch",
+        "--site",
+        str(site),
+        "--imagery",
+        str(imagery),
+        "--state",
+        str(tmp_path / "state.db"),
+        "--out",
+        str(tmp_path / "out"),
+        "--exit-code",
+    ]
+    assert CliRunner().invoke(cli, args).exit_code == 0  # nothing new
+    (imagery / "scene_2018-08-03.tif").unlink()
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 3 and "Withdrawn (history corrected)" in r.output, r.output
+
+
+def test_an_out_or_state_where_nothing_can_be_written_is_refused_before_any_work(
+    site: Path, tmp_path: Path
+) -> None:
+    from sohae_watch.cli.main import cli
+
+    imagery = tmp_path / "imagery"
+    story(imagery, list(STORY)[:2])
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for option, value in (("--out", a_file / "sub"), ("--state", a_file / "s.db")):
+        args = [
+            "watch",
+            "--site",
+            str(site),
+            "--imagery",
+            str(imagery),
+            "--state",
+            str(tmp_path / "s.db"),
+            "--out",
+            str(tmp_path / "out"),
+            option,
+            str(value),
+        ]
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2, r.output
+        assert f"notes.txt is a file, not a folder; give another {option}" in r.output
+        assert "Compared" not in r.output and not (tmp_path / "out").exists()
+
+
 # --- end to end on the project's samples ------------------------------------------------------------
 
 

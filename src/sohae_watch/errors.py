@@ -22,3 +22,8 @@ class ProcessingError(SohaeError):
     """A processing stage could not complete for a reason other than its inputs (exit 1)."""
 
     exit_code = 1
+
+
+class DeviceFullError(ProcessingError):
+    """No space left where an output or the history goes (exit 1): a run over many pairs stops
+    at the first, as every later one would fail the same way."""

@@ -20,7 +20,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from sohae_watch.errors import InputError, ProcessingError, SohaeError
+from sohae_watch.errors import DeviceFullError, InputError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.stream import Tile
 
@@ -49,7 +49,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
         if _device_full(out_dir, exc):
-            raise ProcessingError(_full_message(out_dir)) from exc
+            raise DeviceFullError(_full_message(out_dir)) from exc
         raise InputError(
             f"{out_dir}: cannot write in the output folder ({exc.strerror}); choose another --out"
         ) from exc
@@ -64,7 +64,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
         if full:
-            raise ProcessingError(_full_message(out_dir)) from exc
+            raise DeviceFullError(_full_message(out_dir)) from exc
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,6 +103,19 @@ def _commit(tmp: Path, out_dir: Path) -> None:
                 elif os.path.lexists(target):
                     target.unlink()
         raise
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, a path to write (a folder, or a file in one; ``option`` names
+    it) where nothing can be made: a file stands where a folder goes, or the nearest existing
+    folder is read-only. Nothing is created."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: {folder} is a file, not a folder; give another {option}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: {folder} cannot be written in; give another {option}")
 
 
 def outside_imagery(out_dir: Path, folders: list[Path]) -> None:
@@ -160,7 +173,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise ProcessingError(_full_message(path, WRITE_ELSEWHERE)) from exc
+            raise DeviceFullError(_full_message(path, WRITE_ELSEWHERE)) from exc
         raise
 
 

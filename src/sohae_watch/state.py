@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from sohae_watch.errors import InputError, SohaeError
+from sohae_watch.errors import DeviceFullError, InputError, SohaeError
 
 SCHEMA_VERSION = 1
 
@@ -186,12 +186,26 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         ) from exc
     try:
         con.row_factory = sqlite3.Row
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "schema_version" not in tables:
+            raise InputError(
+                f"{path}: not a sohae-watch history database (it holds other tables: "
+                f"{', '.join(sorted(tables)[:3])}); give another --state"
+            )
+        if not create and not tables:
+            raise InputError(
+                f"{path}: no history recorded in this database; run `sohae-watch watch` for this "
+                "site first, or give --state DB"
+            )
         con.execute("PRAGMA foreign_keys = ON")
         con.execute("PRAGMA busy_timeout = 60000")
         with contextlib.suppress(sqlite3.OperationalError):
             con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = FULL")
         migrate(con, path)
+    except sqlite3.OperationalError as exc:
+        con.close()
+        raise database_error(path, exc) from exc
     except sqlite3.DatabaseError as exc:
         con.close()
         raise InputError(
@@ -201,6 +215,18 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         con.close()
         raise
     return con
+
+
+def database_error(path: Path, exc: sqlite3.OperationalError) -> SohaeError:
+    """A failure to read or write the history database as one line: a full device or a failing
+    disk (exit 1, naming the fix), else a database that is not a history (exit 2)."""
+    text = str(exc)
+    if "full" in text or "disk I/O" in text:
+        return DeviceFullError(
+            f"{path}: cannot write the history database ({text}); free space on its device or "
+            "give another --state"
+        )
+    return InputError(f"{path}: not a sohae-watch history database ({text}); give another --state")
 
 
 def bind_site(con: sqlite3.Connection, site_id: str, path: Path) -> None:
@@ -241,8 +267,14 @@ def run_lock(db_path: Path, *, wait: float = 0.0) -> Iterator[Path]:
     import time
 
     lock_path = Path(str(db_path) + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fh: IO[str] = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh: IO[str] = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(
+            f"{db_path}: cannot create the history database's folder or lock ({exc.strerror}); "
+            "give another --state"
+        ) from exc
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from sohae_watch import state as db
 from sohae_watch.dates import date_from_name
-from sohae_watch.errors import InputError, SohaeError
+from sohae_watch.errors import DeviceFullError, InputError, SohaeError
 from sohae_watch.history import (
     NEW_ACTIVITY,
     Cell,
@@ -42,7 +42,7 @@ from sohae_watch.history import (
 )
 from sohae_watch.imagery import acquisition_fingerprint, load_imagery, site_fingerprint
 from sohae_watch.ingest import Acquisition
-from sohae_watch.outputs import outside_imagery
+from sohae_watch.outputs import check_writable, outside_imagery
 from sohae_watch.site import Site
 
 log = logging.getLogger(__name__)
@@ -420,6 +420,8 @@ class _Watcher:
             log.info("comparing %s with %s", key[0], key[1])
             try:
                 outcome = self.differ(before, after, stood_before=dict(stood), out_dir=report_dir)
+            except DeviceFullError:  # every later pair would fail the same way: stop, exit 1
+                raise
             except SohaeError as exc:  # bad input or a stage that gave up: set aside, go on
                 msg = str(exc)
                 culprit = before.date if any(p in msg for p in before.paths) else after.date
@@ -618,39 +620,58 @@ def run_watch(
         raise InputError(f"{imagery}: imagery folder or STAC catalog not found; give --imagery")
     if imagery.is_dir():
         outside_imagery(Path(out_dir), [imagery])
+    check_writable(Path(out_dir), "--out")
+    check_writable(Path(db_path), "--state")
     summary = WatchSummary(db_path=db_path, out_dir=out_dir)
     with db.run_lock(db_path, wait=lock_wait):
         con = db.connect(db_path)
         try:
-            db.bind_site(con, site.id, db_path)
-            acqs, skipped = load_imagery(imagery, nodata=nodata)
-            summary.acquisitions = len(acqs)
-            summary.skipped_files = list(skipped)
-            watcher = _Watcher(
-                site,
-                con,
-                summary,
-                differ or pipeline_differ(site),
-                usability or pipeline_usability(site),
-            )
-            usable = watcher.refresh_acquisitions(acqs, skipped)
-            while True:
-                try:
-                    events, cells = watcher.replay(usable, out_dir)
-                    break
-                except _Failed as exc:
-                    watcher.mark_failed(exc.date, exc.reason)
-                    usable = [a for a in usable if a.date != exc.date]
-            watcher.record(events, cells)
-            dates = [a.date for a in usable]
-            summary.timeline = write_history_files(
-                out_dir,
-                f"{site.name}: structure states by acquisition",
-                [(s.id, s.name) for s in site.structures],
-                dates,
-                cells,
-                events,
-            )
+            _run(site, imagery, out_dir, con, summary, nodata, differ, usability)
+        except sqlite3.OperationalError as exc:
+            raise db.database_error(db_path, exc) from exc
         finally:
             con.close()
     return summary
+
+
+def _run(
+    site: Site,
+    imagery: Path,
+    out_dir: Path,
+    con: sqlite3.Connection,
+    summary: WatchSummary,
+    nodata: float | None,
+    differ: Differ | None,
+    usability: Usability | None,
+) -> None:
+    """The body of :func:`run_watch`, with the database open and locked."""
+    db_path = summary.db_path
+    db.bind_site(con, site.id, db_path)
+    acqs, skipped = load_imagery(imagery, nodata=nodata)
+    summary.acquisitions = len(acqs)
+    summary.skipped_files = list(skipped)
+    watcher = _Watcher(
+        site,
+        con,
+        summary,
+        differ or pipeline_differ(site),
+        usability or pipeline_usability(site),
+    )
+    usable = watcher.refresh_acquisitions(acqs, skipped)
+    while True:
+        try:
+            events, cells = watcher.replay(usable, out_dir)
+            break
+        except _Failed as exc:
+            watcher.mark_failed(exc.date, exc.reason)
+            usable = [a for a in usable if a.date != exc.date]
+    watcher.record(events, cells)
+    dates = [a.date for a in usable]
+    summary.timeline = write_history_files(
+        out_dir,
+        f"{site.name}: structure states by acquisition",
+        [(s.id, s.name) for s in site.structures],
+        dates,
+        cells,
+        events,
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -60,10 +59,8 @@ def command(ctx: click.Context, prediction_dir: Path, truth: Path, json_out: Pat
 
 def _check_writable(path: Path) -> None:
     """Refuse a --json path that cannot be written before anything is scored (nothing made)."""
+    from sohae_watch.outputs import check_writable
+
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give --json a file path")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputError(f"{path}: {folder} cannot be written in; give another --json path")
+    check_writable(path, "--json")

@@ -66,7 +66,9 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     verbosity = verbose - quiet
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbosity
-    level = max(10, 30 - 10 * verbosity)
+    # -q silences progress and the normal output, not warnings (a skipped corrupt file must
+    # reach a cron job's log); -qq silences those too
+    level = max(10, 30 - 10 * verbosity) if verbosity != -1 else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(

@@ -57,7 +57,10 @@ if TYPE_CHECKING:
     help="Seconds to wait for another run's lock before giving up (exit 0, nothing done).",
 )
 @click.option(
-    "--exit-code", "exit_code", is_flag=True, help="Exit 3 when this run recorded new events."
+    "--exit-code",
+    "exit_code",
+    is_flag=True,
+    help="Exit 3 when this run changed the history: new events, or recorded ones withdrawn.",
 )
 @cluster_options
 @click.pass_context
@@ -187,7 +190,8 @@ def _site_runs(
 
 
 def _report(ctx: click.Context, summary: WatchSummary, folder: Path, indent: str) -> bool:
-    """Print what one site's run did; whether it recorded new events."""
+    """Print what one site's run did; whether it changed the history (events recorded or
+    withdrawn)."""
     db_path, out_dir = summary.db_path, summary.out_dir
 
     def say(message: str) -> None:
@@ -196,8 +200,8 @@ def _report(ctx: click.Context, summary: WatchSummary, folder: Path, indent: str
     if summary.skipped_files or summary.failed:
         # each was logged as a warning with its reason; one line for the summary
         say(
-            f"{len(summary.skipped_files)} unreadable file(s) skipped, {len(summary.failed)} "
-            "date(s) set aside; both are retried on the next run."
+            f"{len(summary.skipped_files)} file(s) skipped and {len(summary.failed)} date(s) set "
+            "aside (the warnings say why); they are retried on the next run."
         )
     if summary.nothing_new:
         latest = max(summary.usable).isoformat() if summary.usable else "none"
@@ -217,4 +221,4 @@ def _report(ctx: click.Context, summary: WatchSummary, folder: Path, indent: str
     if not summary.new_events:
         say("No new events.")
     say(f"History: {len(summary.events)} event(s) in {db_path}; timeline {summary.timeline}")
-    return bool(summary.new_events)
+    return bool(summary.new_events or summary.withdrawn_events)
