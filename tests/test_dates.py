@@ -53,3 +53,5 @@ def test_date_span() -> None:
         date_span(dt.date(2018, 8, 3), dt.date(2019, 2, 16))
         == "between Aug 3, 2018 and Feb 16, 2019"
     )
+    # two acquisitions of one day (two sensors, or two passes): not "between Jul 20 and Jul 20"
+    assert date_span(dt.date(2018, 7, 20), dt.date(2018, 7, 20)) == "on Jul 20, 2018"

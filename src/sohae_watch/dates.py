@@ -92,7 +92,10 @@ def short_date(d: dt.date) -> str:
 
 
 def date_span(before: dt.date, after: dt.date) -> str:
-    """``between Feb 16 and Mar 2, 2019`` (years spelled out when they differ)."""
+    """``between Feb 16 and Mar 2, 2019`` (years spelled out when they differ); ``on Jul 20,
+    2018`` for two acquisitions of one day."""
+    if before == after:
+        return f"on {short_date(after)}, {after.year}"
     if before.year == after.year:
         return f"between {short_date(before)} and {short_date(after)}, {after.year}"
     return f"between {short_date(before)}, {before.year} and {short_date(after)}, {after.year}"
