@@ -129,6 +129,12 @@ def blank(tmp: Path) -> list[str]:
     return [str(good(tmp)), str(write_raster(tmp / "flat_2019-01-02.tif", flat, transform=T0))]
 
 
+def local_crs(tmp: Path) -> list[str]:
+    wkt = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    local = write_raster(tmp / "local_2019-01-02.tif", textured((64, 64)), transform=T0, crs=wkt)
+    return [str(good(tmp)), str(local)]
+
+
 def same_twice(tmp: Path) -> list[str]:
     p = good(tmp, "scene_2019-01-01.tif")
     return [str(p), str(tmp / "." / p.name)]
@@ -155,6 +161,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "malformed date argument": (bad_date_arg, "2019-02-30"),
     "unknown date": (unknown_date, "2019-05-05"),
     "the same file twice": (same_twice, "scene_2019-01-01.tif"),
+    "a local (engineering) CRS": (local_crs, "local_2019-01-02.tif: its CRS ('site grid')"),
     "a blank image": (blank, "flat_2019-01-02.tif"),
 }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyproj
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
@@ -171,6 +172,12 @@ def open_raster(
         with rasterio.open(p) as ds:
             if ds.crs is None or ds.transform == Affine.identity():
                 raise InputError(_no_georeference(p, ds))
+            if not (ds.crs.is_projected or ds.crs.is_geographic):
+                raise InputError(
+                    f"{p}: its CRS ({pyproj.CRS.from_wkt(ds.crs.to_wkt()).name!r}) is a local or "
+                    "engineering one that cannot be placed on the map; assign the real one, e.g. "
+                    "with gdal_edit.py -a_srs EPSG:326<zone>"
+                )
             if ds.transform.b != 0 or ds.transform.d != 0:
                 log.debug("%s: rotated transform", p)
             data_bands, roles = _band_roles(ds)

@@ -801,13 +801,13 @@ def run_diff(
     outside_imagery(Path(out_dir), read_from)
     if b.date > a.date:
         raise InputError(f"{before}: BEFORE ({b.date}) is later than AFTER ({a.date}); swap them")
-    if b.date == a.date:
-        log.warning(
-            "BEFORE and AFTER were both acquired on %s: changes are dated to that day", a.date
-        )
     if {Path(p).resolve() for p in b.paths} == {Path(p).resolve() for p in a.paths}:
         raise InputError(
             f"{after}: AFTER is the same imagery as BEFORE; give the acquisitions of two dates"
+        )
+    if b.date == a.date:
+        log.warning(
+            "BEFORE and AFTER were both acquired on %s: changes are dated to that day", a.date
         )
     with staged_dir(Path(out_dir)) as tmp:
         result = compute_diff(
