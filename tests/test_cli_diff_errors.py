@@ -129,6 +129,12 @@ def blank(tmp: Path) -> list[str]:
     return [str(good(tmp)), str(write_raster(tmp / "flat_2019-01-02.tif", flat, transform=T0))]
 
 
+def corner_overlap(tmp: Path) -> list[str]:
+    t = Affine(0.5, 0, 500000.0 + 61 * 0.5, 0, -0.5, 4390000.0 - 61 * 0.5)  # 3 x 3 px shared
+    after = write_raster(tmp / "corner_2019-01-02.tif", textured((64, 64), seed=1), transform=t)
+    return [str(good(tmp)), str(after)]
+
+
 def local_crs(tmp: Path) -> list[str]:
     wkt = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
     local = write_raster(tmp / "local_2019-01-02.tif", textured((64, 64)), transform=T0, crs=wkt)
@@ -161,6 +167,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "malformed date argument": (bad_date_arg, "2019-02-30"),
     "unknown date": (unknown_date, "2019-05-05"),
     "the same file twice": (same_twice, "scene_2019-01-01.tif"),
+    "an overlap of a few pixels": (corner_overlap, "corner_2019-01-02.tif: the area compared"),
     "a local (engineering) CRS": (local_crs, "local_2019-01-02.tif: its CRS ('site grid')"),
     "a blank image": (blank, "flat_2019-01-02.tif"),
 }

@@ -219,6 +219,7 @@ class _Readers:
 
 
 QUICK_WINDOW = 256  # side of the windows the observability check looks at first
+MIN_SIDE_PX = 8  # the narrowest area compared: a 1 m working block and a neighbourhood around it
 
 
 def _check_observable(
@@ -397,6 +398,12 @@ def _compute_diff(
     log.info(
         "working grid %s at %.3g m, %d x %d px", grid.crs, grid.resolution, grid.width, grid.height
     )
+    if min(grid.width, grid.height) < MIN_SIDE_PX:
+        raise InputError(
+            f"{after_acq.sources[0].path}: the area compared (the two acquisitions' overlap, "
+            f"within the AOI) is only {grid.width} x {grid.height} px; give acquisitions and an "
+            f"area that overlap by at least {MIN_SIDE_PX} x {MIN_SIDE_PX} px"
+        )
     _check_observable(before_acq, "BEFORE", grid, area, roles)
     _check_observable(after_acq, "AFTER", grid, area, roles)
     tmp = None
