@@ -339,3 +339,47 @@ def test_files_written_atomically_get_a_new_files_permissions(tmp_path: Path) ->
     for name in ("history.json", "timeline.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
     assert (tmp_path / "history.json").read_text() == "[]"
+
+
+def test_a_cog_copy_that_fails_for_want_of_space_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL's COG driver fails with 'TIFFRewriteDirectory: Error fetching directory count' on a
+    full device, no errno, its temporary file already removed: that ended in 'unexpected
+    failure'. Less free than twice the source now reads as a full device."""
+    import shutil
+    from collections import namedtuple
+
+    from rasterio.errors import RasterioError
+
+    from sohae_watch.errors import DeviceFullError
+
+    src = tmp_path / "change_magnitude.tif"  # 2 MB, uncompressed: above FULL_BYTES
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        width=1024,
+        height=512,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32651",
+        transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0),
+    ) as ds:
+        ds.write(np.ones((1, 512, 1024), np.float32))
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise RasterioError("TIFFRewriteDirectory:Error fetching directory count")
+
+    monkeypatch.setattr(outputs.rasterio.shutil, "copy", fails)
+    usage = namedtuple("usage", "total used free")
+    size = src.stat().st_size
+    assert size > 2 * outputs.FULL_BYTES
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**9, 5 * size))
+    with pytest.raises(RasterioError):  # room enough: not the device
+        outputs.cog_copy(src, "AVERAGE")
+    free = 3 * size // 2  # above FULL_BYTES, below what the copy needs
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**9, free))
+    with pytest.raises(DeviceFullError, match="no space left on the device"):
+        outputs.cog_copy(src, "AVERAGE")
+    assert [p.name for p in tmp_path.iterdir()] == ["change_magnitude.tif"]

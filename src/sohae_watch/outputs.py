@@ -58,8 +58,11 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         _commit(tmp, out_dir)
     except BaseException as exc:
         # before the partial outputs are removed (which frees the space)
-        full = isinstance(exc, Exception) and not isinstance(exc, SohaeError)
-        full = full and _device_full(tmp, exc)
+        full = isinstance(exc, DeviceFullError) or (
+            isinstance(exc, Exception)
+            and not isinstance(exc, SohaeError)
+            and _device_full(tmp, exc)
+        )
         shutil.rmtree(tmp, ignore_errors=True)
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -146,6 +149,13 @@ def _device_full(path: Path, exc: BaseException) -> bool:
         return shutil.disk_usage(path).free < FULL_BYTES
     except OSError:
         return False
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
 
 
 def _full_message(path: Path, fix: str = "free space or choose another --out") -> str:
@@ -240,9 +250,17 @@ def cog_copy(path: Path, resampling: str) -> Path:
     tmp = path.with_name(f".{path.name}.cog")
     try:
         rasterio.shutil.copy(str(path), str(tmp), **opts)
-    except BaseException:
+    except BaseException as exc:
+        # GDAL's errors carry no errno, and the COG driver has removed its temporary file by
+        # now: the device is full when less is free than the copy needs (a temporary file with
+        # the overviews, then the copy: about twice its source)
+        full = isinstance(exc, Exception) and (
+            _device_full(path.parent, exc) or _free_bytes(path.parent) < 2 * path.stat().st_size
+        )
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if full:
+            raise DeviceFullError(_full_message(path.parent)) from exc
         raise
     return tmp
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rasterio
 import yaml
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -173,7 +174,8 @@ def load_site(spec: str | Path) -> Site:
         raise InputError(f"{path}: field 'grid.resolution' must be a positive number of metres")
     if "crs" in grid:
         try:
-            crs = CRS.from_user_input(grid["crs"])
+            with rasterio.Env():  # GDAL's own complaint goes to logging, not the terminal
+                crs = CRS.from_user_input(grid["crs"])
         except (CRSError, TypeError, ValueError) as exc:
             raise InputError(
                 f"{path}: field 'grid.crs' is not a known CRS ({grid['crs']!r})"

@@ -81,9 +81,13 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    logging.getLogger("rasterio").setLevel(
-        max(level, logging.WARNING) if verbosity < 2 else logging.DEBUG
-    )
+    # rasterio logs GDAL's messages; without a handler Python printed them bare on stderr (a
+    # full device gave a dozen "_tiffWriteProc: No space left on device." lines before the
+    # one-line error). They reach the terminal with -v, formatted; the errors raise regardless.
+    rio = logging.getLogger("rasterio")
+    rio.handlers[:] = [handler] if verbosity > 0 else [logging.NullHandler()]
+    rio.setLevel(logging.WARNING if verbosity < 2 else logging.DEBUG)
+    rio.propagate = False
     # rasterio's rasterize/shapes, called from two threads at once, now and then warn that their
     # in-memory dataset has no geotransform although one is given (the same masks come out as
     # with one thread): noise on an analyst's terminal, not a fault of the input. Opening a file
