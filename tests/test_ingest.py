@@ -368,3 +368,22 @@ def test_block_rows_only_when_the_grid_starts_on_a_block(tmp_path: Path) -> None
     assert block_rows(acq, grid.crop(10, 0, 32, 32)) is None  # rows start inside a block
     half = Grid.from_bounds(grid.crs, grid.bounds, 1.0)  # another pixel lattice
     assert block_rows(acq, half) is None
+
+
+def test_a_rotated_before_gives_a_north_up_grid_at_its_pixel_size(tmp_path: Path) -> None:
+    """The working grid was BEFORE's own lattice even when that lattice is rotated: a 'north-up'
+    Grid with a rotated transform, its resolution one coefficient of it (0.49 for 0.5 m)."""
+    from sohae_watch.area import working_area
+
+    rotated = T0 * Affine.rotation(10.0)
+    before = write_raster(tmp_path / "b_2019-01-01.tif", textured((128, 128)), transform=rotated)
+    after = write_raster(tmp_path / "a_2019-01-02.tif", textured((200, 200), seed=1), transform=T0)
+    grid, area = working_area(open_acquisition(before), open_acquisition(after))
+    t = grid.transform
+    assert t.b == 0 and t.d == 0 and t.e < 0
+    assert grid.resolution == pytest.approx(0.5)
+    # the grid covers the area compared and no more than a pixel around it
+    minx, miny, maxx, maxy = area.bounds
+    left, bottom, right, top = grid.bounds
+    assert left <= minx and right >= maxx and bottom <= miny and top >= maxy
+    assert right - left < maxx - minx + 2 * 0.5 + 1e-6

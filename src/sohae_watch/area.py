@@ -134,8 +134,9 @@ def working_area(
                     f"{after.sources[0].path}: AFTER does not overlap BEFORE {first.path}; "
                     "give two images of one place"
                 )
-        if first.crs == crs:
-            grid = _aligned_grid(first, area)
+        t = first.transform
+        if first.crs == crs and t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0:
+            grid = _aligned_grid(first, area)  # a north-up BEFORE: its own lattice
         else:
             grid = Grid.from_bounds(crs, area.bounds, ground_resolution(first))
     for acq, role in ((before, "BEFORE"), (after, "AFTER")):
