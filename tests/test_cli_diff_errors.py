@@ -318,3 +318,37 @@ def test_out_in_an_imagery_folder_read_from_is_refused(tmp_path: Path, runner: C
     assert code == 2 and "'--out': is empty" in text, text
     code, text = run(runner, ["diff", *map(str, tiles), "--out", str(tmp_path / "o")])
     assert code == 0, text
+
+
+def test_messages_name_what_is_wrong_with_the_path(tmp_path: Path, runner: CliRunner) -> None:
+    """A folder given for a file, a missing --aoi file, a site whose imagery: folder is gone and
+    a raster given as the imagery folder: each says that, not just 'not found'."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "id: x\naoi: {type: Polygon, coordinates: [[[124.70, 39.66], [124.71, 39.66], "
+        "[124.71, 39.665], [124.70, 39.66]]]}\nimagery: gone\n"
+    )
+    raster = good(tmp_path)
+    out = str(tmp_path / "o")
+    cases = [
+        (
+            ["diff", "a", "b", "--site", str(tmp_path), "--out", out],
+            "is a folder; give a site YAML",
+        ),
+        (
+            ["diff", str(raster), str(raster), "--aoi", "nosuch.geojson", "--out", out],
+            "nosuch.geojson: --aoi file not found",
+        ),
+        (
+            ["diff", "2019-01-01", "2019-01-02", "--site", str(site), "--out", out],
+            f"site.yaml: its imagery: {tmp_path / 'gone'} does not exist; fix the field",
+        ),
+        (
+            ["watch", "--site", str(site), "--imagery", str(raster), "--state", out + ".db"],
+            "before_2019-01-01.tif: is a file; give --imagery the folder",
+        ),
+        (["eval", str(tmp_path), str(tmp_path)], "is a folder; give a truth mask GeoTIFF"),
+    ]
+    for args, says in cases:
+        code, text = run(runner, args)
+        assert code == 2 and says in text, (args, text)

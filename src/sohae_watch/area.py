@@ -48,6 +48,8 @@ def parse_aoi(spec: str) -> BaseGeometry:
                 raise ValueError
             minx, miny, maxx, maxy = (float(v) for v in parts)
         except ValueError as exc:
+            if p.suffix.lower() in (".json", ".geojson") or "/" in spec:
+                raise InputError(f"{spec}: --aoi file not found; check the path") from exc
             raise InputError(
                 f"--aoi {spec!r}: not a GeoJSON file nor minlon,minlat,maxlon,maxlat; give one of those"
             ) from exc

@@ -232,6 +232,8 @@ def evaluate(pred_dir: Path, truth: Path) -> dict[str, Any]:
     """``eval``: a truth mask GeoTIFF scores ``pred_dir/change_mask.tif``; a truth.json scores reports."""
     if not pred_dir.exists():
         raise InputError(f"{pred_dir}: not found; give a diff output folder")
+    if truth.is_dir():
+        raise InputError(f"{truth}: is a folder; give a truth mask GeoTIFF or a truth.json")
     if not truth.is_file():
         raise InputError(f"{truth}: not found; give a truth mask GeoTIFF or a truth.json")
     if truth.suffix.lower() == ".json":

@@ -251,6 +251,11 @@ def catalog(
     With ``strict`` the first unusable file raises InputError; otherwise it is skipped (``watch``).
     """
     root = Path(folder)
+    if root.is_file():
+        raise InputError(
+            f"{root}: is a file; give --imagery the folder the imagery is in (or, for watch, a "
+            "STAC catalog JSON)"
+        )
     if not root.is_dir():
         raise InputError(f"{root}: imagery folder not found; give --imagery DIR")
     sources, skipped = [], []

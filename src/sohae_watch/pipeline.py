@@ -63,7 +63,7 @@ from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
 from sohae_watch.scene import Scene, SunPosition
-from sohae_watch.site import Site
+from sohae_watch.site import Site, site_imagery
 from sohae_watch.stream import (
     SAMPLE_WINDOW,
     TILE,
@@ -251,7 +251,8 @@ def _check_observable(
     if not valid.any():
         raise InputError(
             f"{acq.sources[0].path}: {role} ({acq.date}) has no valid pixel over the area compared "
-            "(all nodata or NaN there); give imagery that covers it"
+            "(all nodata or NaN there, or 0 in every band of a file declaring no nodata); give "
+            "imagery that covers it"
         )
     if no_contrast(data, valid):
         raise InputError(
@@ -800,10 +801,13 @@ def run_diff(
     from sohae_watch.report import write_reports
 
     catalog_dir = imagery if imagery is not None else (site.imagery if site is not None else None)
+    uses_catalog = not (Path(before).exists() and Path(after).exists())
+    if uses_catalog and imagery is None and site is not None and site.imagery is not None:
+        catalog_dir = site_imagery(site)
     b = open_acquisition(before, nodata=nodata, imagery=catalog_dir)
     a = open_acquisition(after, nodata=nodata, imagery=catalog_dir)
     read_from = [Path(spec) for spec in (before, after) if Path(spec).is_dir()]
-    if catalog_dir is not None and not (Path(before).exists() and Path(after).exists()):
+    if catalog_dir is not None and uses_catalog:
         read_from.append(Path(catalog_dir))
     outside_imagery(Path(out_dir), read_from)
     if b.date > a.date:

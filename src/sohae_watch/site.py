@@ -62,10 +62,28 @@ class Site:
         return Grid.from_bounds(self.crs, aoi.bounds, self.resolution)
 
 
+def site_imagery(site: Site) -> Path:
+    """The site file's ``imagery:`` folder or catalog; InputError naming the field when it is
+    missing or does not exist (the command line's --imagery is not the fix to suggest then)."""
+    where = site.path if site.path is not None else site.id
+    if site.imagery is None:
+        raise InputError(f"{where}: no imagery: in the site file; add one or give --imagery DIR")
+    if not site.imagery.exists():
+        raise InputError(
+            f"{where}: its imagery: {site.imagery} does not exist; fix the field or give "
+            "--imagery DIR"
+        )
+    return site.imagery
+
+
 def resolve_site_path(spec: str | Path) -> Path:
     """A site given as a path, or a name: ``configs/<name>.yaml`` here, else a packaged site."""
     p = Path(spec)
     if p.suffix.lower() in (".yaml", ".yml") or p.exists():
+        if p.is_dir():
+            raise InputError(
+                f"{p}: is a folder; give a site YAML file (watch --sites takes a folder of them)"
+            )
         if not p.is_file():
             raise InputError(f"{p}: site file not found; give a path to a site YAML or a site name")
         return p

@@ -341,6 +341,14 @@ class _Watcher:
             return "failed", None, f"{exc} (retried next run)"
         minimum = float(self.site.thresholds["min_usable_fraction"])
         if frac < minimum:
+            if frac == 0:
+                where = ", ".join(Path(p).name for p in acq.paths[:2])
+                return (
+                    "unusable",
+                    frac,
+                    f"nothing of the AOI observable in {where} (outside the AOI, or cloud, no "
+                    f"data or a blank image); min_usable_fraction is {minimum:.0%}",
+                )
             return (
                 "unusable",
                 frac,

@@ -83,7 +83,7 @@ def command(
     every site keeps its own history database and lock.
     """
     from sohae_watch.distributed import SiteRun, watch_sites
-    from sohae_watch.site import load_site
+    from sohae_watch.site import load_site, site_imagery
     from sohae_watch.state import LockBusy
     from sohae_watch.watch import resolve_state_path, run_watch
 
@@ -91,9 +91,7 @@ def command(
         raise click.UsageError("watch needs --site SITE or --sites DIR_OR_LIST (one of them)")
     if site:
         site_obj = load_site(site)
-        folder = imagery if imagery is not None else site_obj.imagery
-        if folder is None:
-            raise click.UsageError("give --imagery DIR (the site file has no imagery:)")
+        folder = imagery if imagery is not None else site_imagery(site_obj)
         db_path = resolve_state_path(site_obj, state)
         out_dir = out if out is not None else db_path.parent / f"{site_obj.id}-reports"
         runs = [SiteRun(site_obj, Path(folder), db_path, out_dir, nodata, wait)]
@@ -181,9 +179,9 @@ def _site_runs(
         for key in (s.id, db_path.resolve()):
             if key in seen:
                 raise click.UsageError(
-                    f"sites {seen[key]} and {s.id} share {key}; give each site its own id and state:"
+                    f"{seen[key]} and {where} share {key}; give each site its own id and state:"
                 )
-            seen[key] = s.id
+            seen[key] = str(where)
         out_dir = out / s.id if out is not None else db_path.parent / f"{s.id}-reports"
         runs.append(SiteRun(s, Path(s.imagery), db_path, out_dir, nodata, wait))
     return runs
@@ -203,6 +201,12 @@ def _report(ctx: click.Context, summary: WatchSummary, folder: Path, indent: str
             f"{len(summary.skipped_files)} file(s) skipped and {len(summary.failed)} date(s) set "
             "aside (the warnings say why); they are retried on the next run."
         )
+    if summary.nothing_new and summary.acquisitions == 0:
+        say(
+            f"No acquisition in {folder}: no raster with a date there yet; "
+            f"{len(summary.events)} event(s) in the history {db_path}."
+        )
+        return False
     if summary.nothing_new:
         latest = max(summary.usable).isoformat() if summary.usable else "none"
         say(
