@@ -31,6 +31,29 @@ def test_new_database_is_migrated_to_current_version(tmp_path: Path) -> None:
     again.close()
 
 
+def test_a_version_1_history_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Version 2 adds the table of archived acquisitions; a history made by version 1 keeps
+    everything it had."""
+    from sohae_watch.state import MIGRATIONS
+
+    path = tmp_path / "state.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("BEGIN")
+    MIGRATIONS[0](raw)
+    raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    raw.execute("INSERT INTO schema_version VALUES (1)")
+    raw.execute(
+        "INSERT INTO acquisitions VALUES ('2019-02-16', 'fp', '[]', 1.0, 'usable', NULL, 'x', 'x')"
+    )
+    raw.execute("COMMIT")
+    raw.close()
+    con = connect(path)
+    assert schema_version(con) == SCHEMA_VERSION == 2
+    assert con.execute("SELECT date FROM acquisitions").fetchall()[0][0] == "2019-02-16"
+    assert con.execute("SELECT count(*) FROM archived").fetchone()[0] == 0
+    con.close()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     connect(path).close()

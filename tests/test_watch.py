@@ -460,14 +460,36 @@ def test_vanished_imagery_does_not_wipe_history(site: Path, tmp_path: Path) -> N
     assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
 
 
-def test_removed_acquisition_corrects_history(site: Path, tmp_path: Path) -> None:
+def test_archived_imagery_keeps_its_history_until_forgotten(site: Path, tmp_path: Path) -> None:
+    """Imagery pruned from the folder once processed (archived to save space) keeps its events:
+    its comparisons come from the database, a new acquisition is compared with the latest one
+    still there. Removing it withdrew every event it carried. `forget` drops a date on purpose,
+    and the history is corrected without it."""
     imagery = tmp_path / "imagery"
-    story(imagery)
+    story(imagery, list(STORY)[:4])
     watch(site, imagery, tmp_path)
-    (imagery / "scene_2018-08-03.tif").unlink()
-    s = watch(site, imagery, tmp_path)
+    before = sentences(tmp_path)
+    for d in list(STORY)[:3]:
+        (imagery / f"scene_{d}.tif").unlink()
+    differ = FakeDiffer()
+    s = watch(site, imagery, tmp_path, differ)
+    assert differ.calls == [] and not s.withdrawn_events
+    assert sentences(tmp_path) == before
+    assert sum("no longer in the imagery folder; its results are kept" in n for n in s.notes) == 3
+    assert watch(site, imagery, tmp_path).nothing_new  # said once
+    story(imagery, ["2019-03-02"])
+    differ = FakeDiffer()
+    watch(site, imagery, tmp_path, differ)
+    assert differ.calls == [("2019-02-16", "2019-03-02")]
+    assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED
+
+    s = watch(site, imagery, tmp_path, forget=[dt.date(2018, 8, 3)])
+    assert "2018-08-03: forgotten; history corrected without it" in s.notes
     assert "Engine test stand modified between Jul 20 and Sep 1, 2018." in sentences(tmp_path)
-    assert any("no longer in the imagery catalog" in n for n in s.notes)
+    with pytest.raises(InputError, match="still in the imagery folder"):
+        watch(site, imagery, tmp_path, forget=[dt.date(2019, 3, 2)])
+    with pytest.raises(InputError, match="no acquisition of that date"):
+        watch(site, imagery, tmp_path, forget=[dt.date(2018, 8, 3)])
 
 
 # --- concurrency and killed runs -------------------------------------------------------------------
@@ -668,7 +690,7 @@ def test_a_full_device_stops_the_run_and_a_withdrawal_is_a_change(
 ) -> None:
     """Every pair after a full device would fail alike: the run stops with exit 1 instead of
     setting the dates aside and exiting 0; pairs done before it are kept. A run that withdraws
-    recorded events changed the history, which --exit-code reports as 3."""
+    recorded events (--forget) changed the history, which --exit-code reports as 3."""
     from sohae_watch.cli.main import cli
     from sohae_watch.errors import DeviceFullError
 
@@ -707,7 +729,8 @@ def test_a_full_device_stops_the_run_and_a_withdrawal_is_a_change(
     ]
     assert CliRunner().invoke(cli, args).exit_code == 0  # nothing new
     (imagery / "scene_2018-08-03.tif").unlink()
-    r = CliRunner().invoke(cli, args)
+    assert CliRunner().invoke(cli, args).exit_code == 0  # archived: its results are kept
+    r = CliRunner().invoke(cli, [*args, "--forget", "2018-08-03"])
     assert r.exit_code == 3 and "Withdrawn (history corrected)" in r.output, r.output
 
 

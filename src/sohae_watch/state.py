@@ -27,7 +27,7 @@ from typing import IO
 
 from sohae_watch.errors import DeviceFullError, InputError, SohaeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -103,6 +103,16 @@ CREATE TABLE log (
 """
 
 
+# version 2: acquisitions processed and then removed from the imagery folder (archived) keep
+# their results; the row stays, marked here, until `watch --forget DATE`
+_V2 = """
+CREATE TABLE archived (
+    date TEXT PRIMARY KEY REFERENCES acquisitions (date) ON DELETE CASCADE,
+    since TEXT NOT NULL
+);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     """A migration running ``sql`` statement by statement inside the caller's transaction
     (``executescript`` would commit it)."""
@@ -116,7 +126,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # Migration n takes a database at version n to version n + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1),)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2))
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -6,8 +6,11 @@ pairs of them). Comparisons are cached in the database, keyed by both dates, bot
 fingerprints and the site file's fingerprint; every run replays the state machine over the
 whole catalog, computing only the comparisons not cached yet, and rewrites observations and
 events in one transaction. So a killed run loses nothing (the next one computes what is
-missing), an event is never recorded twice, and a late, replaced or removed acquisition simply
-changes the replay's input: the affected pairs are computed and the history corrected.
+missing), an event is never recorded twice, and a late or replaced acquisition simply changes
+the replay's input: the affected pairs are computed and the history corrected. An acquisition
+removed from the folder after it was processed (archived) stays in the replay with its cached
+comparisons, later ones compared with the latest acquisition still there, until it is
+forgotten on purpose (``forget``).
 
 The event rule (the contract's): each structure is compared with its *last observed* state.
 Its anchor is the last acquisition in which it was observable; when that is not the previous
@@ -220,11 +223,21 @@ class _Watcher:
     # acquisitions -------------------------------------------------------------------------------
 
     def refresh_acquisitions(
-        self, acqs: Sequence[Acquisition], skipped: Sequence[tuple[Path, str]]
+        self,
+        acqs: Sequence[Acquisition],
+        skipped: Sequence[tuple[Path, str]],
+        forget: Sequence[dt.date] = (),
     ) -> list[Acquisition]:
-        """Fingerprint, check usability of new or changed ones, record them; the usable ones."""
+        """Fingerprint, check usability of new or changed ones, record them; the usable ones.
+
+        An acquisition processed before and no longer in the imagery folder (archived, pruned)
+        keeps its results: it stays in the history, its comparisons come from the database,
+        and later acquisitions are compared with the latest one still there. ``forget`` drops
+        such dates from the history (their events are withdrawn, the history corrected)."""
         con, summary = self.con, self.summary
+        self._forget(forget, {a.date for a in acqs})
         known = {r["date"]: r for r in con.execute("SELECT * FROM acquisitions")}
+        archived = {r["date"] for r in con.execute("SELECT date FROM archived")}
         if known and not acqs:
             raise InputError(
                 f"no acquisition found in the imagery, but the history has {len(known)}; is the "
@@ -250,6 +263,10 @@ class _Watcher:
                 continue
             self.fps[acq.date] = fp
             row = known.get(key)
+            if key in archived:
+                with db.transaction(con):
+                    con.execute("DELETE FROM archived WHERE date = ?", (key,))
+                    _log(con, "restored", f"{key}: back in the imagery folder")
             if row is not None and row["fingerprint"] == fp and row["status"] != "failed":
                 if row["status"] == "usable":
                     usable.append(acq)
@@ -312,6 +329,21 @@ class _Watcher:
                 usable.append(Acquisition(day, (), ()))
                 summary.usable.append(day)
                 summary.failed.append((d, incomplete[day]))
+            elif known[d]["status"] == "usable":
+                # archived or pruned: its results stay (see the docstring)
+                self.fps[day] = known[d]["fingerprint"]
+                usable.append(Acquisition(day, (), ()))
+                summary.usable.append(day)
+                if d not in archived:
+                    msg = (
+                        f"{d}: no longer in the imagery folder; its results are kept (`watch "
+                        f"--forget {d}` drops it from the history)"
+                    )
+                    with db.transaction(con):
+                        con.execute("INSERT INTO archived VALUES (?, ?)", (d, _now()))
+                        _log(con, "archived", msg)
+                    summary.notes.append(msg)
+                    summary.changed_inputs = True
             else:
                 gone.append(d)
         usable.sort(key=lambda a: a.date)
@@ -320,11 +352,30 @@ class _Watcher:
             with db.transaction(con):
                 for d in gone:
                     con.execute("DELETE FROM acquisitions WHERE date = ?", (d,))
-                    msg = f"{d}: no longer in the imagery catalog; history corrected without it"
+                    msg = f"{d}: no longer in the imagery folder (it was not usable)"
                     _log(con, "removed", msg)
                     summary.notes.append(msg)
                     summary.changed_inputs = True
         return usable
+
+    def _forget(self, dates: Sequence[dt.date], present: set[dt.date]) -> None:
+        """Drop acquisitions no longer in the imagery folder from the history."""
+        con = self.con
+        for day in dates:
+            key = day.isoformat()
+            if day in present:
+                raise InputError(
+                    f"--forget {key}: that acquisition is still in the imagery folder; remove its "
+                    "files first (a date in the folder is always part of the history)"
+                )
+            if con.execute("SELECT 1 FROM acquisitions WHERE date = ?", (key,)).fetchone() is None:
+                raise InputError(f"--forget {key}: no acquisition of that date in the history")
+            msg = f"{key}: forgotten; history corrected without it"
+            with db.transaction(con):
+                con.execute("DELETE FROM acquisitions WHERE date = ?", (key,))
+                _log(con, "forgotten", msg)
+            self.summary.notes.append(msg)
+            self.summary.changed_inputs = True
 
     def _check(
         self, acq: Acquisition, incomplete: str | None
@@ -472,6 +523,24 @@ class _Watcher:
         )
         return PairOutcome(calls, activity)
 
+    def _available(self, before: Acquisition, after: Acquisition) -> bool:
+        """Whether the comparison of two acquisitions can be had: both have their files, or it
+        is in the database."""
+        if before.sources and after.sources:
+            return True
+        row = self.con.execute(
+            "SELECT 1 FROM pairs WHERE before_date = ? AND after_date = ? AND before_fp = ? "
+            "AND after_fp = ? AND site_fp = ?",
+            (
+                before.date.isoformat(),
+                after.date.isoformat(),
+                self.fps[before.date],
+                self.fps[after.date],
+                self.site_fp,
+            ),
+        ).fetchone()
+        return row is not None
+
     # the state machine ---------------------------------------------------------------------------
 
     def replay(
@@ -490,12 +559,23 @@ class _Watcher:
         stood = {s.id: s.baseline == "present" for s in structures}
         for s in structures:
             cells[(s.id, first)] = Cell(state[s.id], False)
-        for prev, cur in itertools.pairwise(usable):
-            chain = self.pair(prev, cur, stood, out_dir)
+        for i, (prev, cur) in enumerate(itertools.pairwise(usable)):
+            # a date whose files are gone (archived) serves from the database; where a
+            # comparison with it is missing, the latest acquisition still on disk stands in
+            base: Acquisition | None = prev
+            if not self._available(prev, cur):
+                base = next((a for a in reversed(usable[: i + 1]) if a.sources), None)
+            if base is None:  # nothing before it left to compare with
+                for s in structures:
+                    cells[(s.id, cur.date)] = Cell(state[s.id], False)
+                continue
+            chain = self.pair(base, cur, stood, out_dir)
             for s in structures:
                 a = anchor[s.id]
-                candidates = [(chain, prev.date)]
-                if a != prev.date:
+                # a comparison counts from the structure's last observed state, never from
+                # before it (a change already recorded would be recorded again)
+                candidates = [(chain, base.date)] if base.date >= a else []
+                if a != base.date and self._available(by_date[a], cur):
                     bridge = self.pair(by_date[a], cur, stood, out_dir)
                     candidates.insert(0, (bridge, a))
                 call, since = None, None
@@ -545,10 +625,10 @@ class _Watcher:
                         f"{NEW_ACTIVITY} at {activity_place(act.lon, act.lat)}",
                         ACTIVITY_STATUS.get(act.change_type or "", "modified"),
                         NEW_ACTIVITY,
-                        prev.date,
+                        base.date,
                         cur.date,
                         act.confidence,
-                        activity_sentence(act.lon, act.lat, act.area_m2, prev.date, cur.date),
+                        activity_sentence(act.lon, act.lat, act.area_m2, base.date, cur.date),
                     )
                 )
         return sorted(events, key=sort_key), cells
@@ -620,9 +700,11 @@ def run_watch(
     differ: Differ | None = None,
     usability: Usability | None = None,
     lock_wait: float = 0.0,
+    forget: Sequence[dt.date] = (),
 ) -> WatchSummary:
     """One monitoring run (see the module docstring). Raises state.LockBusy when another run
-    holds the database's lock after ``lock_wait`` seconds."""
+    holds the database's lock after ``lock_wait`` seconds. ``forget``: dates no longer in the
+    imagery folder to drop from the history."""
     imagery = Path(imagery)
     if not imagery.exists():
         raise InputError(f"{imagery}: imagery folder or STAC catalog not found; give --imagery")
@@ -634,7 +716,7 @@ def run_watch(
     with db.run_lock(db_path, wait=lock_wait):
         con = db.connect(db_path)
         try:
-            _run(site, imagery, out_dir, con, summary, nodata, differ, usability)
+            _run(site, imagery, out_dir, con, summary, nodata, differ, usability, forget)
         except sqlite3.OperationalError as exc:
             raise db.database_error(db_path, exc) from exc
         finally:
@@ -651,6 +733,7 @@ def _run(
     nodata: float | None,
     differ: Differ | None,
     usability: Usability | None,
+    forget: Sequence[dt.date] = (),
 ) -> None:
     """The body of :func:`run_watch`, with the database open and locked."""
     db_path = summary.db_path
@@ -665,7 +748,7 @@ def _run(
         differ or pipeline_differ(site),
         usability or pipeline_usability(site),
     )
-    usable = watcher.refresh_acquisitions(acqs, skipped)
+    usable = watcher.refresh_acquisitions(acqs, skipped, forget)
     while True:
         try:
             events, cells = watcher.replay(usable, out_dir)

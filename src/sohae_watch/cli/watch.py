@@ -62,6 +62,14 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Exit 3 when this run changed the history: new events, or recorded ones withdrawn.",
 )
+@click.option(
+    "--forget",
+    "forget",
+    multiple=True,
+    metavar="YYYY-MM-DD",
+    help="Drop an acquisition no longer in the imagery folder from the history (its events are "
+    "withdrawn); repeatable. Removed imagery otherwise keeps its results.",
+)
 @cluster_options
 @click.pass_context
 def command(
@@ -74,6 +82,7 @@ def command(
     nodata: float | None,
     wait: float,
     exit_code: bool,
+    forget: tuple[str, ...],
     scheduler: str | None,
     dask_workers: int | None,
 ) -> None:
@@ -82,6 +91,7 @@ def command(
     With --sites, or on a Dask cluster (--scheduler / --workers), each site's watch is one task;
     every site keeps its own history database and lock.
     """
+    from sohae_watch.dates import parse_date
     from sohae_watch.distributed import SiteRun, watch_sites
     from sohae_watch.site import load_site, site_imagery
     from sohae_watch.state import LockBusy
@@ -89,6 +99,14 @@ def command(
 
     if bool(site) == bool(sites):
         raise click.UsageError("watch needs --site SITE or --sites DIR_OR_LIST (one of them)")
+    if forget and (sites or scheduler is not None or dask_workers is not None):
+        raise click.UsageError(
+            "--forget is for one site's history, run here: give it with --site, without a cluster"
+        )
+    try:
+        forget_dates = [parse_date(d) for d in forget]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--forget") from exc
     if site:
         site_obj = load_site(site)
         folder = imagery if imagery is not None else site_imagery(site_obj)
@@ -107,7 +125,13 @@ def command(
         run = runs[0]
         try:
             summary = run_watch(
-                run.site, run.imagery, run.db_path, run.out_dir, nodata=nodata, lock_wait=wait
+                run.site,
+                run.imagery,
+                run.db_path,
+                run.out_dir,
+                nodata=nodata,
+                lock_wait=wait,
+                forget=forget_dates,
             )
         except LockBusy as exc:
             click.echo(str(exc), err=True)
