@@ -828,3 +828,32 @@ def test_samples_full_story(tmp_path: Path, samples: Path) -> None:
         ]
     assert wrong, f"watch lost events the pipeline found: {sorted(expected - got)}"
     pytest.fail("the diff pipeline misses events on the samples: " + "; ".join(wrong))
+
+
+def test_progress_is_told_after_each_acquisition(site: Path, tmp_path: Path) -> None:
+    imagery = tmp_path / "imagery"
+    story(imagery)
+    seen: list[tuple[int, int]] = []
+    watch(site, imagery, tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, len(STORY) - 1) for k in range(1, len(STORY))]
+
+
+def test_a_broken_site_file_stops_only_its_own_site(
+    site: Path, tmp_path: Path, fake_pipeline: None
+) -> None:
+    """With --sites, one malformed file among many stopped every site's watch; now its error is
+    printed, the others run, and the exit status is 2."""
+    from sohae_watch.cli.main import cli
+
+    imagery = tmp_path / "imagery"
+    story(imagery)
+    folder = tmp_path / "sites"
+    folder.mkdir()
+    doc = json.loads(site.read_text())
+    doc.update(imagery=str(imagery), state=str(tmp_path / "good.db"))
+    (folder / "good.yaml").write_text(json.dumps(doc))
+    (folder / "broken.yaml").write_text("id: [unclosed\n")
+    r = CliRunner().invoke(cli, ["watch", "--sites", str(folder), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert "broken.yaml: not valid YAML" in r.output
+    assert "New event: Launch pad structures rebuilt" in r.output

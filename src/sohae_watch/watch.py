@@ -544,9 +544,13 @@ class _Watcher:
     # the state machine ---------------------------------------------------------------------------
 
     def replay(
-        self, usable: Sequence[Acquisition], out_dir: Path
+        self,
+        usable: Sequence[Acquisition],
+        out_dir: Path,
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[list[Event], dict[tuple[str, dt.date], Cell]]:
-        """Events and per-date cells from the usable acquisitions in date order."""
+        """Events and per-date cells from the usable acquisitions in date order; ``progress``
+        told after each acquisition."""
         structures = self.site.structures
         cells: dict[tuple[str, dt.date], Cell] = {}
         events: list[Event] = []
@@ -568,6 +572,8 @@ class _Watcher:
             if base is None:  # nothing before it left to compare with
                 for s in structures:
                     cells[(s.id, cur.date)] = Cell(state[s.id], False)
+                if progress is not None:
+                    progress(i + 1, len(usable) - 1)
                 continue
             chain = self.pair(base, cur, stood, out_dir)
             for s in structures:
@@ -631,6 +637,8 @@ class _Watcher:
                         activity_sentence(act.lon, act.lat, act.area_m2, base.date, cur.date),
                     )
                 )
+            if progress is not None:
+                progress(i + 1, len(usable) - 1)
         return sorted(events, key=sort_key), cells
 
     def record(self, events: Sequence[Event], cells: Mapping[tuple[str, dt.date], Cell]) -> None:
@@ -701,10 +709,12 @@ def run_watch(
     usability: Usability | None = None,
     lock_wait: float = 0.0,
     forget: Sequence[dt.date] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> WatchSummary:
     """One monitoring run (see the module docstring). Raises state.LockBusy when another run
     holds the database's lock after ``lock_wait`` seconds. ``forget``: dates no longer in the
-    imagery folder to drop from the history."""
+    imagery folder to drop from the history. ``progress(done, total)``: after each acquisition
+    compared with the one before."""
     imagery = Path(imagery)
     if not imagery.exists():
         raise InputError(f"{imagery}: imagery folder or STAC catalog not found; give --imagery")
@@ -716,7 +726,7 @@ def run_watch(
     with db.run_lock(db_path, wait=lock_wait):
         con = db.connect(db_path)
         try:
-            _run(site, imagery, out_dir, con, summary, nodata, differ, usability, forget)
+            _run(site, imagery, out_dir, con, summary, nodata, differ, usability, forget, progress)
         except sqlite3.OperationalError as exc:
             raise db.database_error(db_path, exc) from exc
         finally:
@@ -734,6 +744,7 @@ def _run(
     differ: Differ | None,
     usability: Usability | None,
     forget: Sequence[dt.date] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """The body of :func:`run_watch`, with the database open and locked."""
     db_path = summary.db_path
@@ -751,7 +762,7 @@ def _run(
     usable = watcher.refresh_acquisitions(acqs, skipped, forget)
     while True:
         try:
-            events, cells = watcher.replay(usable, out_dir)
+            events, cells = watcher.replay(usable, out_dir, progress)
             break
         except _Failed as exc:
             watcher.mark_failed(exc.date, exc.reason)

@@ -93,12 +93,14 @@ def command(
     """
     from sohae_watch.dates import parse_date
     from sohae_watch.distributed import SiteRun, watch_sites
+    from sohae_watch.errors import InputError
     from sohae_watch.site import load_site, site_imagery
     from sohae_watch.state import LockBusy
     from sohae_watch.watch import resolve_state_path, run_watch
 
     if bool(site) == bool(sites):
         raise click.UsageError("watch needs --site SITE or --sites DIR_OR_LIST (one of them)")
+    bad_sites = 0
     if forget and (sites or scheduler is not None or dask_workers is not None):
         raise click.UsageError(
             "--forget is for one site's history, run here: give it with --site, without a cluster"
@@ -120,7 +122,17 @@ def command(
                 "with --sites each site uses its file's imagery: and state:; "
                 "leave out --imagery and --state"
             )
-        runs = _site_runs([load_site(s) for s in _site_specs(sites)], out, nodata, wait)
+        loaded, bad_sites = [], 0
+        for spec in _site_specs(sites):
+            # a broken site file stops its own site only: the others' watch goes on
+            try:
+                loaded.append(load_site(spec))
+            except InputError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                bad_sites += 1
+        if not loaded:
+            ctx.exit(2)
+        runs = _site_runs(loaded, out, nodata, wait)
     if scheduler is None and dask_workers is None and len(runs) == 1:
         run = runs[0]
         try:
@@ -132,11 +144,14 @@ def command(
                 nodata=nodata,
                 lock_wait=wait,
                 forget=forget_dates,
+                progress=progress_reporter(ctx, "acquisitions"),
             )
         except LockBusy as exc:
             click.echo(str(exc), err=True)
             return
         new = _report(ctx, summary, run.imagery, "")
+        if bad_sites:
+            ctx.exit(2)
         if exit_code and new:
             ctx.exit(3)
         return
@@ -158,8 +173,8 @@ def command(
             failed = max(failed, o.exit_code)
         else:
             new_events = _report(ctx, o.summary, o.run.imagery, indent) or new_events
-    if failed:
-        ctx.exit(failed)
+    if failed or bad_sites:
+        ctx.exit(max(failed, 2 if bad_sites else 0))
     if exit_code and new_events:
         ctx.exit(3)
 
