@@ -857,3 +857,56 @@ def test_a_broken_site_file_stops_only_its_own_site(
     assert r.exit_code == 2, r.output
     assert "broken.yaml: not valid YAML" in r.output
     assert "New event: Launch pad structures rebuilt" in r.output
+
+
+def test_copied_imagery_and_a_comment_in_the_site_file_recompute_nothing(
+    site: Path, tmp_path: Path
+) -> None:
+    """The fingerprints held the files' modification times and the site file's bytes: a copy
+    without -p, a touch or a comment had every pair recomputed."""
+    import shutil
+
+    imagery = tmp_path / "imagery"
+    story(imagery)
+    watch(site, imagery, tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(imagery, copy, copy_function=shutil.copyfile)  # new modification times
+    site.write_text(site.read_text() + "\n# reviewed by the analyst\n")
+    differ = FakeDiffer()
+    s = watch(site, copy, tmp_path, differ)
+    assert differ.calls == [] and s.nothing_new
+    # a footprint moved is a change of what the comparisons measured: all recomputed
+    doc = json.loads(site.read_text().split("\n#")[0])
+    doc["structures"][0]["geometry"]["coordinates"] = _box(-28, 0, 10)
+    site.write_text(json.dumps(doc))
+    differ = FakeDiffer()
+    watch(site, copy, tmp_path, differ)
+    assert len(differ.calls) == 5
+
+
+def test_a_schema_1_history_is_rekeyed_not_recomputed(site: Path, tmp_path: Path) -> None:
+    """Its fingerprints held modification times and the site file's bytes; upgrading must not
+    recompute an archive's every pair."""
+    import hashlib
+
+    from sohae_watch.imagery import acquisition_fingerprint
+    from sohae_watch.ingest import open_acquisition
+
+    imagery = tmp_path / "imagery"
+    story(imagery)
+    watch(site, imagery, tmp_path)
+    con = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    legacy_site = hashlib.sha1(site.read_bytes()).hexdigest()
+    con.execute("UPDATE pairs SET site_fp = ?", (legacy_site,))
+    for f in sorted(imagery.iterdir()):
+        acq = open_acquisition(f)
+        key = acq.date.isoformat()
+        new, old = acquisition_fingerprint(acq), acquisition_fingerprint(acq, with_mtime=True)
+        con.execute("UPDATE acquisitions SET fingerprint = ? WHERE date = ?", (old, key))
+        con.execute("UPDATE pairs SET before_fp = ? WHERE before_fp = ?", (old, new))
+        con.execute("UPDATE pairs SET after_fp = ? WHERE after_fp = ?", (old, new))
+    con.close()
+    differ = FakeDiffer()
+    s = watch(site, imagery, tmp_path, differ)
+    assert differ.calls == [] and s.nothing_new
+    assert [e["sentence"] for e in history(tmp_path) if e["structure_id"]] == EXPECTED

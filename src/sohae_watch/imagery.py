@@ -30,6 +30,7 @@ from sohae_watch.site import Site
 __all__ = [
     "acquisition_fingerprint",
     "file_fingerprint",
+    "legacy_site_fingerprint",
     "load_imagery",
     "site_fingerprint",
     "stac_catalog",
@@ -123,9 +124,11 @@ def load_imagery(
     return catalog(imagery, nodata=nodata, strict=False)
 
 
-def file_fingerprint(path: Path) -> str:
-    """Size, modification time and a hash of the first and last MB: changes when a file is
-    replaced, cheap for large scenes."""
+def file_fingerprint(path: Path, *, with_mtime: bool = False) -> str:
+    """Size and a hash of the first and last MB: changes when a file is replaced, cheap for
+    large scenes, and the same for a copy or a touched file (a copy without ``-p`` would
+    otherwise have every pair recomputed). ``with_mtime``: the form histories of schema 1
+    stored, which also held the modification time; kept to recognise those."""
     st = path.stat()
     h = hashlib.sha1()
     with open(path, "rb") as fh:
@@ -133,24 +136,40 @@ def file_fingerprint(path: Path) -> str:
         if st.st_size > FINGERPRINT_BYTES:
             fh.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
             h.update(fh.read(FINGERPRINT_BYTES))
-    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+    if with_mtime:
+        return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()}"
+    return f"{st.st_size}:{h.hexdigest()}"
 
 
-def acquisition_fingerprint(acq: Acquisition) -> str:
+def acquisition_fingerprint(acq: Acquisition, *, with_mtime: bool = False) -> str:
     h = hashlib.sha1()
     for s in sorted(acq.sources, key=lambda s: s.path.name):
-        h.update(f"{s.path.name}\0{file_fingerprint(s.path)}\n".encode())
+        h.update(f"{s.path.name}\0{file_fingerprint(s.path, with_mtime=with_mtime)}\n".encode())
     return h.hexdigest()
 
 
 def site_fingerprint(site: Site) -> str:
-    """Changes when the site file does, so calls made against old footprints are not reused."""
+    """Changes when what the comparisons depend on does (grid, AOI, footprints, baselines,
+    thresholds), so calls made against old footprints are not reused; a comment, a name or
+    the imagery: path edited in the site file changes nothing."""
     h = hashlib.sha1()
-    if site.path is not None and site.path.is_file():
-        h.update(site.path.read_bytes())
-    else:
-        h.update(
-            repr((site.id, [(s.id, s.geometry.wkt, s.baseline) for s in site.structures])).encode()
-        )
-        h.update(repr(sorted(site.thresholds.items())).encode())
+    h.update(
+        repr(
+            (
+                site.crs.to_wkt(),
+                site.resolution,
+                site.aoi.wkt,
+                [(s.id, s.geometry.wkt, s.baseline) for s in site.structures],
+                sorted(site.thresholds.items()),
+            )
+        ).encode()
+    )
     return h.hexdigest()
+
+
+def legacy_site_fingerprint(site: Site) -> str | None:
+    """The site fingerprint histories of schema 1 stored (a hash of the file's bytes), None
+    without a file: pairs stored under it are re-keyed, not recomputed."""
+    if site.path is None or not site.path.is_file():
+        return None
+    return hashlib.sha1(site.path.read_bytes()).hexdigest()

@@ -43,7 +43,12 @@ from sohae_watch.history import (
     structure_sentence,
     write_history_files,
 )
-from sohae_watch.imagery import acquisition_fingerprint, load_imagery, site_fingerprint
+from sohae_watch.imagery import (
+    acquisition_fingerprint,
+    legacy_site_fingerprint,
+    load_imagery,
+    site_fingerprint,
+)
 from sohae_watch.ingest import Acquisition
 from sohae_watch.outputs import check_writable, outside_imagery
 from sohae_watch.site import Site
@@ -219,6 +224,15 @@ class _Watcher:
         self.usability = usability
         self.site_fp = site_fingerprint(site)
         self.fps: dict[dt.date, str] = {}
+        legacy = legacy_site_fingerprint(site)
+        if (
+            legacy is not None
+            and con.execute("SELECT 1 FROM pairs WHERE site_fp = ? LIMIT 1", (legacy,)).fetchone()
+        ):
+            with db.transaction(con):  # stored by schema 1: the same site, a new key
+                con.execute(
+                    "UPDATE pairs SET site_fp = ? WHERE site_fp = ?", (self.site_fp, legacy)
+                )
 
     # acquisitions -------------------------------------------------------------------------------
 
@@ -261,8 +275,10 @@ class _Watcher:
                 log.warning("%s: set aside, cannot read its files: %s", key, exc)
                 summary.failed.append((key, f"cannot read: {exc}"))
                 continue
-            self.fps[acq.date] = fp
             row = known.get(key)
+            if row is not None and row["fingerprint"] != fp:
+                row = self._rekeyed(acq, row, fp)
+            self.fps[acq.date] = fp
             if key in archived:
                 with db.transaction(con):
                     con.execute("DELETE FROM archived WHERE date = ?", (key,))
@@ -357,6 +373,30 @@ class _Watcher:
                     summary.notes.append(msg)
                     summary.changed_inputs = True
         return usable
+
+    def _rekeyed(self, acq: Acquisition, row: sqlite3.Row, fp: str) -> sqlite3.Row:
+        """``row`` under the fingerprint ``fp`` when it holds the same files' fingerprint in the
+        form of schema 1 (with modification times), its pairs re-keyed; else ``row``."""
+        try:
+            legacy = acquisition_fingerprint(acq, with_mtime=True)
+        except OSError:
+            return row
+        if row["fingerprint"] != legacy:
+            return row
+        key = acq.date.isoformat()
+        con = self.con
+        with db.transaction(con):
+            con.execute("UPDATE acquisitions SET fingerprint = ? WHERE date = ?", (fp, key))
+            con.execute(
+                "UPDATE pairs SET before_fp = ? WHERE before_date = ? AND before_fp = ?",
+                (fp, key, legacy),
+            )
+            con.execute(
+                "UPDATE pairs SET after_fp = ? WHERE after_date = ? AND after_fp = ?",
+                (fp, key, legacy),
+            )
+        new = con.execute("SELECT * FROM acquisitions WHERE date = ?", (key,)).fetchone()
+        return new if new is not None else row
 
     def _forget(self, dates: Sequence[dt.date], present: set[dt.date]) -> None:
         """Drop acquisitions no longer in the imagery folder from the history."""
