@@ -187,6 +187,44 @@ def test_coregister_files_writes_corrected_target(tmp_path: Path) -> None:
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == res.n_points
 
 
+def test_a_multiband_target_under_an_affine_model_is_resampled_band_by_band(
+    tmp_path: Path,
+) -> None:
+    """The affine path's spline prefilter ran over the band axis too, on pixels not yet filled:
+    every multiband target corrected with an affine model came out all zeros, exit 0."""
+    from sohae_watch.coreg_files import coregister_files
+
+    img = texture(8, n=N + 80) * 20
+    c = N / 2.0
+    m = Affine.translation(c, c) * Affine.rotation(0.4) * Affine.translation(-c, -c)
+    yy, xx = np.mgrid[0:N, 0:N].astype(float)
+    sx, sy = (~m) * (xx + 0.5, yy + 0.5)
+    moved_img = ndi.map_coordinates(img, [sy - 0.5 + 40, sx - 0.5 + 40], order=3)
+    ref = img[40 : 40 + N, 40 : 40 + N]
+    bands = (lambda a: a, lambda a: 0.5 * a + 700, lambda a: 4000 - 0.3 * a)
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    for name, base in (("ref.tif", ref), ("tgt.tif", moved_img)):
+        with rasterio.open(
+            tmp_path / name, "w", driver="GTiff", width=N, height=N, count=3, dtype="uint16",
+            crs="EPSG:32633", transform=t0,
+        ) as dst:  # fmt: skip
+            dst.write(np.stack([f(base) for f in bands]).astype(np.uint16))
+            dst.update_tags(TIFFTAG_DATETIME="2020:01:01 00:00:00")
+    out = tmp_path / "out.tif"
+    res = coregister_files(tmp_path / "ref.tif", tmp_path / "tgt.tif", out, mode="local")
+    assert res.status == "ok" and res.model_kind == "affine"
+    with rasterio.open(out) as ds:
+        corr = ds.read().astype(np.float32)
+        valid = ds.read_masks(1) > 0
+    inner = np.zeros(valid.shape, bool)
+    inner[40:-40, 40:-40] = True
+    assert valid[inner].all()
+    for b, f in enumerate(bands):
+        want = f(ref).astype(np.uint16).astype(np.float32)
+        err = np.abs(corr[b] - want)[inner]
+        assert float(np.median(err)) < 0.05 * float(np.std(want[inner])), b
+
+
 def big_pair_recipe(n: int, shift: tuple[int, int], seed: int = 0) -> np.ndarray:
     """The mean of the visible bands of ``../shared/bench/make_big_pair.py``'s texture (three
     sinusoids under independent white noise per band; 'after' moved and with bright squares)."""

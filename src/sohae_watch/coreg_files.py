@@ -332,9 +332,12 @@ def _spline_strip(
     iv = np.clip(np.floor(v).astype(np.intp), 0, core.shape[0] - 1)
     ok = core[iv, iu]
     del iu, iv
-    coef = ndi.spline_filter(_fill_invalid(data, valid)[0] if data.shape[0] == 1 else data,
-                             order=3, mode="mirror", output=np.float32)  # fmt: skip
-    coef = coef.reshape(data.shape)
+    # per band, over the rows and columns only (a 3-D filter ran along the bands too), invalid
+    # pixels filled first (a NaN spreads through the whole recursive filter: an all-zero output)
+    filled = _fill_invalid(data, valid)
+    coef = np.empty(filled.shape, np.float32)
+    for b in range(filled.shape[0]):
+        ndi.spline_filter(filled[b], order=3, mode="mirror", output=coef[b])
     out = np.empty((data.shape[0], height, width), np.float32)
     half = height // 2
 
