@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,16 @@ def test_to_dict_metres_east_and_north() -> None:
     assert d["shift_y_m"] == pytest.approx(18.0, abs=0.3)  # north positive
     assert d["status"] == "ok" and d["model"] == "translation"
     json.dumps(d)
+    # a reference in degrees (or feet): metres, not the CRS's units, east and north positive
+    deg = 10.0 / 111_320.0  # about 10 m of latitude
+    geographic = Grid(CRS.from_epsg(4326), Affine(deg, 0, 15.0, 0, -deg, 52.7), N, N)
+    g = res.to_dict(geographic)
+    assert g["shift_y_m"] == pytest.approx(18.0, abs=0.4)
+    assert g["shift_x_m"] == pytest.approx(
+        6.0 * math.cos(math.radians(52.7 - N / 2 * deg)), abs=0.3
+    )
+    feet = Grid(CRS.from_epsg(2277), Affine(10, 0, 3e6, 0, -10, 1e7), N, N)  # US survey feet
+    assert res.to_dict(feet)["shift_x_m"] == pytest.approx(6.0 * 0.3048, abs=0.1)
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine, nodata: float | None = None) -> None:
@@ -273,3 +284,42 @@ def test_shift_beyond_the_coarse_windows_is_found() -> None:
     inliers = [p for p in res.points if p.valid]
     assert len(inliers) >= 6
     assert all(abs(p.dx - sx) < 0.2 and abs(p.dy - sy) < 0.2 for p in inliers)
+
+
+def test_coregister_command_refuses_outputs_over_its_inputs_and_needs_no_date(
+    tmp_path: Path,
+) -> None:
+    """--out or --points naming an input overwrote it (the reference replaced by the corrected
+    target, exit 0); a raster without a date was refused, though co-registration needs none;
+    4 bytes per pixel were written as RGB + alpha, the near-infrared band read as transparency."""
+    from click.testing import CliRunner
+
+    from sohae_watch.cli.main import cli
+
+    img = texture(9) * 20
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    paths = {}
+    for name, data in (("ref.tif", moved(img, 0, 0)), ("tgt.tif", moved(img, 1.3, -0.6))):
+        paths[name] = tmp_path / name  # no date: neither tag nor name
+        with rasterio.open(
+            paths[name], "w", driver="GTiff", width=N, height=N, count=4, dtype="uint8",
+            crs="EPSG:32633", transform=t0, photometric="MINISBLACK",
+        ) as dst:  # fmt: skip
+            dst.write(np.stack([np.clip(data / 20, 0, 255)] * 4).astype(np.uint8))
+            dst.descriptions = ("red", "green", "blue", "nir")
+    ref, tgt = str(paths["ref.tif"]), str(paths["tgt.tif"])
+    kept = paths["ref.tif"].read_bytes()
+    runner = CliRunner()
+    for extra, says in (
+        (["--out", ref], "--out is an input of this run"),
+        (["--out", str(tmp_path / "o.tif"), "--points", tgt], "--points is an input of this run"),
+        (["--out", str(tmp_path / "o.png")], "give --out a .tif name"),
+    ):
+        res = runner.invoke(cli, ["coregister", ref, tgt, *extra])
+        assert res.exit_code == 2 and says in res.output, res.output
+    assert paths["ref.tif"].read_bytes() == kept
+    res = runner.invoke(cli, ["coregister", ref, tgt, "--out", str(tmp_path / "o.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.count == 4 and ds.colorinterp[3] != rasterio.enums.ColorInterp.alpha
+        assert "TIFFTAG_DATETIME" not in ds.tags()

@@ -25,6 +25,7 @@ from sohae_watch.coregister import MAX_POINTS, CoregResult, Mode, coregister_rea
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import (
+    UNDATED,
     Acquisition,
     GridReader,
     ResamplingName,
@@ -201,8 +202,8 @@ def measure_files(
 
     Returns the result, the reference grid and the target acquisition (for :func:`write_corrected`).
     """
-    ref_acq = open_acquisition(reference, nodata=nodata)
-    tgt_acq = open_acquisition(target, nodata=nodata)
+    ref_acq = open_acquisition(reference, nodata=nodata, dated=False)
+    tgt_acq = open_acquisition(target, nodata=nodata, dated=False)
     grid = native_grid(ref_acq)
     _check_overlap(tgt_acq, grid, Path(target))
     block = block_rows(ref_acq, grid)
@@ -399,6 +400,9 @@ def write_corrected(
         "nodata": nodata,
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
+        # every band a plain sample: GDAL's default for 4 bytes per pixel (RGB + alpha) turned a
+        # near-infrared band into transparency
+        "PHOTOMETRIC": "MINISBLACK",
     }
     model = result.model
     # an affine whose linear part moves no pixel of the grid by 0.005 px is applied as the
@@ -423,14 +427,14 @@ def write_corrected(
             ) as reader,
             rasterio.open(tmp, "w", **profile) as dst,
         ):
-            for i, role in enumerate(tgt_acq.roles):
-                dst.set_band_description(
-                    i + 1, descriptions[i] if i < len(descriptions) and descriptions[i] else role
-                )
-            dst.update_tags(
-                COREGISTRATION=json.dumps(result.to_dict(grid)),
-                TIFFTAG_DATETIME=tgt_acq.date.strftime("%Y:%m:%d 00:00:00"),
-            )
+            # the target's own band names, none invented (a band without one keeps the role
+            # its position gives it, as it had in the target)
+            for i in range(len(tgt_acq.roles)):
+                if i < len(descriptions) and descriptions[i]:
+                    dst.set_band_description(i + 1, descriptions[i])
+            dst.update_tags(COREGISTRATION=json.dumps(result.to_dict(grid)))
+            if tgt_acq.date != UNDATED:
+                dst.update_tags(TIFFTAG_DATETIME=tgt_acq.date.strftime("%Y:%m:%d 00:00:00"))
             info = np.iinfo(dtype) if np.issubdtype(np.dtype(dtype), np.integer) else None
             # full-width strips, a multiple of the block height, within the pixel budget
             per_band = STRIP_PIXELS // max(1, len(tgt_acq.roles)) // (2 if aligned else 1)
@@ -496,6 +500,7 @@ def write_points(result: CoregResult, grid: Grid, path: Path) -> None:
     for p in result.points:
         x, y = t * (p.col, p.row)
         lon, lat = tr.transform(x, y)
+        dx_m, dy_m = grid.offset_m(p.dx, p.dy)
         feats.append(
             {
                 "type": "Feature",
@@ -505,8 +510,8 @@ def write_points(result: CoregResult, grid: Grid, path: Path) -> None:
                     "row": p.row,
                     "dx_px": round(p.dx, 4),
                     "dy_px": round(p.dy, 4),
-                    "dx_m": round(t.a * p.dx + t.b * p.dy, 3),
-                    "dy_m": round(t.d * p.dx + t.e * p.dy, 3),
+                    "dx_m": round(dx_m, 3),
+                    "dy_m": round(dy_m, 3),
                     "reliability": round(p.reliability, 4),
                     "valid": p.valid,
                 },

@@ -125,9 +125,7 @@ class CoregResult:
         """The contract's ``coregistration`` record (map shifts east and north positive)."""
         sx_m = sy_m = None
         if self.shift_x_px is not None and self.shift_y_px is not None:
-            t = grid.transform
-            sx_m = float(t.a * self.shift_x_px + t.b * self.shift_y_px)
-            sy_m = float(t.d * self.shift_x_px + t.e * self.shift_y_px)
+            sx_m, sy_m = grid.offset_m(self.shift_x_px, self.shift_y_px)
         return {
             "method": self.method,
             "shift_x_px": self.shift_x_px,

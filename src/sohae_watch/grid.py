@@ -89,6 +89,27 @@ class Grid:
     def is_projected(self) -> bool:
         return bool(self.crs.is_projected)
 
+    def metres_per_unit(self) -> tuple[float, float]:
+        """Metres per CRS unit east and north at the grid's centre: (1, 1) on a metre CRS, the
+        foot's length on a feet CRS, a degree's ground length on a geographic one."""
+        if self.crs.is_geographic:
+            from pyproj import Geod
+
+            geod = Geod(ellps="WGS84")
+            cx, cy = self.transform * (self.width / 2.0, self.height / 2.0)
+            d = 1e-3
+            east = geod.inv(cx - d / 2, cy, cx + d / 2, cy)[2] / d
+            north = geod.inv(cx, cy - d / 2, cx, cy + d / 2)[2] / d
+            return float(east), float(north)
+        factor = float(self.crs.linear_units_factor[1])
+        return factor, factor
+
+    def offset_m(self, dx_px: float, dy_px: float) -> tuple[float, float]:
+        """A move of ``(dx_px, dy_px)`` pixels (columns, rows) in metres east and north."""
+        t = self.transform
+        me, mn = self.metres_per_unit()
+        return me * (t.a * dx_px + t.b * dy_px), mn * (t.d * dx_px + t.e * dy_px)
+
     def crop(self, row: int, col: int, height: int, width: int) -> Grid:
         """The sub-grid starting at pixel ``(row, col)``."""
         return Grid(self.crs, self.transform @ Affine.translation(col, row), width, height)

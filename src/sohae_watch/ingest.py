@@ -155,13 +155,22 @@ def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
     return None
 
 
+UNDATED = dt.date.min  # the date of a raster read with ``dated=False`` that gives none
+
+
 def open_raster(
-    path: str | Path, *, nodata: float | None = None, stac_date: dt.date | None = None
+    path: str | Path,
+    *,
+    nodata: float | None = None,
+    stac_date: dt.date | None = None,
+    dated: bool = True,
 ) -> RasterSource:
     """Read one raster's metadata; InputError (naming the file and the fix) when it is unusable.
 
     ``stac_date``: the date of the STAC item listing this file (``watch --imagery catalog.json``);
     it ranks where a sidecar item would, after a date tag and before the file name.
+    ``dated=False``: a raster without a (valid) date is read as :data:`UNDATED` (co-registration
+    needs none).
     """
     p = Path(path)
     if not p.exists():
@@ -186,8 +195,13 @@ def open_raster(
             tags = ds.tags()
             if stac_date is not None and not any(tags.get(k) for k in DATE_TAGS):
                 date, source = stac_date, "stac"
-            else:
+            elif dated:
                 date, source = acquisition_date(p, tags)
+            else:
+                try:
+                    date, source = acquisition_date(p, tags)
+                except InputError:
+                    date, source = UNDATED, "none"
             declared = ds.nodata
             return RasterSource(
                 path=p,
@@ -244,7 +258,7 @@ def group_acquisitions(sources: Iterable[RasterSource]) -> list[Acquisition]:
 
 
 def catalog(
-    folder: str | Path, *, nodata: float | None = None, strict: bool = True
+    folder: str | Path, *, nodata: float | None = None, strict: bool = True, dated: bool = True
 ) -> tuple[list[Acquisition], list[tuple[Path, str]]]:
     """Catalog an imagery folder: acquisitions oldest first, and the files skipped with why.
 
@@ -261,7 +275,7 @@ def catalog(
     sources, skipped = [], []
     for path in find_rasters(root):
         try:
-            sources.append(open_raster(path, nodata=nodata))
+            sources.append(open_raster(path, nodata=nodata, dated=dated))
         except InputError as exc:
             if strict:
                 raise
@@ -271,12 +285,17 @@ def catalog(
 
 
 def open_acquisition(
-    spec: str | Path, *, nodata: float | None = None, imagery: str | Path | None = None
+    spec: str | Path,
+    *,
+    nodata: float | None = None,
+    imagery: str | Path | None = None,
+    dated: bool = True,
 ) -> Acquisition:
-    """An acquisition from a raster path, a folder of tiles, or a date looked up in ``imagery``."""
+    """An acquisition from a raster path, a folder of tiles, or a date looked up in ``imagery``.
+    ``dated=False``: paths only, and their rasters may lack a date (:data:`UNDATED`)."""
     text = str(spec)
     p = Path(text)
-    if not p.exists() and len(text) == 10 and text[4] == "-" and text[7] == "-":
+    if dated and not p.exists() and len(text) == 10 and text[4] == "-" and text[7] == "-":
         try:
             date = dt.date.fromisoformat(text)
         except ValueError as exc:
@@ -292,7 +311,7 @@ def open_acquisition(
         known = ", ".join(a.date.isoformat() for a in acqs) or "none"
         raise InputError(f"{imagery}: no acquisition dated {text} (dates found: {known})")
     if p.is_dir():
-        acqs, _ = catalog(p, nodata=nodata)
+        acqs, _ = catalog(p, nodata=nodata, dated=dated)
         if not acqs:
             raise InputError(f"{p}: folder holds no raster; give a GeoTIFF or a folder of tiles")
         if len(acqs) > 1:
@@ -303,8 +322,9 @@ def open_acquisition(
             )
         return acqs[0]
     if not p.exists():
-        raise InputError(f"{p}: no such file, folder or YYYY-MM-DD date; check the path")
-    src = open_raster(p, nodata=nodata)
+        what = "file, folder or YYYY-MM-DD date" if dated else "file or folder"
+        raise InputError(f"{p}: no such {what}; check the path")
+    src = open_raster(p, nodata=nodata, dated=dated)
     return Acquisition(src.date, (src,), src.roles)
 
 

@@ -46,8 +46,11 @@ def command(
 
     if out.exists() and out.is_dir():
         raise InputError(f"{out}: is a folder; give a file name for --out")
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"{out}: the corrected target is a GeoTIFF; give --out a .tif name")
     if not out.parent.exists():
         raise InputError(f"{out.parent}: folder does not exist; create it or change --out")
+    _check_outputs(reference, target, out, points)
     result = coregister_files(
         reference,
         target,
@@ -56,7 +59,7 @@ def command(
         points_out=points,
         mode=mode,  # type: ignore[arg-type]
     )
-    grid = native_grid(open_acquisition(reference, nodata=nodata))
+    grid = native_grid(open_acquisition(reference, nodata=nodata, dated=False))
     for line in summary_lines(result, grid):
         echo(ctx, line)
     if points is not None:
@@ -69,3 +72,23 @@ def command(
     if result.status == "low-confidence":
         click.echo("warning: low-confidence co-registration; check the tie points", err=True)
     echo(ctx, f"corrected target written to {out}")
+
+
+def _check_outputs(reference: Path, target: Path, out: Path, points: Path | None) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or each other, or that
+    cannot be written (one line naming the option)."""
+    from sohae_watch.errors import InputError
+    from sohae_watch.outputs import check_writable, outside_imagery
+
+    inputs = [p.resolve() for p in (reference, target)]
+    folders = [p for p in (reference, target) if p.is_dir()]
+    for option, path in (("--out", out), ("--points", points)):
+        if path is None:
+            continue
+        if path.resolve() in inputs:
+            raise InputError(f"{path}: {option} is an input of this run; give another path")
+        check_writable(path, option)
+        if folders:
+            outside_imagery(path, folders)
+    if points is not None and points.resolve() == out.resolve():
+        raise InputError(f"{points}: --points and --out are the same file; give two paths")
