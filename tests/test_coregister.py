@@ -198,6 +198,25 @@ def test_coregister_files_writes_corrected_target(tmp_path: Path) -> None:
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == res.n_points
 
 
+@pytest.mark.parametrize("mode", ["global", "local"])
+def test_the_edges_are_kept_where_the_target_reaches_beyond_the_reference(
+    tmp_path: Path, mode: str
+) -> None:
+    """The target was read on the reference's grid only, so the rows and columns whose kernel
+    reached past the reference's edge came out as nodata although the target had data there."""
+    from sohae_watch.coreg_files import coregister_files
+
+    img = texture(10) * 20
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    _write(tmp_path / "ref.tif", moved(img, 0, 0)[60:-60, 60:-60], t0 * Affine.translation(60, 60))
+    _write(tmp_path / "tgt.tif", moved(img, 2.3, -1.6), t0)  # 60 px beyond on every side
+    out = tmp_path / "out.tif"
+    res = coregister_files(tmp_path / "ref.tif", tmp_path / "tgt.tif", out, mode=mode)
+    assert res.status == "ok"
+    with rasterio.open(out) as ds:
+        assert (ds.read_masks(1) > 0).all()
+
+
 def test_a_multiband_target_under_an_affine_model_is_resampled_band_by_band(
     tmp_path: Path,
 ) -> None:

@@ -248,14 +248,14 @@ def _fill_invalid(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _shift_strip(
-    reader: GridReader, model: Affine, row: int, height: int, width: int
+    reader: GridReader | _Offset, model: Affine, row: int, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """A translation ``model``: separable cubic B-spline (prefilter, then 4 taps per axis)."""
     return _shift_block(_read_for_shift(reader, model, row, height, width), model, height, width)
 
 
 def _read_for_shift(
-    reader: GridReader, model: Affine, row: int, height: int, width: int
+    reader: GridReader | _Offset, model: Affine, row: int, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The source pixels :func:`_shift_block` needs for rows ``[row, row + height)``."""
     m = _SPLINE_MARGIN
@@ -310,8 +310,18 @@ def _shift_block(
     return out, ok
 
 
+class _Offset:
+    """A reader of grid windows over a reader of a grid ``pad`` pixels wider on every side."""
+
+    def __init__(self, reader: GridReader, pad: int) -> None:
+        self.reader, self.pad = reader, pad
+
+    def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.reader.read(row + self.pad, col + self.pad, height, width)
+
+
 def _spline_strip(
-    reader: GridReader, model: Affine, row: int, height: int, width: int
+    reader: GridReader | _Offset, model: Affine, row: int, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``[row, row + height)`` of the grid with ``model`` applied by cubic-spline resampling
     of the target's own pixels (read unresampled through the aligned path): one resampling."""
@@ -416,6 +426,10 @@ def write_corrected(
     aligned = resampling == "cubic" and all(
         aligned_offset(s, grid) is not None for s in tgt_acq.sources
     )
+    # how far beyond the grid the aligned paths read: the model's reach at the corners, the
+    # spline's support and its prefilter's margin
+    reach = max(abs(v) for c in corners for v in np.subtract(model * tuple(c), c))
+    pad = math.ceil(reach) + _SPLINE_MARGIN + 4
     out = Path(out)
     tmp = out.with_name(out.name + ".partial.tif")
     try:
@@ -423,8 +437,15 @@ def write_corrected(
             _gdal_env(),
             rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
             GridReader(
-                tgt_acq, grid, model=None if aligned else model, resampling=resampling
-            ) as reader,
+                tgt_acq,
+                # on the target's own lattice: the grid and a margin around it, so the pixels
+                # beyond the reference's edge that the kernels reach are read too
+                grid.crop(-pad, -pad, grid.height + 2 * pad, grid.width + 2 * pad)
+                if aligned
+                else grid,
+                model=None if aligned else model,
+                resampling=resampling,
+            ) as padded_reader,
             rasterio.open(tmp, "w", **profile) as dst,
         ):
             # the target's own band names, none invented (a band without one keeps the role
@@ -441,6 +462,7 @@ def write_corrected(
             rows = max(BLOCK, (per_band // max(grid.width, 1)) // BLOCK * BLOCK)
             spans = [(r, min(rows, grid.height - r)) for r in range(0, grid.height, rows)]
             shift = aligned and (model.a, model.b, model.d, model.e) == (1.0, 0.0, 0.0, 1.0)
+            reader = _Offset(padded_reader, pad if aligned else 0)
 
             def fetch(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
                 # the only thread that reads the target
