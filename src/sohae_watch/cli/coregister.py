@@ -65,9 +65,15 @@ def command(
     if points is not None:
         echo(ctx, f"tie points written to {points}")
     if result.status == "failed":
+        why = (
+            "no measuring window lies where both have valid pixels: an overlap this small or "
+            "this sparse cannot be measured; try the smaller image as REFERENCE (the output "
+            "is on its grid)"
+            if result.n_points == 0
+            else "no common texture"
+        )
         raise ProcessingError(
-            f"{target}: co-registration to {reference} failed (no common texture); "
-            f"{out} was not written"
+            f"{target}: co-registration to {reference} failed ({why}); {out} was not written"
         )
     if result.status == "low-confidence":
         click.echo("warning: low-confidence co-registration; check the tie points", err=True)
