@@ -60,3 +60,33 @@ def test_catalog_alias_text_and_skips_bad(tmp_path: Path) -> None:
 def test_ingest_without_folder_is_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["ingest", "--imagery", str(tmp_path / "none")])
     assert res.exit_code == 2 and "none" in res.output
+
+
+def test_a_file_whose_pixels_do_not_decode_is_skipped_and_a_bad_date_named(
+    tmp_path: Path,
+) -> None:
+    """A tiled file whose header reads but whose tiles do not ended the whole listing (exit 2);
+    a file named with an impossible date was told to put a date in its name."""
+    site = make_site(tmp_path)
+    img = tmp_path / "imagery"
+    big = write_raster(
+        img / "c_2019-01-03.tif", textured((512, 512), seed=2),
+        transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0), nodata=0,
+        tiled=True, compress="deflate",
+    )  # fmt: skip
+    import rasterio
+
+    with rasterio.open(big) as ds:  # the first tile, which the AOI's read decodes
+        at = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    data = bytearray(big.read_bytes())
+    data[at : at + 4096] = b"\xff" * 4096
+    big.write_bytes(bytes(data))
+    write_raster(img / "d_2019-13-45.tif", textured((100, 100)), nodata=0)
+    res = CliRunner().invoke(cli, ["ingest", "--site", str(site), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output[res.output.index("{") :])
+    assert [r["date"] for r in doc["acquisitions"]] == ["2019-01-01", "2019-01-02"]
+    reasons = {Path(s["file"]).name: s["reason"] for s in doc["skipped"]}
+    assert "pixels cannot be decoded" in reasons["c_2019-01-03.tif"]
+    assert "See previous exception" not in reasons["c_2019-01-03.tif"]
+    assert "2019-13-45 in its name is not a valid date" in reasons["d_2019-13-45.tif"]

@@ -80,6 +80,12 @@ def acquisition_date(path: Path, tags: Mapping[str, str]) -> tuple[dt.date, str]
     found = date_from_name(path.name)
     if found is not None:
         return found, "name"
+    written = _NAME_PATTERNS[1].search(path.name)
+    if written is not None:
+        raise InputError(
+            f"{path}: {written[0]} in its name is not a valid date; correct it to YYYY-MM-DD, or "
+            "set the ACQUISITION_DATE tag"
+        )
     raise InputError(
         f"{path}: no acquisition date; set the ACQUISITION_DATE tag, add a STAC item "
         f"{path.with_suffix('.json').name}, or put YYYY-MM-DD in the file name"

@@ -612,12 +612,21 @@ class GridReader:
             return self._read_source(n, src, ds, window)
         except RasterioError as exc:
             raise InputError(
-                f"{src.path}: pixels cannot be decoded ({exc}); the file is truncated or "
-                "corrupt, replace it"
+                f"{src.path}: pixels cannot be decoded ({_reason(exc)}); the file is truncated "
+                "or corrupt, replace it"
             ) from exc
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _reason(exc: BaseException) -> str:
+    """GDAL's own words for a failure: rasterio wraps them as 'Read failed. See previous
+    exception for details.', with the cause chained."""
+    cause = exc.__cause__ or exc.__context__
+    if "See previous exception" in str(exc) and cause is not None:
+        return _reason(cause)
+    return str(exc)
 
 
 def _is_translation(m: Affine) -> bool:

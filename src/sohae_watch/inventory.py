@@ -3,6 +3,7 @@ it covers and how much of that is usable (valid, not saturated cloud)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ from scipy import ndimage
 from shapely.geometry import mapping, shape
 
 from sohae_watch.area import coverage, delivered_m
+from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.ingest import Acquisition, GridReader, catalog
 from sohae_watch.site import Site
+
+log = logging.getLogger(__name__)
 
 OVERVIEW_PIXELS = 250_000  # usable fraction is measured on a coarse grid of about this many pixels
 
@@ -68,7 +72,7 @@ def describe(acq: Acquisition, site: Site | None) -> dict[str, Any]:
         "aoi_coverage": None,
         "usable_fraction": None,
     }
-    row["crs"] = row["crs"][0] if len(row["crs"]) == 1 else row["crs"]
+    row["crs"] = ", ".join(row["crs"])  # one string, tiles in several CRSs too
     if site is not None:
         grid = site.grid()
         aoi = shape(transform_geom("EPSG:4326", grid.crs, mapping(site.aoi)))
@@ -87,5 +91,13 @@ def describe_catalog(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Rows for ``ingest``: one per acquisition, and the files skipped with why."""
     acqs, skipped = catalog(folder, nodata=nodata, strict=False)
-    rows = [describe(a, site) for a in acqs]
+    rows = []
+    for a in acqs:
+        # a file whose header reads but whose pixels do not is listed as skipped, like one
+        # whose header does not, instead of ending the listing
+        try:
+            rows.append(describe(a, site))
+        except InputError as exc:
+            log.warning("skipping %s", exc)
+            skipped.extend((s.path, str(exc)) for s in a.sources)
     return rows, [{"file": str(p), "reason": r} for p, r in skipped]
