@@ -357,3 +357,22 @@ def test_taller_elements_shade_lower_roofs_when_asked() -> None:
         refl, canvas, [low, tall], SimpleNamespace(sun_azimuth=135.0, sun_elevation=89.9)
     )
     assert (refl[0] < 1).sum() <= on_low.sum() * 0.01
+
+
+def test_a_scene_replaces_its_own_files_and_refuses_anothers(tmp_path: Path) -> None:
+    """Another seed's scene rendered over a first one left the first one's rasters and masks
+    beside its own (6 acquisitions where 3 were meant); now that is refused with nothing
+    changed, while the same set rendered again replaces its files."""
+    from sohae_watch.errors import InputError
+    from sohae_watch.samples import generate_scene
+
+    out = tmp_path / "scene"
+    generate_scene(out, 7)
+    before = sorted(p.name for p in (out / "imagery").iterdir())
+    with pytest.raises(InputError, match="holds files this set does not write"):
+        generate_scene(out, 8)
+    assert sorted(p.name for p in (out / "imagery").iterdir()) == before
+    assert json.loads((out / "truth.json").read_text())["seed"] == 7
+    generate_scene(out, 7)
+    assert sorted(p.name for p in (out / "imagery").iterdir()) == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

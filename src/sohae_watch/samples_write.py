@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
 
+from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
 from sohae_watch.samples_model import (
     ABSENT,
@@ -155,11 +159,56 @@ def _to_frame(arr: np.ndarray, grid: Grid, margin: int, shift: tuple[float, floa
 IMAGERY_DIR = (
     "imagery"  # rasters go here, truth masks under truth/: a catalog of imagery/ sees no mask
 )
+TRUTH_DIR = "truth"
 
 
 def render_model(model: SceneModel, out_dir: Path) -> Path:
-    """Render every date of ``model`` into ``out_dir/imagery``; write truth masks and truth.json."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Render every date of ``model`` into ``out_dir/imagery``; write truth masks and truth.json.
+
+    The set is rendered beside, in a hidden folder, and then put in place whole: an interrupted
+    run leaves the folder as it was, and a set rendered again replaces the previous one's files.
+    A folder whose imagery/ or truth/ holds files this set does not write (another seed's scene,
+    someone's own imagery) is refused, with nothing changed."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".samples-", dir=out_dir))
+    except OSError as exc:
+        raise InputError(
+            f"{out_dir}: cannot write there ({exc.strerror}); give another folder"
+        ) from exc
+    try:
+        _render(model, stage)
+        _publish(stage, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out_dir / "truth.json"
+
+
+def _publish(stage: Path, out_dir: Path) -> None:
+    """Move the rendered set from ``stage`` into ``out_dir`` (see :func:`render_model`)."""
+    for name in (IMAGERY_DIR, TRUTH_DIR):
+        old, new = out_dir / name, stage / name
+        if old.is_dir() and new.is_dir():
+            foreign = sorted(
+                str(p.relative_to(old))
+                for p in old.rglob("*")
+                if not (new / p.relative_to(old)).exists()
+            )
+            if foreign:
+                raise InputError(
+                    f"{old}: holds files this set does not write ({', '.join(foreign[:3])}); give "
+                    f"an empty or new folder, or remove {old}"
+                )
+    for name in (IMAGERY_DIR, TRUTH_DIR):
+        old, new = out_dir / name, stage / name
+        if old.exists():
+            old.rename(stage / f".previous-{name}")
+        if new.exists():
+            new.rename(old)
+    os.replace(stage / "truth.json", out_dir / "truth.json")
+
+
+def _render(model: SceneModel, out_dir: Path) -> None:
     canvas, margin = canvas_of(model)
     ground = make_ground(canvas, model.ground, model.seed)
     every = model.structures + model.others
@@ -192,9 +241,7 @@ def render_model(model: SceneModel, out_dir: Path) -> Path:
         **model.extra_truth,
         **({"roofs_shaded": True} if model.shade_roofs else {}),
     }
-    path = out_dir / "truth.json"
-    path.write_text(json.dumps(truth, indent=2) + "\n")
-    return path
+    (out_dir / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
 
 
 def _named(model: SceneModel) -> set[str]:
@@ -285,7 +332,7 @@ def _pair_truth(
     mask[unobserved] = 255
     shift_b, shift_a = spec[b].shift, spec[a].shift
     framed = _to_frame(mask, model.grid, margin, shift_b)
-    name = f"truth/{b}_{a}.tif"
+    name = f"{TRUTH_DIR}/{b}_{a}.tif"
     write_mask(out_dir / name, model.grid, framed)
     return {
         "before": b,

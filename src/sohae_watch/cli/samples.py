@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
-from sohae_watch.cli.options import echo
+from sohae_watch.cli.options import OutputPath, echo
 
 
 @click.command("samples")
 @click.argument(
-    "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/samples/sohae")
+    "out_dir",
+    type=OutputPath(file_okay=False, path_type=Path),
+    default=Path("data/samples/sohae"),
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option(
@@ -29,9 +31,12 @@ from sohae_watch.cli.options import echo
 def command(
     ctx: click.Context, out_dir: Path, seed: int, random_scene: bool, shade_roofs: bool
 ) -> None:
-    """Generate synthetic imagery with exact ground truth (truth.json)."""
+    """Generate synthetic imagery with exact ground truth (truth.json) in OUT_DIR (default
+    data/samples/sohae)."""
+    from sohae_watch.outputs import check_writable
     from sohae_watch.samples import generate_scene, generate_sohae_samples
 
+    check_writable(out_dir, "OUT_DIR")
     truth = (
         generate_scene(out_dir, seed, shade_roofs=shade_roofs)
         if random_scene
