@@ -217,6 +217,25 @@ def test_the_edges_are_kept_where_the_target_reaches_beyond_the_reference(
         assert (ds.read_masks(1) > 0).all()
 
 
+def test_no_valid_pixel_of_the_corrected_target_equals_its_nodata(tmp_path: Path) -> None:
+    """The cubic kernel undershoots at a sharp edge down to 0, the declared nodata: such pixels
+    were valid in the mask but read as nodata by anything going by the nodata value."""
+    from sohae_watch.coreg_files import coregister_files
+
+    img = texture(11) * 20
+    img[150:250, 150:250] = 1.0  # a dark block: the kernel rings below 0.5 beside its edges
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    _write(tmp_path / "ref.tif", moved(img, 0, 0), t0)
+    _write(tmp_path / "tgt.tif", np.clip(moved(img, 1.5, -0.5), 1, None), t0, nodata=0)
+    out = tmp_path / "out.tif"
+    assert coregister_files(tmp_path / "ref.tif", tmp_path / "tgt.tif", out).status == "ok"
+    with rasterio.open(out) as ds:
+        data, valid = ds.read(1), ds.read_masks(1) > 0
+        assert ds.nodata == 0
+    assert valid.sum() > 0.9 * valid.size
+    assert not (valid & (data == 0)).any()
+
+
 def test_a_multiband_target_under_an_affine_model_is_resampled_band_by_band(
     tmp_path: Path,
 ) -> None:

@@ -500,6 +500,12 @@ def write_corrected(
                     if not valid.all():
                         data[:, ~valid] = nodata if nodata is not None else 0
                     arr = data.astype(dtype)
+                    if info is not None and nodata is not None:
+                        # a valid pixel that rounds to the nodata value would read as nodata
+                        # wherever the mask is not consulted: one step off it, as gdalwarp does
+                        step = 1 if nodata < info.max else -1
+                        for band in arr:
+                            band[valid & (band == nodata)] = nodata + step
                     mask = valid.astype(np.uint8)
                     mask *= 255
                     del data, valid

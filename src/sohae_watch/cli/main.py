@@ -64,6 +64,11 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
         # one: temporary outputs removed, the previous ones left as they were
         signal.signal(signal.SIGTERM, _terminate)
     verbosity = verbose - quiet
+    if verbosity <= 0:
+        # GDAL's own threads (compression on all cores) report through GDAL's default handler,
+        # which prints "ERROR 1: ..." on stderr: a harmless complaint of a temporary file now
+        # and then, beside a correct output. The failures that matter raise; -v shows these.
+        os.environ.setdefault("CPL_LOG", os.devnull)
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbosity
     # -q silences progress and the normal output, not warnings (a skipped corrupt file must
