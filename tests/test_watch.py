@@ -207,6 +207,12 @@ def sentences(work: Path) -> list[str]:
     return [e["sentence"] for e in history(work)]
 
 
+def cli_args(site: Path, imagery: Path, state: Path, out: Path | None, *extra: str) -> list[str]:
+    """A `watch` command line."""
+    args = ["watch", "--site", str(site), "--imagery", str(imagery), "--state", str(state)]
+    return [*args, *(["--out", str(out)] if out is not None else []), *extra]
+
+
 def story(imagery: Path, dates: list[str] | None = None) -> None:
     for d in dates or list(STORY):
         write_scene(imagery, d, STORY[d], activity=d == "2019-02-16")
@@ -592,18 +598,7 @@ def test_cli_watch_twice_and_exit_code(site: Path, tmp_path: Path, fake_pipeline
 
     imagery = tmp_path / "imagery"
     story(imagery)
-    args = [
-        "watch",
-        "--site",
-        str(site),
-        "--imagery",
-        str(imagery),
-        "--state",
-        str(tmp_path / "s.db"),
-        "--out",
-        str(tmp_path / "out"),
-        "--exit-code",
-    ]
+    args = cli_args(site, imagery, tmp_path / "s.db", tmp_path / "out", "--exit-code")
     runner = CliRunner()
     r1 = runner.invoke(cli, args)
     assert r1.exit_code == 3, r1.output
@@ -640,18 +635,7 @@ def test_cli_watch_state_from_xdg(
 def test_cli_watch_bad_imagery(site: Path, tmp_path: Path) -> None:
     from sohae_watch.cli.main import cli
 
-    r = CliRunner().invoke(
-        cli,
-        [
-            "watch",
-            "--site",
-            str(site),
-            "--imagery",
-            str(tmp_path / "nope"),
-            "--state",
-            str(tmp_path / "s.db"),
-        ],
-    )
+    r = CliRunner().invoke(cli, cli_args(site, tmp_path / "nope", tmp_path / "s.db", None))
     assert r.exit_code == 2
     assert "nope: imagery folder or STAC catalog not found" in r.output
 
@@ -715,18 +699,7 @@ def test_a_full_device_stops_the_run_and_a_withdrawal_is_a_change(
     import sohae_watch.watch as watch_mod
 
     monkeypatch.setattr(watch_mod, "pipeline_differ", lambda site: FakeDiffer())
-    args = [
-        "watch",
-        "--site",
-        str(site),
-        "--imagery",
-        str(imagery),
-        "--state",
-        str(tmp_path / "state.db"),
-        "--out",
-        str(tmp_path / "out"),
-        "--exit-code",
-    ]
+    args = cli_args(site, imagery, tmp_path / "state.db", tmp_path / "out", "--exit-code")
     assert CliRunner().invoke(cli, args).exit_code == 0  # nothing new
     (imagery / "scene_2018-08-03.tif").unlink()
     assert CliRunner().invoke(cli, args).exit_code == 0  # archived: its results are kept
@@ -744,19 +717,7 @@ def test_an_out_or_state_where_nothing_can_be_written_is_refused_before_any_work
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     for option, value in (("--out", a_file / "sub"), ("--state", a_file / "s.db")):
-        args = [
-            "watch",
-            "--site",
-            str(site),
-            "--imagery",
-            str(imagery),
-            "--state",
-            str(tmp_path / "s.db"),
-            "--out",
-            str(tmp_path / "out"),
-            option,
-            str(value),
-        ]
+        args = cli_args(site, imagery, tmp_path / "s.db", tmp_path / "out", option, str(value))
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2, r.output
         assert f"notes.txt is a file, not a folder; give another {option}" in r.output
@@ -772,17 +733,7 @@ def test_samples_full_story(tmp_path: Path, samples: Path) -> None:
     from sohae_watch.cli.main import cli
 
     site = Path(__file__).resolve().parents[1] / "configs" / "sohae.yaml"
-    args = [
-        "watch",
-        "--site",
-        str(site),
-        "--imagery",
-        str(samples / "imagery"),
-        "--state",
-        str(tmp_path / "s.db"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    args = cli_args(site, samples / "imagery", tmp_path / "s.db", tmp_path / "out")
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     h = CliRunner().invoke(
