@@ -499,18 +499,8 @@ class _Watcher:
         self, before: Acquisition, after: Acquisition, stood: Mapping[str, bool], out_dir: Path
     ) -> PairOutcome:
         """The comparison of two acquisitions: from the cache, else computed and stored."""
-        key = (
-            before.date.isoformat(),
-            after.date.isoformat(),
-            self.fps[before.date],
-            self.fps[after.date],
-            self.site_fp,
-        )
-        row = self.con.execute(
-            "SELECT id FROM pairs WHERE before_date = ? AND after_date = ? AND before_fp = ? "
-            "AND after_fp = ? AND site_fp = ?",
-            key,
-        ).fetchone()
+        key = self._pair_key(before, after)
+        row = self._cached(key)
         if row is None:
             for acq in (before, after):
                 if not acq.sources:
@@ -563,23 +553,24 @@ class _Watcher:
         )
         return PairOutcome(calls, activity)
 
+    def _pair_key(self, before: Acquisition, after: Acquisition) -> tuple[str, ...]:
+        """What a comparison is cached under: both dates, both fingerprints, the site's."""
+        b, a = before.date, after.date
+        return (b.isoformat(), a.isoformat(), self.fps[b], self.fps[a], self.site_fp)
+
+    def _cached(self, key: tuple[str, ...]) -> sqlite3.Row | None:
+        return self.con.execute(
+            "SELECT id FROM pairs WHERE before_date = ? AND after_date = ? AND before_fp = ? "
+            "AND after_fp = ? AND site_fp = ?",
+            key,
+        ).fetchone()
+
     def _available(self, before: Acquisition, after: Acquisition) -> bool:
         """Whether the comparison of two acquisitions can be had: both have their files, or it
         is in the database."""
         if before.sources and after.sources:
             return True
-        row = self.con.execute(
-            "SELECT 1 FROM pairs WHERE before_date = ? AND after_date = ? AND before_fp = ? "
-            "AND after_fp = ? AND site_fp = ?",
-            (
-                before.date.isoformat(),
-                after.date.isoformat(),
-                self.fps[before.date],
-                self.fps[after.date],
-                self.site_fp,
-            ),
-        ).fetchone()
-        return row is not None
+        return self._cached(self._pair_key(before, after)) is not None
 
     # the state machine ---------------------------------------------------------------------------
 
