@@ -163,9 +163,8 @@ def score_reports(pred_dir: Path, truth_path: Path) -> dict[str, Any]:
     other_sites = set()
     for rp in reports:
         rep = _load_json(rp)
-        rep_site = (
-            (rep.get("site") or {}).get("id") if isinstance(rep.get("site"), Mapping) else None
-        )
+        site_doc = rep.get("site")
+        rep_site = site_doc.get("id") if isinstance(site_doc, Mapping) else None
         if site and rep_site and rep_site != site:
             other_sites.add(rep_site)
             continue

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from sohae_watch.errors import DeviceFullError, InputError, SohaeError
+from sohae_watch.errors import DeviceFullError, InputError, ProcessingError, SohaeError
 
 SCHEMA_VERSION = 2
 
@@ -229,8 +229,14 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
 
 def database_error(path: Path, exc: sqlite3.OperationalError) -> SohaeError:
     """A failure to read or write the history database as one line: a full device or a failing
-    disk (exit 1, naming the fix), else a database that is not a history (exit 2)."""
+    disk, or a lock held too long (exit 1, naming the fix), else a database that is not a
+    history (exit 2)."""
     text = str(exc)
+    if "locked" in text:
+        return ProcessingError(
+            f"{path}: the history database stayed locked ({text}); another program holds it, "
+            "retry when it is done"
+        )
     if "full" in text or "disk I/O" in text:
         return DeviceFullError(
             f"{path}: cannot write the history database ({text}); free space on its device or "

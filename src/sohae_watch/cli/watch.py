@@ -122,7 +122,7 @@ def command(
                 "with --sites each site uses its file's imagery: and state:; "
                 "leave out --imagery and --state"
             )
-        loaded, bad_sites = [], 0
+        loaded: list[Site] = []
         for spec in _site_specs(sites):
             # a broken site file stops its own site only: the others' watch goes on
             try:
