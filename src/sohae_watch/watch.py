@@ -252,11 +252,6 @@ class _Watcher:
         self._forget(forget, {a.date for a in acqs})
         known = {r["date"]: r for r in con.execute("SELECT * FROM acquisitions")}
         archived = {r["date"] for r in con.execute("SELECT date FROM archived")}
-        if known and not acqs:
-            raise InputError(
-                f"no acquisition found in the imagery, but the history has {len(known)}; is the "
-                "imagery folder mounted? (remove the --state database to start a new history)"
-            )
         processed = [d for d, r in known.items() if r["status"] == "usable"]
         newest = max(processed) if processed else None
         incomplete: dict[dt.date, str] = {}
@@ -781,6 +776,12 @@ def _run(
     db_path = summary.db_path
     db.bind_site(con, site.id, db_path)
     acqs, skipped = load_imagery(imagery, nodata=nodata)
+    held = con.execute("SELECT count(*) FROM acquisitions").fetchone()[0]
+    if held and not acqs:
+        raise InputError(
+            f"{imagery}: no acquisition found there, but the history has {held}; is the imagery "
+            "folder mounted? (remove the --state database to start a new history)"
+        )
     summary.acquisitions = len(acqs)
     summary.skipped_files = list(skipped)
     watcher = _Watcher(
