@@ -387,3 +387,16 @@ def test_a_rotated_before_gives_a_north_up_grid_at_its_pixel_size(tmp_path: Path
     left, bottom, right, top = grid.bounds
     assert left <= minx and right >= maxx and bottom <= miny and top >= maxy
     assert right - left < maxx - minx + 2 * 0.5 + 1e-6
+
+
+def test_a_nodata_value_the_pixels_cannot_hold_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--nodata 300 on bytes (or -5 on unsigned) matches no pixel: accepted silently, it left
+    the user believing the fill was masked."""
+    p = write_raster(tmp_path / "a_2019-01-01.tif", textured((32, 32)).astype(np.uint8))
+    with caplog.at_level("WARNING", logger="sohae_watch.ingest"):
+        open_raster(p, nodata=0)
+        assert not caplog.records
+        open_raster(p, nodata=300)
+    assert "--nodata 300 cannot occur in its uint8 pixels" in caplog.records[0].getMessage()

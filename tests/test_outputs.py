@@ -179,6 +179,10 @@ def test_a_full_device_is_told_in_one_line_and_leaves_the_outputs_as_they_were(
     with pytest.raises(InputError, match="bad site"):  # an error of ours stays itself
         fail(InputError("bad site"), out)
     assert (out / "report.json").read_text() == "previous"
+    # a new nested --out: every folder the run made goes, not only the innermost
+    with pytest.raises(InputError):
+        fail(InputError("bad site"), tmp_path / "new" / "deeper" / "out")
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_full_device_while_writing_a_file_keeps_the_previous_one(

@@ -249,9 +249,14 @@ def test_story_with_obscured_date_bridged_and_second_run_does_nothing(
     assert (tmp_path / "out" / "timeline.png").is_file()
     assert (tmp_path / "out" / "2019-02-16_2019-03-02" / "report.json").is_file()
 
+    stamps = {
+        n: (tmp_path / "out" / n).stat().st_mtime_ns for n in ("history.json", "timeline.png")
+    }
     second = FakeDiffer()
     s2 = watch(site, imagery, tmp_path, second)
     assert second.calls == [] and s2.nothing_new and not s2.new_events
+    # nothing new: the history files are left as they were, not rewritten alike
+    assert stamps == {n: (tmp_path / "out" / n).stat().st_mtime_ns for n in stamps}
     assert structure_sentences == [e["sentence"] for e in history(tmp_path) if e["structure_id"]]
 
 

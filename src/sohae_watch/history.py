@@ -15,7 +15,7 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw, ImageFont
 
 from sohae_watch.dates import date_span
-from sohae_watch.outputs import atomic_write_bytes, atomic_write_text
+from sohae_watch.outputs import atomic_write_bytes
 
 Format = Literal["text", "json"]
 NEW_ACTIVITY = "new activity"
@@ -203,8 +203,12 @@ def write_history_files(
     """``OUT/timeline.png`` and ``OUT/history.json`` (the contract's array); the image's path."""
     png = render_timeline(title, structures, dates, cells, events)
     path = Path(out_dir) / "timeline.png"
-    atomic_write_bytes(path, png)
-    atomic_write_text(Path(out_dir) / "history.json", format_events(events, "json") + "\n")
+    doc = (format_events(events, "json") + "\n").encode("utf-8")
+    for target, data in ((path, png), (Path(out_dir) / "history.json", doc)):
+        # unchanged files are left alone: a run with nothing new touches nothing a sync or a
+        # web server watches
+        if not (target.is_file() and target.read_bytes() == data):
+            atomic_write_bytes(target, data)
     return path
 
 

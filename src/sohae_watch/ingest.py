@@ -203,6 +203,14 @@ def open_raster(
                 except InputError:
                     date, source = UNDATED, "none"
             declared = ds.nodata
+            if declared is None and nodata is not None and not _representable(nodata, ds.dtypes[0]):
+                log.warning(
+                    "%s: --nodata %g cannot occur in its %s pixels; nothing there is read as "
+                    "nodata",
+                    p,
+                    nodata,
+                    ds.dtypes[0],
+                )
             return RasterSource(
                 path=p,
                 crs=ds.crs,
@@ -618,6 +626,17 @@ class GridReader:
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         return self.read(0, 0, self.grid.height, self.grid.width)
+
+
+def _representable(value: float, dtype: str) -> bool:
+    """Whether a pixel of ``dtype`` can hold ``value`` (NaN only in floating point)."""
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        return True
+    if kind in "iu":
+        info = np.iinfo(np.dtype(dtype))
+        return math.isfinite(value) and value == int(value) and info.min <= value <= info.max
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,10 +31,13 @@ BLOCK = 256  # tile side of the output rasters, pixels
 def staged_dir(out_dir: Path) -> Iterator[Path]:
     """A temporary folder beside ``out_dir``; on success its files replace those in ``out_dir``.
 
-    On any failure the temporary folder is removed and ``out_dir`` is left as it was (a folder
-    created for this run is removed again).
+    On any failure the temporary folder is removed and ``out_dir`` is left as it was (folders
+    created for this run are removed again).
     """
     created = not out_dir.exists()
+    made = out_dir  # the outermost folder this run makes (parents of a new nested --out too)
+    while created and not made.parent.exists() and made.parent != made:
+        made = made.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -47,7 +50,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=".sohae-", dir=out_dir))
     except OSError as exc:
         if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(made, ignore_errors=True)
         if _device_full(out_dir, exc):
             raise DeviceFullError(_full_message(out_dir)) from exc
         raise InputError(
@@ -65,7 +68,7 @@ def staged_dir(out_dir: Path) -> Iterator[Path]:
         )
         shutil.rmtree(tmp, ignore_errors=True)
         if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(made, ignore_errors=True)
         if full:
             raise DeviceFullError(_full_message(out_dir)) from exc
         raise
