@@ -135,6 +135,11 @@ def corner_overlap(tmp: Path) -> list[str]:
     return [str(good(tmp)), str(after)]
 
 
+def complex_pixels(tmp: Path) -> list[str]:
+    data = textured((64, 64), bands=1).astype(np.complex64)
+    return [str(good(tmp)), str(write_raster(tmp / "slc_2019-01-02.tif", data, transform=T0))]
+
+
 def local_crs(tmp: Path) -> list[str]:
     wkt = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
     local = write_raster(tmp / "local_2019-01-02.tif", textured((64, 64)), transform=T0, crs=wkt)
@@ -168,6 +173,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown date": (unknown_date, "2019-05-05"),
     "the same file twice": (same_twice, "scene_2019-01-01.tif"),
     "an overlap of a few pixels": (corner_overlap, "corner_2019-01-02.tif: the area compared"),
+    "complex pixels": (complex_pixels, "slc_2019-01-02.tif: its pixels are complex"),
     "a local (engineering) CRS": (local_crs, "local_2019-01-02.tif: its CRS ('site grid')"),
     "a blank image": (blank, "flat_2019-01-02.tif"),
 }

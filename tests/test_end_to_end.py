@@ -318,6 +318,22 @@ def test_any_number_of_bands_is_diffed(tmp_path: Path, bands: int) -> None:
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
+def test_a_pair_with_fewer_bands_on_one_date_says_what_it_compared(tmp_path: Path) -> None:
+    """A 4-band BEFORE against a 1-band AFTER is compared on the band they share; that went
+    unsaid, and an analyst took the mask for a four-band comparison."""
+    t = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+    before = textured((128, 128), seed=3, bands=4).astype("uint16")
+    paths = [
+        str(write_raster(tmp_path / "before_2019-01-01.tif", before, transform=t)),
+        str(write_raster(tmp_path / "after_2019-06-01.tif", before[:1], transform=t)),
+    ]
+    res = CliRunner().invoke(cli, ["-q", "diff", *paths, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "BEFORE has bands red, green, blue, nir and AFTER red: compared on red only" in (
+        res.output
+    )
+
+
 @pytest.mark.parametrize("pair", PAIRS[1:3], ids=["_".join(p) for p in PAIRS[1:3]])
 def test_roofs_in_a_towers_shadow_are_not_modifications(
     tmp_path_factory: pytest.TempPathFactory, pair: tuple[str, str]

@@ -189,6 +189,11 @@ def open_raster(
                 )
             if ds.transform.b != 0 or ds.transform.d != 0:
                 log.debug("%s: rotated transform", p)
+            if np.dtype(ds.dtypes[0]).kind == "c":
+                raise InputError(
+                    f"{p}: its pixels are complex ({ds.dtypes[0]}, e.g. radar); give an "
+                    "amplitude or intensity image"
+                )
             data_bands, roles = _band_roles(ds)
             if not data_bands:
                 raise InputError(f"{p}: raster has no data band (only alpha); use the image file")

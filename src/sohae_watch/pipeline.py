@@ -407,6 +407,13 @@ def _compute_diff(
         )
     _check_observable(before_acq, "BEFORE", grid, area, roles)
     _check_observable(after_acq, "AFTER", grid, area, roles)
+    if set(roles) != set(before_acq.roles) or set(roles) != set(after_acq.roles):
+        log.warning(
+            "BEFORE has bands %s and AFTER %s: compared on %s only",
+            ", ".join(before_acq.roles),
+            ", ".join(after_acq.roles),
+            ", ".join(roles),
+        )
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="sohae-diff-")
