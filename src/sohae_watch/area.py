@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
@@ -77,12 +76,9 @@ def ground_resolution(src: RasterSource) -> float:
     """Pixel size in metres (geodesic, at the raster's centre) of a raster in geographic degrees."""
     if src.crs.is_projected:
         return src.resolution
-    geod = Geod(ellps="WGS84")
     t = src.transform
-    cx, cy = t @ (src.width / 2, src.height / 2)
-    _, _, dx = geod.inv(cx, cy, cx + abs(t.a), cy)
-    _, _, dy = geod.inv(cx, cy, cx, cy + abs(t.e))
-    res = math.sqrt(dx * dy)
+    east, north = src.grid.metres_per_unit()  # a degree's ground length at the centre
+    res = math.sqrt(abs(t.a) * east * abs(t.e) * north)
     return float(f"{res:.3g}")
 
 
