@@ -11,8 +11,9 @@ import numpy as np
 from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage as ndi
-from shapely import STRtree
+from shapely import STRtree, make_valid
 from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from sohae_watch.filters import set_box
@@ -29,6 +30,11 @@ __all__ = ["ChangeArea", "change_areas", "change_areas_on", "classify_change", "
 # roof that came on a lawn takes about a third of its change area: on AFTER the grass keeps the
 # area's mean NDVI above VEGETATED_NDVI, but not this share of its pixels green
 ALL_GREEN = 0.9
+# simplification of an outline: tolerances tried, in pixels, largest first; the first that keeps
+# the outline's area within AREA_KEPT of its pixels' wins (at 10 m a 1 px tolerance made a
+# 6-pixel area a triangle of a third of its area; half a pixel only drops collinear corners)
+SIMPLIFY_PX = (1.0, 0.75, 0.5)
+AREA_KEPT = 0.05
 STRUCTURE_Z = 1.0  # mean standardised texture change that counts as structure appearing/going
 BRIGHTNESS_Z = 1.0  # mean standardised brightness change that counts as brighter/darker
 
@@ -113,7 +119,8 @@ def change_areas(
     min_area_m2: float | None = None,
     window: bool = False,
 ) -> list[ChangeArea]:
-    """Polygons of the connected changed pixels, simplified to about one pixel, largest first.
+    """Polygons of the connected changed pixels, simplified by up to one pixel where that keeps
+    their area within ``AREA_KEPT``, largest first.
 
     Areas smaller than ``min_area_m2`` (default: the larger of 4 pixels and 100 m²) are dropped.
     ``window``: the result is a window of a larger one, whose areas may go on beyond it: those
@@ -205,8 +212,8 @@ def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | No
     area = piece.pixels * piece.pixel_area
     if area < piece.floor:
         return None
-    geom = geometry.simplify(piece.tolerance, preserve_topology=True)
-    if geom.is_empty or not isinstance(geom, (Polygon, MultiPolygon)):
+    geom = simplified(geometry, piece.tolerance)
+    if geom is None:
         return None
     m = piece.magnitude / piece.pixels
     bright, struct, ndvi_b, ndvi_a, green_b, green_a = (
@@ -224,6 +231,33 @@ def _finished(geometry: Polygon | MultiPolygon, piece: Piece) -> ChangeArea | No
     size = min(1.0, area / (4 * piece.floor))
     conf = float(np.clip(1.0 - math.exp(-3.0 * excess) * (1.0 - 0.5 * size), 0.0, 1.0))
     return ChangeArea(geom, area, m, ctype, conf)
+
+
+def polygonal(geom: BaseGeometry) -> Polygon | MultiPolygon | None:
+    """``geom`` as valid polygons (None: nothing with an area): an outline traced around pixels
+    that touch only at a corner pinches its ring at that vertex, which OGC readers (QGIS,
+    GEOS operations) refuse; it becomes two polygons meeting at the point."""
+    if not geom.is_valid:
+        geom = make_valid(geom)
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return None if geom.is_empty else geom
+    parts = [g for g in getattr(geom, "geoms", ()) if isinstance(g, (Polygon, MultiPolygon))]
+    whole = unary_union(parts) if parts else None
+    return whole if isinstance(whole, (Polygon, MultiPolygon)) and not whole.is_empty else None
+
+
+def simplified(geometry: BaseGeometry, pixel: float) -> Polygon | MultiPolygon | None:
+    """A valid outline of ``geometry`` (traced around pixels of side ``pixel``) with fewer
+    vertices: simplified by the largest of ``SIMPLIFY_PX`` that keeps its area within
+    ``AREA_KEPT``, else as traced."""
+    whole = polygonal(geometry)
+    if whole is None:
+        return None
+    for k in SIMPLIFY_PX:
+        geom = polygonal(whole.simplify(k * pixel, preserve_topology=True))
+        if geom is not None and abs(geom.area / whole.area - 1.0) <= AREA_KEPT:
+            return geom
+    return whole
 
 
 def join_pieces(areas: Sequence[ChangeArea]) -> list[ChangeArea]:
