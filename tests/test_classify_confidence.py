@@ -167,3 +167,16 @@ def test_summary_says_when_a_call_is_uncertain() -> None:
     assert "The call on the launch pad structures (appeared) is uncertain: confidence 0.34." in (
         sentences
     )
+
+
+def test_a_failed_registration_without_structures_says_what_it_does_to_the_mask() -> None:
+    """A run with no site has no structure calls to lower: the line says what a failed
+    registration means for the mask instead."""
+    import dataclasses
+
+    failed = dataclasses.replace(_result(1.0, "failed", 0.0), structures=[])
+    (line,) = [s for s in summary_sentences(failed) if s.startswith("Co-registration")]
+    assert line == (
+        "Co-registration failed (reliability 0.00): the dates were compared as delivered, so "
+        "edges that only moved may show as change."
+    )

@@ -7,14 +7,19 @@ import base64
 import html
 import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from shapely import set_precision
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.geometry.polygon import orient
 
 from sohae_watch import __version__
+from sohae_watch.areas import polygonal
 from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.history import activity_place, activity_sentence
@@ -27,6 +32,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 PARTLY_SEEN = 0.9  # observed fraction below which the summary says a call rests on part of it
 LOW_CONFIDENCE = 0.5  # confidence below which the summary says a call is uncertain
+# changes.geojson's coordinates: 1e-7 degree is about a centimetre (RFC 7946 asks for no more
+# precision than the data has; 15 decimals doubled the file)
+LONLAT_GRID = 1e-7
 
 
 def _area_record(a: ChangeArea, result: DiffResult, structure_id: str | None) -> dict[str, Any]:
@@ -61,7 +69,7 @@ UNMATCHED_SENTENCE = (
 
 # the same when the radiometry matched but most of the ground looks different (agreement)
 DIFFERENT_SENTENCE = (
-    "The change mask cannot be trusted on this pair: only {share} of the ground with visible "
+    "The change mask cannot be trusted on this pair: {share} of the ground with visible "
     "structure looks alike on the two dates (snow, change almost everywhere, or images that are "
     "not aligned), and the mask takes change to be the exception, so it may miss change or flag "
     "ground that did not change."
@@ -123,15 +131,24 @@ def summary_sentences(result: DiffResult) -> list[str]:
             said.append(UNMATCHED_ACTIVITY)
         out.append(" ".join(said))
     if result.coreg.status != "ok":
+        why = []
+        if result.coreg.status == "failed":
+            why.append(
+                "the dates were compared as delivered, so edges that only moved may show as change"
+            )
+        if result.structures:
+            why.append("structure calls of this pair carry lower confidence")
         out.append(
-            f"Co-registration {result.coreg.status} (reliability {result.coreg.reliability:.2f}): "
-            "structure calls of this pair carry lower confidence."
+            f"Co-registration {result.coreg.status} (reliability {result.coreg.reliability:.2f})"
+            + (": " + "; ".join(why) if why else "")
+            + "."
         )
     return out
 
 
 def _percent(share: float) -> str:
-    return "less than 1%" if share < 0.005 else f"{share:.0%}"
+    """A small share in words: "only 5%", "less than 1%"."""
+    return "less than 1%" if share < 0.005 else f"only {share:.0%}"
 
 
 def finite(obj: Any) -> Any:
@@ -191,17 +208,53 @@ def build_report(result: DiffResult) -> dict[str, Any]:
     }
 
 
+def lonlat_geometry(grid: Grid, geom: Any) -> dict[str, Any]:
+    """A change area's outline as an RFC 7946 geometry: lon/lat to ``LONLAT_GRID``, valid, and
+    its rings wound by the right-hand rule (outer rings anticlockwise, holes clockwise)."""
+    g = polygonal(set_precision(shape(grid.geometry_to_lonlat(geom)), LONLAT_GRID))
+    if g is None:  # an area is at least 100 m²: not lost to a centimetre grid
+        raise ValueError("a change area vanished when written in lon/lat")
+    if isinstance(g, MultiPolygon):
+        g = MultiPolygon([orient(p, 1.0) for p in g.geoms])
+    else:
+        assert isinstance(g, Polygon)
+        g = orient(g, 1.0)
+    return dict(mapping(g))
+
+
 def changes_geojson(result: DiffResult) -> dict[str, Any]:
     feats = []
     for a in result.areas:
         feats.append(
             {
                 "type": "Feature",
-                "geometry": result.grid.geometry_to_lonlat(a.geometry),
+                "geometry": lonlat_geometry(result.grid, a.geometry),
                 "properties": _area_record(a, result, _structure_of(a, result)),
             }
         )
     return {"type": "FeatureCollection", "features": feats}
+
+
+def shift_words(coreg: dict[str, Any]) -> str:
+    """The measured shift in words: "shift 1.15 px east, 1.99 px north" (rows grow southward)."""
+    x, y = coreg.get("shift_x_px"), coreg.get("shift_y_px")
+    if x is None or y is None:
+        return "no shift measured"
+    ew = f"{abs(x):.2f} px {'west' if x < 0 else 'east'}"
+    ns = f"{abs(y):.2f} px {'north' if y < 0 else 'south'}"
+    return f"shift {ew}, {ns}"
+
+
+# characters Markdown reads as markup in running text and table cells (an underscore inside a
+# word is text, and stays bare so file names read as written)
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>|&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_escape(text: str) -> str:
+    """``text`` (a site's or structure's name, a file name, a sentence naming them) as literal
+    Markdown: a ``|`` in a name no longer splits its table row, and no tag or link passes
+    through to a renderer."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
 def _fmt(v: Any) -> str:
@@ -249,16 +302,16 @@ def _activity_text(a: dict[str, Any]) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Change report: {report['site']['name'] or 'area compared'}", ""]
+    lines = [f"# Change report: {md_escape(report['site']['name'] or 'area compared')}", ""]
     lines += [f"{report['before']['date']} → {report['after']['date']}", "", "## Summary", ""]
-    lines += [f"- {s}" for s in report["summary"]] or ["- No change found."]
+    lines += [f"- {md_escape(s)}" for s in report["summary"]] or ["- No change found."]
     c = report["coregistration"]
     lines += [
         "",
         "## Co-registration",
         "",
-        f"{c['method']}: status **{c['status']}**, reliability {c['reliability']:.2f}, "
-        f"shift {_fmt(c['shift_x_px'])} px east, {_fmt(c['shift_y_px'])} px south.",
+        f"{md_escape(str(c['method']))}: status **{c['status']}**, "
+        f"reliability {c['reliability']:.2f}, {shift_words(c)}.",
         "",
     ]
     if report["structures"]:
@@ -269,11 +322,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             "|" + "---|" * len(STRUCTURE_COLUMNS),
         ]
         for s in report["structures"]:
-            lines.append("| " + " | ".join(cell(s) for _, cell in STRUCTURE_COLUMNS) + " |")
+            lines.append(
+                "| " + " | ".join(md_escape(cell(s)) for _, cell in STRUCTURE_COLUMNS) + " |"
+            )
         lines += ["", STRUCTURE_LEGEND, ""]
     if report.get("new_activity"):
         lines += ["## New activity", ""]
-        lines += [f"- {_activity_text(a)}" for a in report["new_activity"]]
+        lines += [f"- {md_escape(_activity_text(a))}" for a in report["new_activity"]]
         lines.append("")
     ch = report["change"]
     lines += [
@@ -282,7 +337,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{ch['areas']} change areas; {ch['changed_fraction']:.2%} of observable pixels changed; "
         f"{ch['not_observable_fraction']:.1%} not observable.",
         "",
-        f"Sources: before {', '.join(report['before']['sources'])}; after {', '.join(report['after']['sources'])}.",
+        f"Sources: before {md_escape(', '.join(report['before']['sources']))}; "
+        f"after {md_escape(', '.join(report['after']['sources']))}.",
         "",
     ]
     return "\n".join(lines)
@@ -331,8 +387,7 @@ def render_html(report: dict[str, Any], images: dict[str, dict[str, str]]) -> st
     c = report["coregistration"]
     parts.append(
         f"<h2>Co-registration</h2><p>{e(str(c['method']))}: status <b>{e(c['status'])}</b>, "
-        f"reliability {c['reliability']:.2f}, shift {e(_fmt(c['shift_x_px']))} px east, "
-        f"{e(_fmt(c['shift_y_px']))} px south.</p>"
+        f"reliability {c['reliability']:.2f}, {e(shift_words(c))}.</p>"
     )
     if report["structures"]:
         parts.append(
