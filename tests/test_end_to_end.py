@@ -256,11 +256,16 @@ def test_a_georeference_error_of_tens_of_metres_is_measured(samples: Path, tmp_p
 def test_rasters_are_cloud_optimized_with_nothing_left_behind(
     outputs: dict[tuple[str, str], Path],
 ) -> None:
-    """The Cloud-Optimized copies, made beside the classification, replaced the rasters."""
-    for d in outputs.values():
+    """The Cloud-Optimized copies, made beside the classification, replaced the rasters. They
+    say what their band holds and which dates they compare (in gdalinfo, QGIS)."""
+    for (before, after), d in outputs.items():
         for name in ("change_mask.tif", "change_magnitude.tif"):
             with rasterio.open(d / name) as src:
                 assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG", d / name
+                assert (src.tags()["BEFORE_DATE"], src.tags()["AFTER_DATE"]) == (before, after)
+                assert src.descriptions[0].startswith("change")
+                if name == "change_mask.tif":
+                    assert "255 not observable" in src.descriptions[0]
         assert not [p.name for p in d.iterdir() if p.name.startswith(".")]
 
 

@@ -20,6 +20,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from sohae_watch import __version__
 from sohae_watch.errors import DeviceFullError, InputError, SohaeError
 from sohae_watch.grid import Grid
 from sohae_watch.stream import Tile
@@ -268,6 +269,10 @@ def cog_copy(path: Path, resampling: str) -> Path:
     return tmp
 
 
+MASK_DESCRIPTION = "change: 0 no change, 1 change, 255 not observable"
+MAGNITUDE_DESCRIPTION = "change score (change where above report.json change.threshold)"
+
+
 def overview_lattice(tile: Tile, factor: int) -> tuple[int, int]:
     """Row and column offsets, in ``tile``, of its first pixel on the overview's lattice (every
     ``factor``-th input pixel from the grid's corner)."""
@@ -277,7 +282,10 @@ def overview_lattice(tile: Tile, factor: int) -> tuple[int, int]:
 class TileOutputs:
     """The two output rasters, written tile by tile, plus the running counts and the overview."""
 
-    def __init__(self, workdir: Path, grid: Grid, bands: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, grid: Grid, bands: int = 0, tags: dict[str, str] | None = None
+    ) -> None:
+        """``tags``: metadata both rasters carry (the dates compared, say)."""
         self.paths = {
             "change_mask": workdir / "change_mask.tif",
             "change_magnitude": workdir / "change_magnitude.tif",
@@ -288,6 +296,11 @@ class TileOutputs:
         self.magnitude = rasterio.open(
             self.paths["change_magnitude"], "w", **geotiff_profile(grid, "float32", float("nan"))
         )
+        # what a GIS shows for the band (gdalinfo, QGIS's layer properties), not a bare "Band 1"
+        self.mask.set_band_description(1, MASK_DESCRIPTION)
+        self.magnitude.set_band_description(1, MAGNITUDE_DESCRIPTION)
+        for ds in (self.mask, self.magnitude):
+            ds.update_tags(TIFFTAG_SOFTWARE=f"sohae-watch {__version__}", **(tags or {}))
         self.lock = threading.Lock()  # the mask, counts and overview
         self.magnitude_lock = threading.Lock()
         self.counts = {"changed": 0, "observable": 0, "pixels": grid.width * grid.height}

@@ -448,7 +448,8 @@ def _compute_diff(
     give_back()
 
     readers = _Readers.registered((before_acq, after_acq), grid, roles, coreg, reads)
-    outputs = TileOutputs(workdir, grid, len(roles))
+    dates = {"BEFORE_DATE": before_acq.date.isoformat(), "AFTER_DATE": after_acq.date.isoformat()}
+    outputs = TileOutputs(workdir, grid, len(roles), dates)
     try:
         t0 = time.perf_counter()
         # the gradient levels serve the structure calls only
