@@ -25,8 +25,21 @@ def test_date_from_name(name: str, want: dt.date | None) -> None:
 def test_parse_date_forms() -> None:
     assert parse_date("2019:02:16 02:30:00") == dt.date(2019, 2, 16)
     assert parse_date("2019-02-16T02:31:00Z") == dt.date(2019, 2, 16)
-    with pytest.raises(ValueError):
-        parse_date("16/02/2019")
+    assert parse_date("20190216") == dt.date(2019, 2, 16)  # as many products write the tag
+    assert parse_date("20190216T023000") == dt.date(2019, 2, 16)
+    for bad in ("16/02/2019", "2019-0216", "2019:02-16", "201902161"):
+        with pytest.raises(ValueError):
+            parse_date(bad)
+
+
+def test_a_placeholder_datetime_tag_is_no_date(tmp_path: Path) -> None:
+    """Cameras and writers that know no date put zeros in TIFFTAG_DATETIME: the file was
+    refused, though its name gives the date."""
+    p = tmp_path / "img_20200101.tif"
+    for blank in ("0000:00:00 00:00:00", "    :  :     :  :  "):
+        assert acquisition_date(p, {"TIFFTAG_DATETIME": blank}) == (dt.date(2020, 1, 1), "name")
+    with pytest.raises(InputError, match="no acquisition date"):
+        acquisition_date(tmp_path / "a.tif", {"TIFFTAG_DATETIME": "0000:00:00 00:00:00"})
 
 
 def test_order_tag_then_stac_then_name(tmp_path: Path) -> None:

@@ -18,15 +18,20 @@ _NAME_PATTERNS = (
     re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"),
     re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"),
 )
-_TAG_PATTERN = re.compile(r"^\s*(\d{4})[-:/](\d{2})[-:/](\d{2})(?:[T ].*)?\s*$")
+_TAG_PATTERN = re.compile(
+    r"^\s*(\d{4})([-:/]?)(\d{2})\2(\d{2})(?:[T ].*)?\s*$"  # 2019-03-02, 2019:03:02, 20190302
+)
+# what cameras and writers put in TIFFTAG_DATETIME when they know no date: no date at all
+_PLACEHOLDER = re.compile(r"^[\s0:/T.-]*$")
 
 
 def parse_date(text: str) -> dt.date:
-    """A date from ``YYYY-MM-DD`` (also ``YYYY:MM:DD`` or an ISO datetime); ValueError otherwise."""
+    """A date from ``YYYY-MM-DD`` (also ``YYYY:MM:DD``, ``YYYYMMDD`` or an ISO datetime);
+    ValueError otherwise."""
     m = _TAG_PATTERN.match(text)
     if not m:
         raise ValueError(f"not a date: {text!r} (expected YYYY-MM-DD)")
-    return dt.date(int(m[1]), int(m[2]), int(m[3]))
+    return dt.date(int(m[1]), int(m[3]), int(m[4]))
 
 
 def date_from_name(name: str) -> dt.date | None:
@@ -61,7 +66,7 @@ def acquisition_date(path: Path, tags: Mapping[str, str]) -> tuple[dt.date, str]
     Raises InputError when no source gives a date, or a tag or sidecar holds a malformed one.
     """
     for key in DATE_TAGS:
-        if tags.get(key):
+        if tags.get(key) and not _PLACEHOLDER.match(tags[key]):
             try:
                 return parse_date(tags[key]), "tag"
             except ValueError as exc:
