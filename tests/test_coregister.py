@@ -361,3 +361,29 @@ def test_coregister_command_refuses_outputs_over_its_inputs_and_needs_no_date(
     with rasterio.open(tmp_path / "o.tif") as ds:
         assert ds.count == 4 and ds.colorinterp[3] != rasterio.enums.ColorInterp.alpha
         assert "TIFFTAG_DATETIME" not in ds.tags()
+
+
+def test_corrected_target_keeps_its_stored_numbers_and_their_scale(tmp_path: Path) -> None:
+    """Pixels are read as values (GDAL's scale and offset applied), but the corrected target is
+    written as the target stores them, with its scale and offset: read back, the same values."""
+    from sohae_watch.coreg_files import coregister_files
+
+    img = texture(9) * 20
+    t0 = Affine(10, 0, 500000, 0, -10, 4000000)
+    paths = {}
+    for name, data in (("ref.tif", moved(img, 0, 0)), ("tgt.tif", moved(img, 1.0, 0.0))):
+        paths[name] = tmp_path / name
+        with rasterio.open(
+            paths[name], "w", driver="GTiff", width=N, height=N, count=1, dtype="uint16",
+            crs="EPSG:32633", transform=t0,
+        ) as dst:  # fmt: skip
+            dst.write(np.clip(data + 1000, 1, 65535).astype(np.uint16)[None])
+            dst.scales, dst.offsets = [0.5], [-500.0]
+    out = tmp_path / "o.tif"
+    res = coregister_files(paths["ref.tif"], paths["tgt.tif"], out)
+    assert res.status == "ok" and abs(res.shift_x_px - 1.0) < 0.05
+    with rasterio.open(out) as ds, rasterio.open(paths["ref.tif"]) as ref:
+        assert (ds.scales, ds.offsets) == ((0.5,), (-500.0,))
+        got, want = ds.read(1).astype(float), ref.read(1).astype(float)
+    inner = (slice(20, -20), slice(20, -20))
+    assert np.abs(got[inner] - want[inner]).mean() < 0.1 * want[inner].std()

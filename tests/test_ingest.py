@@ -44,6 +44,42 @@ def test_band_roles_from_descriptions_and_default(tmp_path: Path) -> None:
     assert open_raster(q).roles == ("red", "green", "blue", "nir")
 
 
+def test_a_band_described_as_nir_is_data_where_gdal_reads_alpha(tmp_path: Path) -> None:
+    """A 4-band 8-bit GeoTIFF with GDAL's defaults is RGB + alpha: its NIR, described as such,
+    was dropped (and the vegetation screens with it) without a word. Its zeros (dark water in
+    8 bits) are ground, not transparency."""
+    data = (textured((8, 8)) // 16).astype(np.uint8)
+    data[3, :2, :2] = 0
+    p = write_raster(
+        tmp_path / "a_2019-01-01.tif", data, descriptions=["red", "green", "blue", "nir"]
+    )
+    with rasterio.open(p) as ds:
+        assert ds.colorinterp[3] == rasterio.enums.ColorInterp.alpha  # GDAL's default
+    src = open_raster(p)
+    assert (src.data_bands, src.roles) == ((1, 2, 3, 4), ("red", "green", "blue", "nir"))
+    scene = read_scene(open_acquisition(p), src.grid)
+    assert scene.valid.all()
+    np.testing.assert_array_equal(scene.data[3], data[3])
+
+
+def test_an_unnamed_fourth_band_beside_rgb_is_nir(tmp_path: Path) -> None:
+    """Bands 1-3 interpreted as RGB and band 4 undefined: band 4 takes its default role, near
+    infrared, as the contract says for a band without a role (it was 'b4', dropped)."""
+    p = write_raster(tmp_path / "a_2019-01-01.tif", textured((8, 8)), photometric="RGB")
+    with rasterio.open(p) as ds:
+        assert ds.colorinterp[3] == rasterio.enums.ColorInterp.undefined
+    assert open_raster(p).roles == ("red", "green", "blue", "nir")
+    q = write_raster(tmp_path / "b_2019-01-01.tif", textured((8, 8)), photometric="RGB")
+    with rasterio.open(q, "r+") as ds:
+        ds.colorinterp = [
+            rasterio.enums.ColorInterp.blue,
+            rasterio.enums.ColorInterp.green,
+            rasterio.enums.ColorInterp.red,
+            rasterio.enums.ColorInterp.undefined,
+        ]
+    assert open_raster(q).roles == ("blue", "green", "red", "nir")
+
+
 def test_alpha_band_is_validity_not_data(tmp_path: Path) -> None:
     data = textured((8, 8), bands=3)
     alpha = np.full((1, 8, 8), 255, np.uint16)
@@ -400,3 +436,22 @@ def test_a_nodata_value_the_pixels_cannot_hold_is_warned_about(
         assert not caplog.records
         open_raster(p, nodata=300)
     assert "--nodata 300 cannot occur in its uint8 pixels" in caplog.records[0].getMessage()
+
+
+def test_declared_scale_and_offset_give_the_values(tmp_path: Path) -> None:
+    """A band stored as DN + 1000 with GDAL offset -1000 (as Sentinel-2 L2A from baseline 04
+    is often delivered) was read as DN + 1000: NDVI and the brightness tests saw other numbers
+    than the other date's. The nodata value stays a stored number."""
+    data = textured((8, 8))
+    stored = data + 1000
+    stored[:, 0, 0] = 0
+    p = write_raster(tmp_path / "a_2019-01-01.tif", stored, nodata=0)
+    with rasterio.open(p, "r+") as ds:
+        ds.offsets = [-1000.0] * 4
+        ds.scales = [1.0, 1.0, 1.0, 2.0]
+    src = open_raster(p)
+    scene = read_scene(open_acquisition(p), src.grid)
+    assert not scene.valid[0, 0] and scene.valid.sum() == 63
+    want = data.astype(np.float32)
+    want[3] = 2.0 * (data[3] + 1000) - 1000
+    np.testing.assert_array_equal(scene.data[:, scene.valid], want[:, scene.valid])

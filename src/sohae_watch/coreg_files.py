@@ -445,6 +445,7 @@ def write_corrected(
                 else grid,
                 model=None if aligned else model,
                 resampling=resampling,
+                stored=True,  # written as the target stores them, with its scale and offset
             ) as padded_reader,
             rasterio.open(tmp, "w", **profile) as dst,
         ):
@@ -453,6 +454,9 @@ def write_corrected(
             for i in range(len(tgt_acq.roles)):
                 if i < len(descriptions) and descriptions[i]:
                     dst.set_band_description(i + 1, descriptions[i])
+            if src0.scaling:  # the stored numbers keep their meaning
+                dst.scales = [sc for sc, _ in src0.scaling]
+                dst.offsets = [off for _, off in src0.scaling]
             dst.update_tags(COREGISTRATION=json.dumps(result.to_dict(grid)))
             if tgt_acq.date != UNDATED:
                 dst.update_tags(TIFFTAG_DATETIME=tgt_acq.date.strftime("%Y:%m:%d 00:00:00"))

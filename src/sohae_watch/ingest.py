@@ -57,6 +57,9 @@ class RasterSource:
     date_source: str
     sun: SunPosition | None
     dtype: str
+    # GDAL's scale and offset of each data band (value = stored * scale + offset); () when
+    # every band is stored as is
+    scaling: tuple[tuple[float, float], ...] = ()
 
     @property
     def resolution(self) -> float:
@@ -108,21 +111,35 @@ class Acquisition:
 
 
 def _band_roles(ds: rasterio.io.DatasetReader) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Data bands (1-based) and their roles: a band's description (``red``, ``green``, ``blue``,
+    ``nir``) first, then its colour interpretation, then the default of its place (bands 1-3
+    red, green, blue, band 4 near infrared) where that role is still free. A band described
+    as a role is data even where GDAL reads it as alpha: a 4-band 8-bit GeoTIFF written with
+    GDAL's defaults is RGB + alpha, whatever its fourth band holds."""
     interps = ds.colorinterp
-    data = [i + 1 for i in range(ds.count) if interps[i] != ColorInterp.alpha]
-    described = [(ds.descriptions[i - 1] or "").strip().lower() for i in data]
+    described = [(d or "").strip().lower() for d in ds.descriptions]
+    data = [
+        i + 1 for i in range(ds.count) if interps[i] != ColorInterp.alpha or described[i] in ROLES
+    ]
     roles: list[str] = []
-    for n, i in enumerate(data):
-        if described[n] in ROLES and described[n] not in roles:
-            roles.append(described[n])
-        elif _COLOR_ROLES.get(interps[i - 1]) and _COLOR_ROLES[interps[i - 1]] not in roles:
-            roles.append(_COLOR_ROLES[interps[i - 1]])
-        else:
-            roles.append("")
-    if not any(roles) or all(r == "" for r in roles):
-        roles = [ROLES[n] if n < len(ROLES) else f"b{n + 1}" for n in range(len(data))]
+    for i in data:
+        said = described[i - 1] if described[i - 1] in ROLES else _COLOR_ROLES.get(interps[i - 1])
+        roles.append(said if said and said not in roles else "")
+    for n, r in enumerate(roles):
+        if not r and n < len(ROLES) and ROLES[n] not in roles:
+            roles[n] = ROLES[n]
     roles = [r or f"b{data[n]}" for n, r in enumerate(roles)]
     return tuple(data), tuple(roles)
+
+
+def _scaling(
+    ds: rasterio.io.DatasetReader, bands: tuple[int, ...]
+) -> tuple[tuple[float, float], ...]:
+    """Each data band's declared scale and offset (GDAL's, e.g. reflectance stored as
+    DN + 1000 with offset -1000), or () when none is declared: NDVI and the brightness tests
+    need the values, not the stored numbers."""
+    pairs = tuple((float(ds.scales[i - 1] or 1.0), float(ds.offsets[i - 1] or 0.0)) for i in bands)
+    return () if all(p == (1.0, 0.0) for p in pairs) else pairs
 
 
 def _no_georeference(p: Path, ds: rasterio.io.DatasetReader) -> str:
@@ -229,6 +246,7 @@ def open_raster(
                 date_source=source,
                 sun=_sun(tags, p),
                 dtype=ds.dtypes[0],
+                scaling=_scaling(ds, data_bands),
             )
     except RasterioError as exc:
         raise InputError(
@@ -369,7 +387,8 @@ class GridReader:
 
     ``model`` (an Affine in pixel space) maps a grid pixel (col, row) to where its content lies in
     the acquisition on the same grid: co-registration's correction, applied when resampling from
-    the source, so every pixel is resampled once.
+    the source, so every pixel is resampled once. Pixels are values (GDAL's scale and offset
+    applied), or with ``stored`` the numbers as the files store them (to write a file like them).
     """
 
     def __init__(
@@ -380,11 +399,13 @@ class GridReader:
         model: Affine | None = None,
         resampling: ResamplingName = "bilinear",
         cache: GridCache | None = None,
+        stored: bool = False,
     ) -> None:
         self.acq = acq
         self.grid = grid
         self.model = model
-        self.cache = cache if cache is not None and cache.grid == grid else None
+        self.stored = stored
+        self.cache = cache if cache is not None and cache.grid == grid and not stored else None
         self.roles = acq.roles
         self.resampling = Resampling[resampling]
         self._datasets: list[tuple[RasterSource, rasterio.io.DatasetReader]] = []
@@ -562,7 +583,14 @@ class GridReader:
             mask = vrt.dataset_mask(window=window) > 0
             if src.nodata is None and all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums):
                 mask &= zero_fill(data)
-        return data, _validity(src, ds, data, mask)
+        valid = _validity(src, ds, data, mask)
+        if src.scaling and not self.stored:  # after the nodata tests, on the stored numbers
+            for k, i in enumerate(indexes):
+                scale, off = src.scaling[src.data_bands.index(i)]
+                if (scale, off) != (1.0, 0.0):
+                    data[k] *= np.float32(scale)
+                    data[k] += np.float32(off)
+        return data, valid
 
     def read(self, row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Bands (float32, NaN where invalid) and validity of a window of the grid; the parts of
@@ -685,7 +713,10 @@ def _read_masked(
             return np.asarray(ds.read(idx, window=window, out_dtype="float32"))
         return np.asarray(ds.read(idx, window=window, out=into))
 
-    if all(f == [MaskFlags.all_valid] for f in flags):
+    # a band GDAL takes for alpha but its description names as data (see _band_roles): GDAL's
+    # mask is then that band's values, and dark water in an 8-bit NIR would be "transparent"
+    alpha_data = any(ds.colorinterp[i - 1] == ColorInterp.alpha for i in indexes)
+    if alpha_data or all(f == [MaskFlags.all_valid] for f in flags):
         data = read(indexes, out)
         return data, zero_fill(data)
     every = list(range(1, ds.count + 1))
