@@ -358,3 +358,20 @@ def test_real_oscd_beats_cva_otsu() -> None:
     res = detect_changes(make_scene(b), make_scene(a))
     mag = np.sqrt(((a - b) ** 2).sum(0))
     assert f1(res.mask == 1) > f1(mag > otsu(mag)) + 0.15
+
+
+@pytest.mark.parametrize("units", [1e-4, 1e4, 255.0 / 65535.0])
+def test_dates_in_other_units_give_the_same_mask(units: float) -> None:
+    """AFTER in reflectance (0-1) against BEFORE in counts: the fit's gain bound (4x) took
+    the units for a collapsed fit, and the mask was reported untrusted ('snow, haze or change
+    almost everywhere'). Units are now told from the ground by a level ratio beyond 100x, and
+    the mask is that of the pair in one unit."""
+    before = textured((200, 200), 1)
+    rng = np.random.default_rng(2)
+    after = 1.2 * before + 50 + rng.normal(0, 8, before.shape).astype(np.float32)
+    after = add_structure(after, slice(80, 110), slice(60, 100))
+    same = detect_changes(make_scene(before), make_scene(after))
+    other = detect_changes(make_scene(before), make_scene(after * np.float32(units)))
+    assert (same.mask == 1).sum() > 600
+    assert other.stats["units_factor"] == pytest.approx(units, rel=0.5)
+    assert (other.mask != same.mask).sum() <= 0.001 * same.mask.size

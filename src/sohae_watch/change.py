@@ -79,6 +79,7 @@ from sohae_watch.radiometry import (
     matched,
     sample_pixels,
     scatter_shares,
+    units_factor,
 )
 from sohae_watch.scene import Scene
 
@@ -407,6 +408,7 @@ def fit_change_model(
         "threshold_empirical": empirical,
         "threshold_model": model_cut,
         "pixel_size_m": px_m,
+        "units_factor": units_factor(bs, as_),
         "work_step": g,
         "evidence_step": es,
         "observable_fraction_fit": float(obs.mean()),

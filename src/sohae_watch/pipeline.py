@@ -463,6 +463,15 @@ def _compute_diff(
             levels=site is not None and bool(site.structures),
         )
         timings["fit"] = time.perf_counter() - t0
+        units = model.stats.get("units_factor", 1.0)
+        if units != 1.0:
+            log.warning(
+                "%s: its values are %.3gx those of %s (reflectance against counts?); compared "
+                "after bringing them to one level",
+                after_acq.sources[0].path,
+                units,
+                before_acq.sources[0].path,
+            )
         give_back()
 
         t0 = time.perf_counter()

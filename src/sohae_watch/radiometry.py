@@ -100,6 +100,21 @@ def _robust_start(
     return np.asarray(stat <= np.quantile(stat, 0.5 if min_keep < 0.5 else min_keep))
 
 
+# a ratio of the two dates' levels beyond this is units, not the ground: reflectance (0-1)
+# against counts is 10^3-10^4; sun, season and sensor stay within MAX_GAIN, and snow over the
+# darkest ground within about 30
+UNITS = 100.0
+
+
+def units_factor(before: np.ndarray, after: np.ndarray) -> float:
+    """AFTER's level over BEFORE's (medians of all sampled values) when the two dates are in
+    different units (the ratio beyond :data:`UNITS` either way), else 1."""
+    lb, la = float(np.median(np.abs(before))), float(np.median(np.abs(after)))
+    if lb > 0 and la > 0 and not 1.0 / UNITS <= la / lb <= UNITS:
+        return la / lb
+    return 1.0
+
+
 def fit_normalisation(
     before: np.ndarray,
     after: np.ndarray,
@@ -112,9 +127,22 @@ def fit_normalisation(
     """Fit one :class:`BandFit` per band from sampled pixel values.
 
     ``before`` and ``after`` are float arrays of shape (bands, n) holding only observable pixels.
+    Dates in different units (see :func:`units_factor`) are fitted with AFTER brought to
+    BEFORE's level, so the fit's gain bound (:data:`MAX_GAIN`) judges the ground, not the units.
     """
     if before.shape != after.shape or before.ndim != 2:
         raise ValueError(f"before/after samples must share shape (bands, n), got {before.shape}")
+    u = units_factor(before, after)
+    if u != 1.0:
+        level = fit_normalisation(
+            before,
+            after / u,
+            iterations=iterations,
+            min_keep=min_keep,
+            quantile=quantile,
+            floor_share=floor_share,
+        )
+        return [BandFit(f.gain * u, f.offset * u, f.sigma * u) for f in level]
     k, n = before.shape
     if n < 10:
         raise ValueError(f"too few observable pixels to fit a normalisation ({n})")
