@@ -44,6 +44,46 @@ def test_band_roles_from_descriptions_and_default(tmp_path: Path) -> None:
     assert open_raster(q).roles == ("red", "green", "blue", "nir")
 
 
+@pytest.mark.parametrize("shift", [(0.4, -0.3), (-1.75, 0.0), (0.0, 2.5)])
+def test_abutting_tiles_moved_by_a_fraction_leave_no_seam(
+    tmp_path: Path, shift: tuple[float, float]
+) -> None:
+    """Four tiles meeting edge to edge (a commercial delivery's R1C1, R1C2, ...) moved by a
+    fractional registration: each tile was moved alone, its edge pixels lacked their neighbour
+    in the next tile, and a seam of invalid pixels (255 in the mask) ran along every border.
+    The mosaic now reads as the scene in one file does."""
+    data = textured((60, 70))
+    t = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "tiles").mkdir()
+    whole = write_raster(tmp_path / "whole" / "a_2019-01-01.tif", data, transform=t, nodata=0)
+    for name, (r, c) in {
+        "r1c1": (0, 0),
+        "r1c2": (0, 33),
+        "r2c1": (25, 0),
+        "r2c2": (25, 33),
+    }.items():
+        part = data[:, r : r + 25 if r == 0 else 60, c : c + 33 if c == 0 else 70]
+        write_raster(
+            tmp_path / "tiles" / f"{name}_2019-01-01.tif",
+            part,
+            transform=t * Affine.translation(c, r),
+            nodata=0,
+        )
+    grid = open_raster(whole).grid
+    model = Affine.translation(*shift)
+    with GridReader(open_acquisition(whole), grid, model=model) as reader:
+        want, want_valid = reader.read(0, 0, 60, 70)
+    with GridReader(open_acquisition(tmp_path / "tiles"), grid, model=model) as reader:
+        got, valid = reader.read(0, 0, 60, 70)
+        window, window_valid = reader.read(20, 28, 12, 11)  # across both borders
+    assert want_valid.sum() > 3000
+    np.testing.assert_array_equal(valid, want_valid)
+    np.testing.assert_allclose(got[:, valid], want[:, valid], rtol=1e-6)
+    np.testing.assert_array_equal(window_valid, want_valid[20:32, 28:39])
+    np.testing.assert_allclose(window, want[:, 20:32, 28:39], rtol=1e-6)
+
+
 def test_a_band_described_as_nir_is_data_where_gdal_reads_alpha(tmp_path: Path) -> None:
     """A 4-band 8-bit GeoTIFF with GDAL's defaults is RGB + alpha: its NIR, described as such,
     was dropped (and the vegetation screens with it) without a word. Its zeros (dark water in
