@@ -85,12 +85,16 @@ def summary_sentences(result: DiffResult) -> list[str]:
     When co-registration failed, each event says beside it that it is unconfirmed: footprints
     compared as delivered read a structure the georeference moved as one that went."""
     span = date_span(result.before.date, result.after.date)
-    events = [c.summary for c in result.structures if c.event is not None]
-    if result.coreg.status == "failed":
-        events = [
-            f"{e.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
-            for e in events
-        ]
+    events = []
+    for c in result.structures:
+        if c.event is None:
+            continue
+        said = c.summary
+        if result.coreg.status == "failed":
+            said = f"{said.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
+        if c.confidence < LOW_CONFIDENCE:  # said where the event is read, not a line later
+            said = f"{said.removesuffix('.')} (uncertain: confidence {c.confidence:.2f})."
+        events.append(said)
     obscured = [c.summary for c in result.structures if c.status == "obscured"]
     unchanged = [c.name for c in result.structures if c.status == "unchanged"]
     out = list(events)
@@ -107,7 +111,7 @@ def summary_sentences(result: DiffResult) -> list[str]:
                 f"on both {short_date(result.before.date)} and {short_date(result.after.date)}: "
                 f"its call ({c.status}) carries lower confidence ({c.confidence:.2f})."
             )
-        elif c.confidence < LOW_CONFIDENCE:
+        elif c.confidence < LOW_CONFIDENCE and c.event is None:
             out.append(
                 f"The call on the {c.name} ({c.status}) is uncertain: confidence {c.confidence:.2f}."
             )
