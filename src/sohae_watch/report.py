@@ -89,12 +89,12 @@ def summary_sentences(result: DiffResult) -> list[str]:
     for c in result.structures:
         if c.event is None:
             continue
-        said = c.summary
+        line = c.summary
         if result.coreg.status == "failed":
-            said = f"{said.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
+            line = f"{line.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
         if c.confidence < LOW_CONFIDENCE:  # said where the event is read, not a line later
-            said = f"{said.removesuffix('.')} (uncertain: confidence {c.confidence:.2f})."
-        events.append(said)
+            line = f"{line.removesuffix('.')} (uncertain: confidence {c.confidence:.2f})."
+        events.append(line)
     obscured = [c.summary for c in result.structures if c.status == "obscured"]
     unchanged = [c.name for c in result.structures if c.status == "unchanged"]
     out = list(events)
