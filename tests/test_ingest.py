@@ -495,3 +495,30 @@ def test_declared_scale_and_offset_give_the_values(tmp_path: Path) -> None:
     want = data.astype(np.float32)
     want[3] = 2.0 * (data[3] + 1000) - 1000
     np.testing.assert_array_equal(scene.data[:, scene.valid], want[:, scene.valid])
+
+
+def test_tiles_of_two_products_in_one_date_are_named(tmp_path: Path) -> None:
+    """An 8-bit tile beside 16-bit ones, or a 1 m tile beside 0.5 m ones, was pasted into one
+    image without a word (one fit for both: false change where they meet)."""
+    from sohae_watch.ingest import mixed_tiles
+
+    data = textured((20, 20))
+    t = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+    for name in ("same", "kind", "size"):
+        (tmp_path / name).mkdir()
+        write_raster(tmp_path / name / "w_2019-01-01.tif", data, transform=t)
+    east = t * Affine.translation(20, 0)
+    write_raster(tmp_path / "same" / "e_2019-01-01.tif", data, transform=east)
+    write_raster(
+        tmp_path / "kind" / "e_2019-01-01.tif", (data // 64).astype(np.uint8), transform=east
+    )
+    coarse = Affine(1.0, 0, east.c, 0, -1.0, east.f)
+    write_raster(tmp_path / "size" / "e_2019-01-01.tif", data, transform=coarse)
+    assert mixed_tiles(open_acquisition(tmp_path / "same")) is None
+    kind = mixed_tiles(open_acquisition(tmp_path / "kind"))
+    assert (
+        kind is not None
+        and "pixel type (uint16: w_2019-01-01.tif; uint8: e_2019-01-01.tif)" in kind
+    )
+    size = mixed_tiles(open_acquisition(tmp_path / "size"))
+    assert size is not None and "e_2019-01-01.tif 1 m" in size and "w_2019-01-01.tif 0.5 m" in size

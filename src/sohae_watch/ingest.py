@@ -359,6 +359,37 @@ def open_acquisition(
     return Acquisition(src.date, (src,), src.roles)
 
 
+MIXED_RESOLUTION = 1.5  # tiles of one date this many times apart in pixel size are two products
+
+
+def mixed_tiles(acq: Acquisition) -> str | None:
+    """A warning when the tiles of one acquisition are not one product: different pixel types
+    (8-bit beside 16-bit) or pixel sizes :data:`MIXED_RESOLUTION` apart. They are compared as one
+    image, fitted once: where the two kinds meet, change and its absence are less certain."""
+    if len(acq.sources) < 2:
+        return None
+    kinds = {src.dtype for src in acq.sources}
+    if len(kinds) > 1:
+        named = "; ".join(
+            f"{k}: {', '.join(s.path.name for s in acq.sources if s.dtype == k)}"
+            for k in sorted(kinds)
+        )
+        return (
+            f"{acq.date}: its tiles differ in pixel type ({named}); they are compared as one "
+            "image, so their radiometry may not match; give one product's tiles"
+        )
+    sizes = [math.sqrt(math.prod(s.grid.metres_per_unit())) * s.resolution for s in acq.sources]
+    if max(sizes) > MIXED_RESOLUTION * min(sizes):
+        named = "; ".join(
+            f"{s.path.name} {m:.3g} m" for s, m in zip(acq.sources, sizes, strict=True)
+        )
+        return (
+            f"{acq.date}: its tiles differ in pixel size ({named}); they are compared as one "
+            "image, and change near the coarser tiles is less certain"
+        )
+    return None
+
+
 def aligned_offset(src: RasterSource, grid: Grid) -> tuple[int, int] | None:
     """(row, col) of the grid's origin in the source's pixels when both share CRS and pixel
     lattice, else None."""

@@ -55,6 +55,7 @@ from sohae_watch.ingest import (
     Acquisition,
     GridReader,
     block_rows,
+    mixed_tiles,
     no_contrast,
     open_acquisition,
     set_nan,
@@ -414,6 +415,10 @@ def _compute_diff(
             ", ".join(after_acq.roles),
             ", ".join(roles),
         )
+    for acq in (before_acq, after_acq):
+        note = mixed_tiles(acq)
+        if note is not None:
+            log.warning("%s", note)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="sohae-diff-")
