@@ -191,3 +191,24 @@ def test_a_failed_registration_without_structures_says_what_it_does_to_the_mask(
         "Co-registration failed (reliability 0.00): the dates were compared as delivered, so "
         "edges that only moved may show as change."
     )
+
+
+def test_no_change_on_a_footprint_where_nothing_stands_says_so() -> None:
+    """A footprint drawn 10 m off, twice too large, or only 2 x 2 px was called unchanged at
+    0.69-0.99 and read 'No change at the launch pad' (the structure audit): the evidence was
+    that nothing stood there on either date. The sentence now says so, and that the structure
+    went before or the footprint is off; a structure seen on both dates keeps the plain one."""
+    import dataclasses
+
+    r = _result(1.0, "ok", 0.9, confidence=0.95)
+    base = dataclasses.replace(r.structures[0], status="unchanged", event=None)
+    gone = dataclasses.replace(base, evidence={"presence_before": -0.9, "presence_after": -5.0})
+    stands = dataclasses.replace(
+        base, id="s2", name="gantry tower", evidence={"presence_before": 4.1, "presence_after": 3.2}
+    )
+    sentences = summary_sentences(dataclasses.replace(r, structures=[gone, stands]))
+    assert "No change at the gantry tower between Feb 16 and Mar 2, 2019." in sentences
+    assert (
+        "No change at the launch pad structures between Feb 16 and Mar 2, 2019: no structure was "
+        "seen there on either date (gone before, or its footprint is off)." in sentences
+    )

@@ -27,6 +27,7 @@ from sohae_watch.outputs import staged_dir
 
 if TYPE_CHECKING:
     from sohae_watch.change import ChangeArea
+    from sohae_watch.classify import StructureCall
     from sohae_watch.pipeline import DiffResult
 
 SCHEMA_VERSION = 1
@@ -96,7 +97,8 @@ def summary_sentences(result: DiffResult) -> list[str]:
             line = f"{line.removesuffix('.')} (uncertain: confidence {c.confidence:.2f})."
         events.append(line)
     obscured = [c.summary for c in result.structures if c.status == "obscured"]
-    unchanged = [c.name for c in result.structures if c.status == "unchanged"]
+    unchanged = [c.name for c in result.structures if c.status == "unchanged" and not unseen(c)]
+    absent = [c.name for c in result.structures if c.status == "unchanged" and unseen(c)]
     out = list(events)
     for a in result.new_activity:
         lon, lat = result.grid.to_lonlat(a.geometry.centroid.x, a.geometry.centroid.y)
@@ -116,9 +118,9 @@ def summary_sentences(result: DiffResult) -> list[str]:
                 f"The call on the {c.name} ({c.status}) is uncertain: confidence {c.confidence:.2f}."
             )
     if unchanged:
-        names = [f"the {n}" for n in unchanged]
-        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        out.append(f"No change at {listed} {span}.")
+        out.append(f"No change at {_listed(unchanged)} {span}.")
+    if absent:
+        out.append(f"No change at {_listed(absent)} {span}: {UNSEEN}.")
     if result.site is None:
         n = len(result.areas)
         total = sum(a.area_m2 for a in result.areas)
@@ -148,6 +150,24 @@ def summary_sentences(result: DiffResult) -> list[str]:
             + "."
         )
     return out
+
+
+# an unchanged call on no structure: what was absent on both dates, or a footprint drawn where
+# nothing stands (misplaced, too large, or too small for an outline at the pixel size)
+UNSEEN = "no structure was seen there on either date (gone before, or its footprint is off)"
+
+
+def unseen(call: StructureCall) -> bool:
+    """Whether the evidence speaks against a structure standing on the footprint on both dates
+    (presence log-odds below even on each)."""
+    pb, pa = call.evidence.get("presence_before"), call.evidence.get("presence_after")
+    return pb is not None and pa is not None and pb < 0 and pa < 0
+
+
+def _listed(names: list[str]) -> str:
+    """``the a, the b and the c``."""
+    the = [f"the {n}" for n in names]
+    return the[0] if len(the) == 1 else ", ".join(the[:-1]) + " and " + the[-1]
 
 
 def _percent(share: float) -> str:
