@@ -102,6 +102,26 @@ def test_a_band_described_as_nir_is_data_where_gdal_reads_alpha(tmp_path: Path) 
     np.testing.assert_array_equal(scene.data[3], data[3])
 
 
+def test_an_alpha_band_gdal_does_not_mask_with_still_masks(tmp_path: Path) -> None:
+    """A band made alpha after the file was written: GDAL's mask flags say every pixel is valid,
+    so the band was dropped from the data but its zeros were compared as ground."""
+    data = np.concatenate([textured((16, 16)), np.full((1, 16, 16), 65535, np.uint16)])
+    data[4, :, :4] = 0
+    p = write_raster(tmp_path / "a_2019-01-01.tif", data, photometric="MINISBLACK")
+    with rasterio.open(p, "r+") as ds:
+        ds.colorinterp = (
+            [rasterio.enums.ColorInterp.gray]
+            + [rasterio.enums.ColorInterp.undefined] * 3
+            + [rasterio.enums.ColorInterp.alpha]
+        )
+    with rasterio.open(p) as ds:
+        assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.all_valid]
+    src = open_raster(p)
+    assert src.data_bands == (1, 2, 3, 4)
+    scene = read_scene(open_acquisition(p), src.grid)
+    assert not scene.valid[:, :4].any() and scene.valid[:, 4:].all()
+
+
 def test_an_unnamed_fourth_band_beside_rgb_is_nir(tmp_path: Path) -> None:
     """Bands 1-3 interpreted as RGB and band 4 undefined: band 4 takes its default role, near
     infrared, as the contract says for a band without a role (it was 'b4', dropped)."""

@@ -810,7 +810,17 @@ def _read_masked(
     alpha_data = any(ds.colorinterp[i - 1] == ColorInterp.alpha for i in indexes)
     if alpha_data or all(f == [MaskFlags.all_valid] for f in flags):
         data = read(indexes, out)
-        return data, zero_fill(data)
+        valid = zero_fill(data)
+        # an alpha band GDAL does not mask with (its interpretation set after the file was
+        # written): transparent where 0, as GDAL reads alpha when it does
+        hidden = [
+            i + 1
+            for i in range(ds.count)
+            if ds.colorinterp[i] == ColorInterp.alpha and i + 1 not in indexes
+        ]
+        for i in hidden:
+            valid &= np.asarray(ds.read(i, window=window)) != 0
+        return data, valid
     every = list(range(1, ds.count + 1))
     if all(f == [MaskFlags.nodata] for f in flags) and None not in ds.nodatavals:
         bands = read(every, out if indexes == every else None)
