@@ -18,7 +18,8 @@ from conftest import write_raster
 from sohae_watch.classify import common_detail
 from sohae_watch.cli.main import cli
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import GridReader, open_acquisition, read_scene
+from sohae_watch.ingest import open_acquisition
+from sohae_watch.reader import GridReader, read_scene
 from sohae_watch.structures import as_delivered_on, coarse_lattice
 
 ROOT = Path(__file__).resolve().parents[1]

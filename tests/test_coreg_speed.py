@@ -203,7 +203,8 @@ def test_strip_reader_reads_all_bands_for_a_nodata_mask(tmp_path: Path) -> None:
     """A 4-band file with nodata 0 read for its visible bands: their mean, and GDAL's dataset
     mask (valid where any band is), taken from the pixels of every band."""
     from sohae_watch import coreg_files
-    from sohae_watch.ingest import GridReader, open_acquisition
+    from sohae_watch.ingest import open_acquisition
+    from sohae_watch.reader import GridReader
 
     rng = np.random.default_rng(2)
     data = rng.integers(1, 4000, (4, 300, 200)).astype(np.uint16)

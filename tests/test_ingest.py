@@ -16,14 +16,8 @@ from rasterio.warp import transform_bounds
 from conftest import textured, write_raster
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import (
-    GridReader,
-    block_rows,
-    catalog,
-    open_acquisition,
-    open_raster,
-    read_scene,
-)
+from sohae_watch.ingest import catalog, open_acquisition, open_raster
+from sohae_watch.reader import GridReader, block_rows, read_scene
 
 T0 = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
 

@@ -13,8 +13,9 @@ from rasterio.warp import calculate_default_transform, reproject
 
 from conftest import textured, write_raster
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import GridReader, open_acquisition
+from sohae_watch.ingest import open_acquisition
 from sohae_watch.readcache import CACHE_BYTES, GridCache, cache_for
+from sohae_watch.reader import GridReader
 
 T0 = Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
 GRID = Grid(CRS.from_epsg(32651), T0, 100, 120)  # 100 columns, 120 rows

@@ -1,7 +1,7 @@
 """Co-register raster files window by window (bounded memory) and write the corrected target.
 
 The reference grid is the native grid of REFERENCE. Tie-point windows are read through
-:class:`sohae_watch.ingest.GridReader` (only the windows measured are decoded); the fitted model is
+:class:`sohae_watch.reader.GridReader` (only the windows measured are decoded); the fitted model is
 applied when the target is read from its source files (one resampling), block by block.
 """
 
@@ -24,16 +24,9 @@ from scipy import ndimage as ndi
 from sohae_watch.coregister import MAX_POINTS, CoregResult, Mode, coregister_readers
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import (
-    UNDATED,
-    Acquisition,
-    GridReader,
-    ResamplingName,
-    aligned_offset,
-    block_rows,
-    open_acquisition,
-)
+from sohae_watch.ingest import UNDATED, Acquisition, ResamplingName, open_acquisition
 from sohae_watch.parallel import default_workers
+from sohae_watch.reader import GridReader, aligned_offset, block_rows
 from sohae_watch.scene import VISIBLE
 
 #: output block size (px) and GDAL block cache of the file path

@@ -40,9 +40,10 @@ from shapely.geometry.base import BaseGeometry
 from sohae_watch.change import ChangeArea, ChangeModel, apply_change_model, change_areas
 from sohae_watch.errors import InputError, SohaeError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader
+from sohae_watch.ingest import Acquisition
 from sohae_watch.outputs import overview_lattice
 from sohae_watch.readcache import GridCache
+from sohae_watch.reader import GridReader
 from sohae_watch.stream import Tile
 
 if TYPE_CHECKING:

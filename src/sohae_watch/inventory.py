@@ -16,7 +16,8 @@ from shapely.geometry import mapping, shape
 from sohae_watch.area import coverage, delivered_m
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader, catalog
+from sohae_watch.ingest import Acquisition, catalog
+from sohae_watch.reader import GridReader
 from sohae_watch.site import Site
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def cloud_like(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def usable_fraction(acq: Acquisition, grid: Grid, area_mask: np.ndarray) -> float:
     """Share of the area observable in ``acq`` (valid and not cloud), read on ``grid``. A blank
-    product (:func:`~sohae_watch.ingest.no_contrast`) is cloud-like everywhere: 0."""
+    product (:func:`~sohae_watch.reader.no_contrast`) is cloud-like everywhere: 0."""
     if not area_mask.any():
         return 0.0
     with GridReader(acq, grid, resampling="nearest") as reader:

@@ -51,18 +51,11 @@ from sohae_watch.coregister import (
 from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import (
-    Acquisition,
-    GridReader,
-    block_rows,
-    mixed_tiles,
-    no_contrast,
-    open_acquisition,
-    set_nan,
-)
+from sohae_watch.ingest import Acquisition, mixed_tiles, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
+from sohae_watch.reader import GridReader, block_rows, no_contrast, set_nan
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site, site_imagery
 from sohae_watch.stream import (
@@ -227,7 +220,7 @@ def _check_observable(
     acq: Acquisition, role: str, grid: Grid, area: BaseGeometry, roles: tuple[str, ...]
 ) -> None:
     """InputError unless some pixel of the area is valid and the image shows some contrast
-    there (:func:`~sohae_watch.ingest.no_contrast`: a blank product would have every
+    there (:func:`~sohae_watch.reader.no_contrast`: a blank product would have every
     structure dismantled).
 
     First a few full-resolution windows spread over the grid (cheap, and enough for nearly every

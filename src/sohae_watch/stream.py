@@ -17,7 +17,8 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.grid import Grid
-from sohae_watch.ingest import Acquisition, GridReader, set_nan
+from sohae_watch.ingest import Acquisition
+from sohae_watch.reader import GridReader, set_nan
 from sohae_watch.scene import Scene, intensity_of
 
 TILE = 1024  # side of the change stage's output tiles, pixels

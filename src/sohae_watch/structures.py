@@ -32,8 +32,9 @@ from sohae_watch.classify import (
 )
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid, origin_on_lattice
-from sohae_watch.ingest import Acquisition, GridReader, catalog, read_scene
+from sohae_watch.ingest import Acquisition, catalog
 from sohae_watch.parallel import concurrently, default_workers
+from sohae_watch.reader import GridReader, read_scene
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.shadow import estimate_azimuth, listed_shadow, moved_shadow
 from sohae_watch.site import Site, Structure
