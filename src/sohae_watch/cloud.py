@@ -114,11 +114,21 @@ def _extents(px_m: float, step: int = 1) -> tuple[int, int, int]:
     return size, near, grow
 
 
+def _landscape_px(px_m: float, step: int = 1) -> int:
+    """The neighbourhood snow or frost must cover a share of (~200 m), in pixels of a grid
+    ``step`` times coarser than ``px_m``; bounded there (the evidence grid is coarse), not in
+    input pixels as :func:`_extents` is: at 0.5 m that bound made it 32 m, and a new pale roof
+    of 600 m² on grass was taken for snow and taken out of the change."""
+    return max(5, min(64, round(200.0 / (px_m * step))))
+
+
 def cloud_reach_px(px_m: float, step: int = 1) -> int:
     """How far (pixels of a grid ``step`` times coarser than ``px_m``) the masks of a pixel
     depend on its neighbours: the window halo needed."""
     size, near, grow = _extents(px_m, step)
-    return size + 2 * near + 2 * grow + 2 + int(math.ceil(4 * _survival_sigma(px_m, step))) + 1
+    survival = int(math.ceil(4 * _survival_sigma(px_m, step))) + 1
+    clouds = size + 2 * near + 2 * grow + 2 + survival
+    return max(clouds, _landscape_px(px_m, step) // 2 + 1 + survival)
 
 
 def cloud_and_shadow(
@@ -240,7 +250,7 @@ def ground_whitening(
     # snow and frost cover the landscape, not one lot: a whitened pixel counts only where
     # whitening covers a good share of its ~200 m neighbourhood (a new pale car park, roof or
     # road replacing vegetation is whiter and greyer too, but on its own)
-    size = _extents(px_m, step)[0]
+    size = _landscape_px(px_m, step)
     out = []
     for white in (white_a, white_b):
         if white.any():
