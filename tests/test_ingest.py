@@ -536,3 +536,22 @@ def test_tiles_of_two_products_in_one_date_are_named(tmp_path: Path) -> None:
     )
     size = mixed_tiles(open_acquisition(tmp_path / "size"))
     assert size is not None and "e_2019-01-01.tif 1 m" in size and "w_2019-01-01.tif 0.5 m" in size
+
+
+def test_a_tile_beyond_the_area_is_not_named_a_source(tmp_path: Path) -> None:
+    """A tile of the date 20 km away is never decoded for the area, but report.json listed it
+    among the sources compared. A registration's shift widens what a read can reach."""
+    from affine import Affine as A
+
+    from sohae_watch.reader import sources_read
+
+    data = textured((20, 20))
+    t = A(0.5, 0, 500000.0, 0, -0.5, 4390000.0)
+    write_raster(tmp_path / "near_2019-01-01.tif", data, transform=t)
+    write_raster(tmp_path / "next_2019-01-01.tif", data, transform=t * A.translation(22, 0))
+    write_raster(tmp_path / "far_2019-01-01.tif", data, transform=t * A.translation(40000, 0))
+    acq = open_acquisition(tmp_path)
+    grid = open_raster(tmp_path / "near_2019-01-01.tif").grid
+    assert [Path(p).name for p in sources_read(acq, grid)] == ["near_2019-01-01.tif"]
+    moved = [Path(p).name for p in sources_read(acq, grid, A.translation(4, 0))]
+    assert moved == ["near_2019-01-01.tif", "next_2019-01-01.tif"]

@@ -55,7 +55,7 @@ from sohae_watch.ingest import Acquisition, mixed_tiles, open_acquisition
 from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
-from sohae_watch.reader import GridReader, block_rows, no_contrast, set_nan
+from sohae_watch.reader import GridReader, block_rows, no_contrast, set_nan, sources_read
 from sohae_watch.scene import Scene, SunPosition
 from sohae_watch.site import Site, site_imagery
 from sohae_watch.stream import (
@@ -534,8 +534,8 @@ def _compute_diff(
         site=site,
         grid=grid,
         area=area,
-        before=Side(before_acq.date, before_acq.paths, before_acq.sun),
-        after=Side(after_acq.date, after_acq.paths, after_acq.sun),
+        before=Side(before_acq.date, sources_read(before_acq, grid), before_acq.sun),
+        after=Side(after_acq.date, sources_read(after_acq, grid, after_model), after_acq.sun),
         coreg=coreg,
         threshold=model.threshold,
         counts=outputs.counts,

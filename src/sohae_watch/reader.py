@@ -102,16 +102,7 @@ class GridReader:
 
     def _margin(self) -> float:
         """How far (map units) the model can move a window's content: widens the overlap test."""
-        if self.model is None:
-            return 0.0
-        m = self.model
-        reach = (
-            abs(m.c)
-            + abs(m.f)
-            + (abs(m.a - 1) + abs(m.b) + abs(m.d) + abs(m.e - 1)) * max(self.grid.shape)
-            + 2
-        )
-        return float(reach * self.grid.resolution)
+        return model_reach(self.model, self.grid)
 
     def _target_transform(self) -> Affine:
         t = self.grid.transform
@@ -494,6 +485,28 @@ def _validity(
     if any(np.dtype(t).kind == "f" for t in ds.dtypes):
         mask &= np.all(np.isfinite(data), axis=0)
     return mask
+
+
+def model_reach(model: Affine | None, grid: Grid) -> float:
+    """How far (map units) ``model`` can move content on ``grid``: 0 without one."""
+    if model is None:
+        return 0.0
+    m = model
+    reach = (
+        abs(m.c)
+        + abs(m.f)
+        + (abs(m.a - 1) + abs(m.b) + abs(m.d) + abs(m.e - 1)) * max(grid.shape)
+        + 2
+    )
+    return float(reach * grid.resolution)
+
+
+def sources_read(acq: Acquisition, grid: Grid, model: Affine | None = None) -> tuple[str, ...]:
+    """The files of ``acq`` a read on ``grid`` (through ``model``) draws on: a tile of the date
+    that lies beyond the area is not decoded, and the report does not name it a source."""
+    margin = model_reach(model, grid)
+    used = tuple(str(s.path) for s in acq.sources if _overlaps(s, grid, margin))
+    return used or acq.paths
 
 
 def _overlaps(src: RasterSource, grid: Grid, margin: float = 0.0) -> bool:
