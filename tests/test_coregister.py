@@ -387,3 +387,41 @@ def test_corrected_target_keeps_its_stored_numbers_and_their_scale(tmp_path: Pat
         got, want = ds.read(1).astype(float), ref.read(1).astype(float)
     inner = (slice(20, -20), slice(20, -20))
     assert np.abs(got[inner] - want[inner]).mean() < 0.1 * want[inner].std()
+
+
+def test_two_motions_in_the_tie_points_are_named_not_averaged_away() -> None:
+    """One tile of a date georeferenced 3 m apart from the other: the model fitted the larger
+    half, called itself ok at 0.98 and left the other half 4 m off (dismantled structures that
+    were not). A quarter of the usable tie points agreeing on a shift a pixel or more away is
+    a second motion; scattered outliers are not."""
+    from sohae_watch.coreg_fit import choose_model
+    from sohae_watch.coregister import second_motion
+
+    rng = np.random.default_rng(3)
+    c, r = rng.uniform(0, 1000, 100), rng.uniform(0, 800, 100)
+    d = np.where((c > 600)[:, None], [5.1, 7.0], [-0.9, 1.0]) + rng.normal(0, 0.05, (100, 2))
+    wt = np.full(100, 0.9)
+    fit, _ = choose_model(c, r, d, wt, (1000.0, 800.0), "auto")
+    shift = tuple(float(v) for v in fit.displacement(500.0, 400.0))
+    found = second_motion(c, r, d, wt, fit.inliers, (1000.0, 800.0), shift)
+    assert found is not None
+    ox, oy, n = found
+    assert (round(ox), round(oy)) == ((5, 7) if shift[0] < 2 else (-1, 1))
+    assert n == int((~fit.inliers).sum()) and n >= 25
+    # one motion, with a fifth of the points scattered (cloud, change): no second motion
+    d = np.tile([[-0.9, 1.0]], (100, 1)) + rng.normal(0, 0.05, (100, 2))
+    d[:20] += rng.uniform(-15, 15, (20, 2))
+    fit, _ = choose_model(c, r, d, wt, (1000.0, 800.0), "auto")
+    shift = tuple(float(v) for v in fit.displacement(500.0, 400.0))
+    assert second_motion(c, r, d, wt, fit.inliers, (1000.0, 800.0), shift) is None
+
+
+def test_an_image_in_two_halves_moved_apart_is_low_confidence() -> None:
+    img = texture(9) * 20
+    ref = moved(img, 0, 0)
+    whole, right = moved(img, 1.0, 0.0), moved(img, 5.0, 5.0)
+    halves = whole.copy()
+    halves[:, N // 2 :] = right[:, N // 2 :]
+    assert coregister_arrays(ref, whole).status == "ok"
+    res = coregister_arrays(ref, halves)
+    assert res.status == "low-confidence" and res.reliability < 0.7

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from sohae_watch.coreg_fit import ModelFit, choose_model, fit_translation
 from sohae_watch.coreg_phase import correlate_windows, gradient_windows
 from sohae_watch.grid import Grid
 from sohae_watch.parallel import concurrently
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "global", "local"]
 Status = Literal["ok", "low-confidence", "failed"]
@@ -339,6 +342,35 @@ def _measure(
                 )
             )
     return points
+
+
+SECOND_MOTION = 0.25  # share of the usable tie points a second consistent shift must hold
+SECOND_MOTION_PX = 1.0  # ... this far from the model's, to be another motion, not its noise
+
+
+def second_motion(
+    c: np.ndarray,
+    r: np.ndarray,
+    d: np.ndarray,
+    wt: np.ndarray,
+    inliers: np.ndarray,
+    extent: tuple[float, float],
+    shift: tuple[float, float],
+) -> tuple[float, float, int] | None:
+    """A second shift the model's outliers agree on: (x, y, points), or None. Outliers of one
+    rigid misregistration scatter (clouds, change, repeated texture); a quarter of the usable
+    tie points agreeing, within the inlier radius, on a shift a pixel or more from the model's
+    are a second motion the model leaves misaligned."""
+    out = ~inliers
+    need = max(6, math.ceil(SECOND_MOTION * inliers.size))
+    if int(out.sum()) < need:
+        return None
+    fit, _ = choose_model(c[out], r[out], d[out], wt[out], extent, "global", tol=0.5)
+    n = int(fit.inliers.sum())
+    ox, oy = fit.displacement(extent[0] / 2.0, extent[1] / 2.0)
+    if n < need or math.hypot(ox - shift[0], oy - shift[1]) < SECOND_MOTION_PX:
+        return None
+    return float(ox), float(oy), n
 
 
 def _arrays(points: list[TiePoint]) -> tuple[np.ndarray, ...]:
@@ -654,7 +686,24 @@ def _register(
     precision = math.exp(-((fit.rms / 0.5) ** 2))
     reliability = float(np.clip(mean_rel * support * precision, 0.0, 1.0))
     sx, sy = fit.displacement(w / 2.0, h / 2.0)
-    status: Status = "ok" if reliability >= RELIABLE and n_in >= 6 else "low-confidence"
+    other = second_motion(c, r, d, wt, inl, (float(w), float(h)), (float(sx), float(sy)))
+    if other is not None:
+        ox, oy, n_other = other
+        log.warning(
+            "co-registration: the tie points follow two shifts (%+.1f, %+.1f px at %d points; "
+            "%+.1f, %+.1f px at %d), as when one tile of a date is georeferenced apart from the "
+            "others or tall structures lean differently: one model cannot align both",
+            sx,
+            sy,
+            n_in,
+            ox,
+            oy,
+            n_other,
+        )
+        reliability *= n_in / (n_in + n_other)
+    status: Status = (
+        "ok" if reliability >= RELIABLE and n_in >= 6 and other is None else "low-confidence"
+    )
     result = CoregResult(
         method=method,
         status=status,
