@@ -28,6 +28,12 @@ def coord_image(shape: tuple[int, int]) -> np.ndarray:
     return np.stack([rows + 1, cols + 1, rows + cols + 1, np.full(shape, 7)]).astype(np.uint16)
 
 
+def interpret(path: Path, *kinds: str) -> None:
+    """Set each band's colour interpretation (after writing, as rasterio users do)."""
+    with rasterio.open(path, "r+") as ds:
+        ds.colorinterp = [rasterio.enums.ColorInterp[k] for k in kinds]
+
+
 def test_band_roles_from_descriptions_and_default(tmp_path: Path) -> None:
     data = textured((8, 8))
     p = write_raster(
@@ -102,12 +108,7 @@ def test_an_alpha_band_gdal_does_not_mask_with_still_masks(tmp_path: Path) -> No
     data = np.concatenate([textured((16, 16)), np.full((1, 16, 16), 65535, np.uint16)])
     data[4, :, :4] = 0
     p = write_raster(tmp_path / "a_2019-01-01.tif", data, photometric="MINISBLACK")
-    with rasterio.open(p, "r+") as ds:
-        ds.colorinterp = (
-            [rasterio.enums.ColorInterp.gray]
-            + [rasterio.enums.ColorInterp.undefined] * 3
-            + [rasterio.enums.ColorInterp.alpha]
-        )
+    interpret(p, "gray", "undefined", "undefined", "undefined", "alpha")
     with rasterio.open(p) as ds:
         assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.all_valid]
     src = open_raster(p)
@@ -124,13 +125,7 @@ def test_an_unnamed_fourth_band_beside_rgb_is_nir(tmp_path: Path) -> None:
         assert ds.colorinterp[3] == rasterio.enums.ColorInterp.undefined
     assert open_raster(p).roles == ("red", "green", "blue", "nir")
     q = write_raster(tmp_path / "b_2019-01-01.tif", textured((8, 8)), photometric="RGB")
-    with rasterio.open(q, "r+") as ds:
-        ds.colorinterp = [
-            rasterio.enums.ColorInterp.blue,
-            rasterio.enums.ColorInterp.green,
-            rasterio.enums.ColorInterp.red,
-            rasterio.enums.ColorInterp.undefined,
-        ]
+    interpret(q, "blue", "green", "red", "undefined")
     assert open_raster(q).roles == ("blue", "green", "red", "nir")
 
 
@@ -141,13 +136,7 @@ def test_alpha_band_is_validity_not_data(tmp_path: Path) -> None:
     p = write_raster(
         tmp_path / "a_2019-01-01.tif", np.concatenate([data, alpha]), photometric="RGB"
     )
-    with rasterio.open(p, "r+") as ds:
-        ds.colorinterp = [
-            rasterio.enums.ColorInterp.red,
-            rasterio.enums.ColorInterp.green,
-            rasterio.enums.ColorInterp.blue,
-            rasterio.enums.ColorInterp.alpha,
-        ]
+    interpret(p, "red", "green", "blue", "alpha")
     src = open_raster(p)
     assert src.data_bands == (1, 2, 3)
     scene = read_scene(open_acquisition(p), src.grid)
