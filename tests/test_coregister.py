@@ -403,11 +403,16 @@ def test_two_motions_in_the_tie_points_are_named_not_averaged_away() -> None:
     wt = np.full(100, 0.9)
     fit, _ = choose_model(c, r, d, wt, (1000.0, 800.0), "auto")
     shift = tuple(float(v) for v in fit.displacement(500.0, 400.0))
-    found = second_motion(c, r, d, wt, fit.inliers, (1000.0, 800.0), shift)
+    found = second_motion(c, r, d, wt, fit.inliers, (1000.0, 800.0), shift, fit.rms)
     assert found is not None
     ox, oy, n = found
     assert (round(ox), round(oy)) == ((5, 7) if shift[0] < 2 else (-1, 1))
     assert n == int((~fit.inliers).sum()) and n >= 25
+    # a coarse date's tie points scattering by a pixel, in two clouds 2.4 px apart: one motion
+    d = np.where((c > 600)[:, None], [-2.6, 1.4], [-3.3, 3.7]) + rng.normal(0, 0.8, (100, 2))
+    fit, _ = choose_model(c, r, d, wt, (1000.0, 800.0), "global", tol=0.5)
+    shift = tuple(float(v) for v in fit.displacement(500.0, 400.0))
+    assert second_motion(c, r, d, wt, fit.inliers, (1000.0, 800.0), shift, fit.rms) is None
     # one motion, with a fifth of the points scattered (cloud, change): no second motion
     d = np.tile([[-0.9, 1.0]], (100, 1)) + rng.normal(0, 0.05, (100, 2))
     d[:20] += rng.uniform(-15, 15, (20, 2))

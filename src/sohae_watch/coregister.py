@@ -345,7 +345,8 @@ def _measure(
 
 
 SECOND_MOTION = 0.25  # share of the usable tie points a second consistent shift must hold
-SECOND_MOTION_PX = 1.0  # ... this far from the model's, to be another motion, not its noise
+SECOND_MOTION_PX = 1.0  # ... at least this far from the model's (px)
+SECOND_MOTION_SPREAD = 4.0  # ... and this many times the two fits' scatter: apart, not one cloud
 
 
 def second_motion(
@@ -356,11 +357,14 @@ def second_motion(
     inliers: np.ndarray,
     extent: tuple[float, float],
     shift: tuple[float, float],
+    scatter: float = 0.0,
 ) -> tuple[float, float, int] | None:
     """A second shift the model's outliers agree on: (x, y, points), or None. Outliers of one
     rigid misregistration scatter (clouds, change, repeated texture); a quarter of the usable
-    tie points agreeing, within the inlier radius, on a shift a pixel or more from the model's
-    are a second motion the model leaves misaligned."""
+    tie points agreeing, within the inlier radius, on a shift a pixel or more from the model's,
+    and well apart from both fits' scatter (``scatter``: the model's RMS residual, px), are a
+    second motion the model leaves misaligned. (A coarse date's tie points scatter by a pixel
+    of the grid or more, and split in two by chance.)"""
     out = ~inliers
     need = max(6, math.ceil(SECOND_MOTION * inliers.size))
     if int(out.sum()) < need:
@@ -368,7 +372,8 @@ def second_motion(
     fit, _ = choose_model(c[out], r[out], d[out], wt[out], extent, "global", tol=0.5)
     n = int(fit.inliers.sum())
     ox, oy = fit.displacement(extent[0] / 2.0, extent[1] / 2.0)
-    if n < need or math.hypot(ox - shift[0], oy - shift[1]) < SECOND_MOTION_PX:
+    apart = math.hypot(ox - shift[0], oy - shift[1])
+    if n < need or apart < max(SECOND_MOTION_PX, SECOND_MOTION_SPREAD * max(scatter, fit.rms)):
         return None
     return float(ox), float(oy), n
 
@@ -686,7 +691,7 @@ def _register(
     precision = math.exp(-((fit.rms / 0.5) ** 2))
     reliability = float(np.clip(mean_rel * support * precision, 0.0, 1.0))
     sx, sy = fit.displacement(w / 2.0, h / 2.0)
-    other = second_motion(c, r, d, wt, inl, (float(w), float(h)), (float(sx), float(sy)))
+    other = second_motion(c, r, d, wt, inl, (float(w), float(h)), (float(sx), float(sy)), fit.rms)
     if other is not None:
         ox, oy, n_other = other
         log.warning(
