@@ -208,3 +208,27 @@ def test_chance_edges_gate_a_change_without_discounting_presence() -> None:
     # the same outlines beyond chance on clean ground are a removal
     clean = Evidence(1.0, 0.0, 0.70, 0.14, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0, 0.70, 0.14)
     assert decide(clean, min_observed=0.5)[0] == "removed"
+
+
+def test_a_footprint_a_few_pixels_across_is_not_judged() -> None:
+    """A footprint 2 x 2 px across was called unchanged at 0.99 with no outline on either date,
+    or removed at 0.72 where the structure was modified (the structure audit): there is no
+    outline, shadow or inside to judge at that size. Under 3 of the coarser date's pixels
+    across, the call is obscured and says why."""
+    r0, c0 = BLOCK[:2]
+    x0, y0 = GRID.transform * (c0, r0 + 2)
+    tiny = Structure(
+        "dot", "survey marker", shape(GRID.geometry_to_lonlat(box(x0, y0, x0 + 1, y0 + 1)))
+    )
+    before, after = scene(seed=5), scene(standing=False, seed=6)
+    mask = np.zeros(GRID.shape, np.uint8)
+    dot, block = classify_structures([tiny, _block_structure()], before, after, mask)
+    assert dot.status == "obscured" and dot.event is None
+    assert dot.summary == (
+        "The survey marker could not be assessed: its footprint is 1 x 1 m, under 3 pixels of "
+        "0.5 m across."
+    )
+    assert block.status == "removed"
+    # the 10 m wide block seen by a 4 m sensor on one date: under 3 of its pixels across
+    coarse = classify_structures([_block_structure()], before, after, mask, native_m=(0.5, 4.0))
+    assert coarse[0].status == "obscured" and "pixels of 4 m" in coarse[0].summary

@@ -440,16 +440,31 @@ def classify_structures(
         for k, (scene, data) in enumerate(((before, detail[0]), (after, detail[1])))
     )
     calls = []
+    # the coarser date's pixel, metres: what a footprint must span a few of to show an outline
+    px = (
+        max(native_m)
+        if native_m
+        else grid.resolution * math.sqrt(math.prod(grid.metres_per_unit()))
+    )
     for s in structures:
         geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
         ev = gather_evidence(grid, geom, (before, after), eb, ea, mask, detail)
         status, conf = decide(ev, min_observed=min_observed_fraction)
-        if status != "obscured":
+        sides = footprint_sides_m(geom)
+        small = sides[0] < MIN_FOOTPRINT_PX * px
+        if small:  # no outline, shadow or inside to judge: not a call on nothing
+            status, conf = "obscured", 0.95
+        elif status != "obscured":
             conf = discounted(conf, ev.observed, coreg_reliability)
         conf = float(min(0.99, conf))
         event = EVENTS[status]
         if status == "appeared" and (s.baseline == "present" or (stood_before or {}).get(s.id)):
             event = "rebuilt"
+        summary = (
+            too_small_sentence(s.name, sides, px)
+            if small
+            else structure_sentence(s.name, status, event, ev.observed, before.date, after.date)
+        )
         calls.append(
             StructureCall(
                 id=s.id,
@@ -459,9 +474,7 @@ def classify_structures(
                 confidence=conf,
                 changed_fraction=float(min(1.0, ev.changed)),
                 observed_fraction=float(min(1.0, ev.observed)),
-                summary=structure_sentence(
-                    s.name, status, event, ev.observed, before.date, after.date
-                ),
+                summary=summary,
                 evidence={
                     "outline_before": ev.coverage_before,
                     "outline_after": ev.coverage_after,
@@ -513,6 +526,28 @@ def presence(scene: Scene, structure: Structure) -> float:
     edges = EdgeImage.of(scene)
     tol = _tolerance_px(grid)
     return best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol)).before
+
+
+MIN_FOOTPRINT_PX = (
+    3  # a footprint narrower than this many of the coarser date's pixels is not judged
+)
+
+
+def footprint_sides_m(geom: BaseGeometry) -> tuple[float, float]:
+    """The shorter and longer side of the footprint's minimum rotated rectangle (CRS units)."""
+    ring = list(geom.minimum_rotated_rectangle.exterior.coords)
+    if len(ring) < 4:  # a degenerate footprint (a line or a point)
+        return 0.0, 0.0
+    a, b = math.dist(ring[0], ring[1]), math.dist(ring[1], ring[2])
+    return min(a, b), max(a, b)
+
+
+def too_small_sentence(name: str, sides: tuple[float, float], px: float) -> str:
+    """The sentence for a footprint too small at the pixel size to hold an outline."""
+    return (
+        f"The {name} could not be assessed: its footprint is {sides[0]:.3g} x {sides[1]:.3g} m, "
+        f"under {MIN_FOOTPRINT_PX} pixels of {px:.3g} m across."
+    )
 
 
 def _capitalise(text: str) -> str:
