@@ -212,3 +212,17 @@ def test_no_change_on_a_footprint_where_nothing_stands_says_so() -> None:
         "No change at the launch pad structures between Feb 16 and Mar 2, 2019: no structure was "
         "seen there on either date (gone before, or its footprint is off)." in sentences
     )
+
+
+def test_new_activity_of_a_pair_that_failed_co_registration_is_unconfirmed() -> None:
+    """Compared as delivered, edges that only moved read as change: new activity says it is
+    unconfirmed, as the events do (a 10 m AFTER against a 0.5 m site reported two areas)."""
+    import dataclasses
+
+    from sohae_watch.areas import ChangeArea
+
+    area = ChangeArea(box(500010.0, 4390010.0, 500030.0, 4390020.0), 200.0, 5.0, "other", 0.8)
+    for status, said in (("failed", True), ("ok", False)):
+        r = dataclasses.replace(_result(1.0, status, 0.9), new_activity=[area])
+        (line,) = [s for s in summary_sentences(r) if s.startswith("New activity")]
+        assert line.endswith("(unconfirmed: the dates could not be co-registered).") is said

@@ -83,16 +83,22 @@ def summary_sentences(result: DiffResult) -> list[str]:
     """The analyst's sentences: events first, then what could not be assessed, then no-change,
     then what limits the whole comparison (a change mask that cannot be trusted, co-registration
     not ok).
-    When co-registration failed, each event says beside it that it is unconfirmed: footprints
-    compared as delivered read a structure the georeference moved as one that went."""
+    When co-registration failed, each event and new activity says beside it that it is
+    unconfirmed: footprints compared as delivered read a structure the georeference moved as
+    one that went, and edges that only moved read as change."""
     span = date_span(result.before.date, result.after.date)
+    failed = result.coreg.status == "failed"
+
+    def unconfirmed(line: str) -> str:
+        if not failed:
+            return line
+        return f"{line.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
+
     events = []
     for c in result.structures:
         if c.event is None:
             continue
-        line = c.summary
-        if result.coreg.status == "failed":
-            line = f"{line.removesuffix('.')} (unconfirmed: the dates could not be co-registered)."
+        line = unconfirmed(c.summary)
         if c.confidence < LOW_CONFIDENCE:  # said where the event is read, not a line later
             line = f"{line.removesuffix('.')} (uncertain: confidence {c.confidence:.2f})."
         events.append(line)
@@ -102,7 +108,11 @@ def summary_sentences(result: DiffResult) -> list[str]:
     out = list(events)
     for a in result.new_activity:
         lon, lat = result.grid.to_lonlat(a.geometry.centroid.x, a.geometry.centroid.y)
-        out.append(activity_sentence(lon, lat, a.area_m2, result.before.date, result.after.date))
+        out.append(
+            unconfirmed(
+                activity_sentence(lon, lat, a.area_m2, result.before.date, result.after.date)
+            )
+        )
     out.extend(obscured)
     for c in result.structures:
         if c.status == "obscured":
