@@ -441,16 +441,14 @@ def classify_structures(
     )
     calls = []
     # the coarser date's pixel, metres: what a footprint must span a few of to show an outline
-    px = (
-        max(native_m)
-        if native_m
-        else grid.resolution * math.sqrt(math.prod(grid.metres_per_unit()))
-    )
+    unit = math.sqrt(math.prod(grid.metres_per_unit()))
+    px = max(native_m) if native_m else grid.resolution * unit
     for s in structures:
         geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
         ev = gather_evidence(grid, geom, (before, after), eb, ea, mask, detail)
         status, conf = decide(ev, min_observed=min_observed_fraction)
-        sides = footprint_sides_m(geom)
+        short, long = footprint_extent(geom)
+        sides = (unit * short, unit * long)
         small = sides[0] < MIN_FOOTPRINT_PX * px
         if small:  # no outline, shadow or inside to judge: not a call on nothing
             status, conf = "obscured", 0.95
@@ -528,12 +526,11 @@ def presence(scene: Scene, structure: Structure) -> float:
     return best_offset(edges, edges, footprint_sides(poly), tol, _ring(fp, grid, tol)).before
 
 
-MIN_FOOTPRINT_PX = (
-    3  # a footprint narrower than this many of the coarser date's pixels is not judged
-)
+# a footprint narrower than this many of the coarser date's pixels is not judged
+MIN_FOOTPRINT_PX = 3
 
 
-def footprint_sides_m(geom: BaseGeometry) -> tuple[float, float]:
+def footprint_extent(geom: BaseGeometry) -> tuple[float, float]:
     """The shorter and longer side of the footprint's minimum rotated rectangle (CRS units)."""
     ring = list(geom.minimum_rotated_rectangle.exterior.coords)
     if len(ring) < 4:  # a degenerate footprint (a line or a point)
