@@ -544,3 +544,22 @@ def test_a_tile_beyond_the_area_is_not_named_a_source(tmp_path: Path) -> None:
     assert [Path(p).name for p in sources_read(acq, grid)] == ["near_2019-01-01.tif"]
     moved = [Path(p).name for p in sources_read(acq, grid, A.translation(4, 0))]
     assert moved == ["near_2019-01-01.tif", "next_2019-01-01.tif"]
+
+
+def test_the_area_of_far_apart_tiles_is_read_only_where_it_is() -> None:
+    """The overlap of a date whose tiles lie 20 km apart is a bounding grid that is mostly gap:
+    a window in the gap is none of the area (no rasterizing, nothing decoded for it), one
+    inside is all of it, one across its edge is the pixels that touch it."""
+    from shapely.geometry import box as rect
+
+    from sohae_watch.grid import Grid as G
+    from sohae_watch.stream import area_valid
+
+    grid = G(CRS.from_epsg(32651), Affine(0.5, 0, 500000.0, 0, -0.5, 4390000.0), 4000, 100)
+    area = rect(500000.0, 4389950.0, 500100.0, 4390000.0).union(
+        rect(501900.0, 4389950.0, 502000.0, 4390000.0)
+    )
+    assert not area_valid(grid, area, 0, 1000, 100, 100).any()
+    assert area_valid(grid, area, 0, 0, 100, 100).all()
+    edge = area_valid(grid, area, 0, 150, 100, 100)
+    assert edge[:, :50].all() and not edge[:, 51:].any()

@@ -266,8 +266,11 @@ def _coregister(
 
     def masked(read: Reader) -> Reader:
         def inner(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+            inside = area_valid(grid, area, row, col, height, width)
+            if not inside.any():  # a window beyond the area: nothing to decode
+                return np.full((height, width), np.nan, np.float32), inside
             img, valid = read(row, col, height, width)
-            return img, valid & area_valid(grid, area, row, col, height, width)
+            return img, valid & inside
 
         return inner
 

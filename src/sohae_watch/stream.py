@@ -121,10 +121,14 @@ def area_valid(
     grid: Grid, area: BaseGeometry, row: int, col: int, height: int, width: int
 ) -> np.ndarray:
     """Pixels of the window that touch ``area`` (all of them, without rasterizing, when the
-    window lies inside it: the common case)."""
+    window lies inside it: the common case; none when it lies apart from it, as between the
+    far-apart tiles of a date)."""
     sub = grid.crop(row, col, height, width)
-    if area.contains(box(*sub.bounds)):
+    window = box(*sub.bounds)
+    if area.contains(window):
         return np.ones((height, width), bool)
+    if not area.intersects(window):
+        return np.zeros((height, width), bool)
     return sub.rasterize(area, all_touched=True)
 
 
