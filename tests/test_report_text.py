@@ -98,3 +98,13 @@ def test_change_polygons_follow_rfc_7946() -> None:
     for x, y in geo["coordinates"][0]:
         assert round(x, 7) == x and round(y, 7) == y
         assert -180 <= x <= 180 and -90 <= y <= 90
+
+
+def test_a_small_share_of_alike_ground_reads_as_english() -> None:
+    """'only less than 1% of the ground' read wrong; the share says 'only' when it is one."""
+    from sohae_watch.report import DIFFERENT_SENTENCE, _percent
+
+    assert DIFFERENT_SENTENCE.format(share=_percent(0.002)).startswith(
+        "The change mask cannot be trusted on this pair: less than 1% of the ground"
+    )
+    assert "pair: only 5% of the ground" in DIFFERENT_SENTENCE.format(share=_percent(0.05))
