@@ -73,13 +73,11 @@ def coverage(acq: Acquisition, crs: CRS) -> BaseGeometry:
 
 
 def ground_resolution(src: RasterSource) -> float:
-    """Pixel size in metres (geodesic, at the raster's centre) of a raster in geographic degrees."""
+    """Pixel size in metres (geodesic, at the raster's centre) of a raster in geographic degrees,
+    to 3 significant digits (a working grid's pixel size)."""
     if src.crs.is_projected:
         return src.resolution
-    t = src.transform
-    east, north = src.grid.metres_per_unit()  # a degree's ground length at the centre
-    res = math.sqrt(abs(t.a) * east * abs(t.e) * north)
-    return float(f"{res:.3g}")
+    return float(f"{src.ground_m:.3g}")
 
 
 def delivered_m(acq: Acquisition) -> float:

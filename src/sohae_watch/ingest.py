@@ -68,6 +68,16 @@ class RasterSource:
     def grid(self) -> Grid:
         return Grid(self.crs, self.transform, self.width, self.height)
 
+    @property
+    def ground_m(self) -> float:
+        """Pixel size in metres: the resolution on a projected raster, the geodesic size at the
+        raster's centre on one in geographic degrees."""
+        if self.crs.is_projected:
+            return self.resolution
+        t = self.transform
+        east, north = self.grid.metres_per_unit()  # a degree's ground length at the centre
+        return math.sqrt(abs(t.a) * east * abs(t.e) * north)
+
     def bounds_in(self, crs: CRS) -> Bounds:
         b = self.grid.bounds
         if crs == self.crs:
@@ -373,7 +383,7 @@ def mixed_tiles(acq: Acquisition) -> str | None:
             f"{acq.date}: its tiles differ in pixel type ({named}); they are compared as one "
             "image, so their radiometry may not match; give one product's tiles"
         )
-    sizes = [math.sqrt(math.prod(s.grid.metres_per_unit())) * s.resolution for s in acq.sources]
+    sizes = [s.ground_m for s in acq.sources]
     if max(sizes) > MIXED_RESOLUTION * min(sizes):
         named = "; ".join(
             f"{s.path.name} {m:.3g} m" for s, m in zip(acq.sources, sizes, strict=True)

@@ -168,8 +168,7 @@ class GridReader:
         h, w = int(window.height), int(window.width)
         r_off, c_off = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
         if _is_translation(m):
-            ix, iy = math.floor(m.c), math.floor(m.f)
-            fx, fy = np.float32(m.c - ix), np.float32(m.f - iy)
+            ix, iy, fx, fy = _whole_and_fraction(m)
             if fx == 0 and fy == 0:  # a whole-pixel shift: the source pixels themselves
                 return self._read_block(src, ds, indexes, r_off + iy, c_off + ix, h, w)
             block, bmask = self._read_block(src, ds, indexes, r_off + iy, c_off + ix, h + 1, w + 1)
@@ -239,8 +238,7 @@ class GridReader:
         m = self.model
         if m is None or not _is_translation(m) or len(self._datasets) < 2:
             return None
-        ix, iy = math.floor(m.c), math.floor(m.f)
-        fx, fy = np.float32(m.c - ix), np.float32(m.f - iy)
+        ix, iy, fx, fy = _whole_and_fraction(m)
         if (fx == 0 and fy == 0) or any(o is None for o in self._offsets):
             return None
         h, w = int(window.height), int(window.width)
@@ -386,6 +384,12 @@ def _bilinear(
     if fx > 0 and fy > 0:
         valid &= bmask[1:, 1:]
     return out.astype(np.float32, copy=False), valid
+
+
+def _whole_and_fraction(m: Affine) -> tuple[int, int, np.float32, np.float32]:
+    """A translation's whole pixels (floored) and the fractions left, x then y."""
+    ix, iy = math.floor(m.c), math.floor(m.f)
+    return ix, iy, np.float32(m.c - ix), np.float32(m.f - iy)
 
 
 def _is_translation(m: Affine) -> bool:
