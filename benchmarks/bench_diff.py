@@ -5,9 +5,11 @@ BIG_DIR holds before.tif / after.tif from ../shared/bench/make_big_pair.py (1098
 uint16, not committed). Times, in the same run and with /usr/bin/time -v for peak resident memory:
 1. ../shared/bench/read_floor.py on the pair (decode every block once, single-threaded);
 2. `sohae-watch diff before.tif after.tif` (no site: the whole overlap);
-3. `sohae-watch diff` with a site whose AOI is 1 km x 1 km inside the scene.
+3. `sohae-watch diff` with a site whose AOI is 1 km x 1 km inside the scene;
+4. the same with a 200 m x 200 m AOI (1/25 of the pixels): what a diff costs whatever its area
+   (start-up, the reports, the fixed samples of co-registration and the fit, as far as they fit).
 Prints one row per run and the ratios to the read floor, then the per-stage seconds each `diff`
-logged (`-v`: plan, coregister, fit, change, write, classify). ``--repeat N`` runs the three N times,
+logged (`-v`: plan, coregister, fit, change, write, classify). ``--repeat N`` runs the four N times,
 interleaved, and reports median times (peak memory: the largest) and each round's ratio.
 ``--pixel-size M`` runs on copies of the pair whose pixels are labelled M metres (made once in
 BIG_DIR/pixels-M): with 10, a Sentinel-2 tile's geometry (10980 x 10980 px at 10 m), where the
@@ -69,21 +71,19 @@ def relabelled(big: Path, pixel_m: float) -> Path:
     return folder
 
 
-def aoi_site(big: Path, folder: Path) -> Path:
-    """A site file with a 1 km x 1 km AOI in the middle of the scene."""
+def aoi_site(big: Path, folder: Path, side_m: float = 1000.0) -> Path:
+    """A site file with a ``side_m`` x ``side_m`` AOI in the middle of the scene."""
     with rasterio.open(big / "before.tif") as ds:
         left, bottom, right, top = ds.bounds
         crs = ds.crs
         res = ds.res[0]
     cx, cy = (left + right) / 2, (bottom + top) / 2
+    h = side_m / 2
     xs, ys = transform(
-        crs,
-        "EPSG:4326",
-        [cx - 500, cx + 500, cx + 500, cx - 500],
-        [cy - 500, cy - 500, cy + 500, cy + 500],
+        crs, "EPSG:4326", [cx - h, cx + h, cx + h, cx - h], [cy - h, cy - h, cy + h, cy + h]
     )
     ring = ", ".join(f"[{x:.7f}, {y:.7f}]" for x, y in zip([*xs, xs[0]], [*ys, ys[0]], strict=True))
-    site = folder / "bigsite.yaml"
+    site = folder / f"bigsite-{side_m:g}.yaml"
     site.write_text(
         f"id: big\nname: Benchmark site\ngrid: {{crs: '{crs.to_string()}', resolution: {res:g}}}\n"
         f"aoi: {{type: Polygon, coordinates: [[{ring}]]}}\nstructures: []\n"
@@ -109,10 +109,15 @@ def main() -> None:
     before, after = big / "before.tif", big / "after.tif"
     work = Path(tempfile.mkdtemp(prefix="bench-diff-"))
     extra = ["--threads", str(args.threads)] if args.threads else []
-    names = ("read floor (both inputs once)", "diff, whole scene", "diff, 1 km x 1 km site AOI")
+    names = (
+        "read floor (both inputs once)",
+        "diff, whole scene",
+        "diff, 1 km x 1 km site AOI",
+        "diff, 200 m x 200 m site AOI",
+    )
     runs: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     try:
-        site = aoi_site(big, work)
+        site, tiny = aoi_site(big, work), aoi_site(big, work, 200.0)
         for k in range(max(1, args.repeat)):
             floor = timed([sys.executable, str(READ_FLOOR), str(before), str(after)])
             out = work / f"whole{k}"
@@ -125,12 +130,15 @@ def main() -> None:
             cmd = [str(CLI), "-v", "diff", str(before), str(after), "--site", str(site)]
             small = timed([*cmd, "--out", str(out), *extra], "aoi")
             shutil.rmtree(out, ignore_errors=True)
-            for name, res in zip(names, (floor, whole, small), strict=True):
+            cmd = [str(CLI), "-v", "diff", str(before), str(after), "--site", str(tiny)]
+            least = timed([*cmd, "--out", str(out), *extra], "aoi 200 m")
+            shutil.rmtree(out, ignore_errors=True)
+            for name, res in zip(names, (floor, whole, small, least), strict=True):
                 runs[name].append(res)
             if args.repeat > 1:
                 print(
                     f"round {k + 1}: floor {floor[0]:.1f} s, whole {whole[0]:.1f} s "
-                    f"({whole[0] / floor[0]:.2f}x), AOI {small[0]:.1f} s",
+                    f"({whole[0] / floor[0]:.2f}x), AOI {small[0]:.1f} s, 200 m AOI {least[0]:.1f} s",
                     flush=True,
                 )
         med = {
@@ -142,7 +150,8 @@ def main() -> None:
         for name in names:
             sec, mb = med[name]
             print(f"{name:<32} {sec:14.1f} {sec / base:7.2f} {mb:8.0f}")
-        print(f"AOI diff / whole diff: {med[names[2]][0] / med[names[1]][0]:.3f}")
+        for name in names[2:]:
+            print(f"{name} / whole diff: {med[name][0] / med[names[1]][0]:.3f}")
         if args.repeat > 1:
             ratios = [w / f for (f, _), (w, _) in zip(runs[names[0]], runs[names[1]], strict=True)]
             print("whole / floor per round: " + ", ".join(f"{r:.2f}" for r in ratios))
