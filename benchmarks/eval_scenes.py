@@ -1,6 +1,6 @@
 """Structure-status accuracy on generated scenes the classifier was not tuned on (issue 5).
 
-usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR] [--shade-roofs]
+usage: python benchmarks/eval_scenes.py [--seeds 20-25] [--work DIR] [--shade-roofs] [--off-nadir MAX]
 For each seed: generate a random scene (`sohae-watch samples --scene --seed N`), run `diff` on every
 pair in its truth.json with its own site file, and compare each structure's status with truth.
 Prints per-scene accuracy, the confusion counts, how many truly unchanged structures were called
@@ -15,7 +15,9 @@ Last, the new activity each report lists against the unlisted buildings that cam
 the truth of its pair: an area is found when its centre is within 25 m of such a building (the
 building then counts as found), else false. ``--shade-roofs`` generates the scenes with taller
 structures' shadows falling on lower roofs too, as in real imagery (the default scenes paint
-every roof over the shadows).
+every roof over the shadows). ``--off-nadir MAX`` views each date from a random off-nadir angle
+up to MAX degrees and a random azimuth (samples --off-nadir): tall structures lean differently
+between dates; the unchanged structures called changed are then split by height too.
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ def main() -> None:
         action="store_true",
         help="generate scenes whose lower roofs taller structures shade (samples --shade-roofs)",
     )
+    ap.add_argument(
+        "--off-nadir",
+        type=float,
+        default=0.0,
+        help="view each date from up to this many degrees off nadir (samples --off-nadir)",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="eval-scenes-"))
     confusion: Counter[tuple[str, str]] = Counter()
@@ -69,20 +77,25 @@ def main() -> None:
     # (pair, mask scores, snow, whether the report takes its mask as evidence)
     pixels: list[tuple[str, dict[str, float], float, bool]] = []
     activity: Counter[str] = Counter()  # reported new activity: found, false; buildings missed
+    by_height: Counter[tuple[str, str]] = Counter()  # (height band, right | changed | other)
     for seed in seeds(args.seeds):
         scene = work / f"scene-{seed}"
         if not (scene / "truth.json").is_file():
             shade = ["--shade-roofs"] if args.shade_roofs else []
-            cmd = [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed), *shade]
-            subprocess.run(cmd, check=True)
+            view = ["--off-nadir", str(args.off_nadir)] if args.off_nadir else []
+            cmd = [str(CLI), "-q", "samples", str(scene), "--scene", "--seed", str(seed)]
+            subprocess.run([*cmd, *shade, *view], check=True)
         truth = json.loads((scene / "truth.json").read_text())
         if bool(truth.get("roofs_shaded")) != args.shade_roofs:
             sys.exit(
                 f"{scene}: made {'with' if truth.get('roofs_shaded') else 'without'} "
                 "--shade-roofs; use another --work folder"
             )
+        if float(truth.get("off_nadir_max", 0.0)) != args.off_nadir:
+            sys.exit(f"{scene}: made with another --off-nadir; use another --work folder")
         snow = {a["date"]: float(a.get("snow_fraction", 0.0)) for a in truth["acquisitions"]}
         to_metres = Transformer.from_crs("EPSG:4326", truth["grid"]["crs"], always_xy=True)
+        tallest = heights(seed)
         right = total = 0
         for pair in truth["pairs"]:
             out = scene / "out" / f"{pair['before']}_{pair['after']}"
@@ -105,6 +118,12 @@ def main() -> None:
                 calls.append((s["confidence"], s["status"] == want))
                 right += s["status"] == want
                 total += 1
+                if want == "unchanged":
+                    call = "right" if s["status"] == want else "other"
+                    call = "changed" if s["status"] in CHANGED else call
+                    st = truth["states"][s["id"]]
+                    gone = st[pair["before"]] == st[pair["after"]] == "absent"
+                    by_height[("absent on both" if gone else band(tallest[s["id"]]), call)] += 1
             if pair.get("change_mask"):
                 scores = score_mask_files(out / "change_mask.tif", scene / pair["change_mask"])
                 name = f"{seed} {pair['before']} -> {pair['after']}"
@@ -114,11 +133,7 @@ def main() -> None:
         print(f"seed {seed}: {right}/{total} statuses right", flush=True)
     n = sum(confusion.values())
     ok = sum(v for (t, p), v in confusion.items() if t == p)
-    false_change = sum(
-        v
-        for (t, p), v in confusion.items()
-        if t == "unchanged" and p in ("appeared", "removed", "modified")
-    )
+    false_change = sum(v for (t, p), v in confusion.items() if t == "unchanged" and p in CHANGED)
     false_obscured = confusion[("unchanged", "obscured")]
     print(
         f"status accuracy {ok}/{n} = {ok / max(1, n):.3f}; unchanged called changed "
@@ -127,6 +142,12 @@ def main() -> None:
     )
     for (t, p), v in sorted(confusion.items()):
         print(f"  truth {t:<10} called {p:<10} {v}")
+    for b in sorted({b for b, _ in by_height}):
+        n_b = sum(v for (bb, _), v in by_height.items() if bb == b)
+        print(
+            f"  truly unchanged, tallest element {b}: {n_b}, right {by_height[(b, 'right')]}, "
+            f"called changed {by_height[(b, 'changed')]}, other {by_height[(b, 'other')]}"
+        )
     gap = 0.0
     for lo, hi in CONFIDENCE_BINS:
         sel = [(c, good) for c, good in calls if lo <= c < hi]
@@ -153,6 +174,24 @@ def main() -> None:
         f"{activity['missed']} of {activity['truth']} buildings that came or went not "
         f"reported (within {NEAR_M:g} m)"
     )
+
+
+CHANGED = ("appeared", "removed", "modified")
+
+
+def heights(seed: int) -> dict[str, float]:
+    """Each named structure's tallest element over all its states, from the scene's model."""
+    from sohae_watch.samples_random import random_model
+
+    return {
+        s.id: max((e.height for els in s.variants.values() for e in els), default=0.0)
+        for s in random_model(seed).structures
+    }
+
+
+def band(height: float) -> str:
+    """A height band: what leans little, some, much."""
+    return "under 15 m" if height < 15 else "15-25 m" if height < 25 else "25 m or more"
 
 
 def trusted(report: dict[str, Any]) -> bool:

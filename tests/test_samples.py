@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 import re
@@ -344,7 +345,10 @@ def test_taller_elements_shade_lower_roofs_when_asked() -> None:
     tall = Element("tall", rect(50, 10, 70, 30), 20.0, "concrete")
     refl = np.ones((4, *canvas.shape), np.float32)
     shade_lower_roofs(
-        refl, canvas, [low, tall], SimpleNamespace(sun_azimuth=135.0, sun_elevation=45.0)
+        refl,
+        canvas,
+        [low, tall],
+        SimpleNamespace(sun_azimuth=135.0, sun_elevation=45.0, off_nadir=0.0),
     )
     dark = refl[0] < 1
     assert np.allclose(refl[:, dark], np.asarray(SHADE, np.float32)[:, None])
@@ -354,7 +358,10 @@ def test_taller_elements_shade_lower_roofs_when_asked() -> None:
     assert cols.min() * 0.5 >= 50 - 15 * math.sin(math.radians(45)) - 1  # within its reach
     refl[:] = 1
     shade_lower_roofs(
-        refl, canvas, [low, tall], SimpleNamespace(sun_azimuth=135.0, sun_elevation=89.9)
+        refl,
+        canvas,
+        [low, tall],
+        SimpleNamespace(sun_azimuth=135.0, sun_elevation=89.9, off_nadir=0.0),
     )
     assert (refl[0] < 1).sum() <= on_low.sum() * 0.01
 
@@ -376,3 +383,43 @@ def test_a_scene_replaces_its_own_files_and_refuses_anothers(tmp_path: Path) -> 
     generate_scene(out, 7)
     assert sorted(p.name for p in (out / "imagery").iterdir()) == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_off_nadir_leans_roofs_by_height_and_nadir_draws_footprints() -> None:
+    """Seen 20 degrees off nadir from the west (view azimuth 270), a 40 m block's roof is drawn
+    40 tan 20 = 14.6 m (29 px) east of its footprint, its west wall in the band between; a
+    0 m slab stays put; the keys (truth) stay on the footprints. At nadir, whatever the view
+    azimuth, every roof is drawn exactly on its footprint and nothing else is touched."""
+    from sohae_watch.samples_model import DateSpec
+    from sohae_watch.samples_render import draw_elements
+
+    canvas = Grid.from_bounds(CRS.from_epsg(32651), (0.0, 0.0, 100.0, 60.0), 0.5)
+    tall = Element("tall", rect(10, 20, 26, 36), 40.0, "roof_red")
+    slab = Element("slab", rect(60, 5, 80, 15), 0.0, "roof_blue")
+    spec = DateSpec(
+        dt.date(2020, 6, 1), dt.time(2, 30), 135.0, 60.0, (1.0,) * 4, (0.0,) * 4, 0.0,  # type: ignore[arg-type]
+        (0.0, 0.0), (), "tag", "none", off_nadir=20.0, view_azimuth=270.0,
+    )  # fmt: skip
+
+    def draw(s: DateSpec) -> tuple[np.ndarray, np.ndarray]:
+        refl = np.zeros((4, *canvas.shape), np.float32)
+        idmap = np.zeros(canvas.shape, np.int32)
+        grain = np.zeros(canvas.shape, np.float32)
+        draw_elements(refl, idmap, canvas, [tall, slab], s, {}, grain)
+        return refl, idmap
+
+    refl, idmap = draw(spec)
+    red, blue = (np.isclose(refl[0], v) | np.isclose(refl[0], 0.8 * v) for v in (0.31, 0.13))
+    base = burn(canvas, tall.geom)
+    cols = np.nonzero(red)[1].mean() - np.nonzero(base)[1].mean()
+    assert abs(cols - 40 * math.tan(math.radians(20)) / 0.5) < 0.6
+    assert np.array_equal(np.nonzero(red)[0].mean(), np.nonzero(base)[0].mean())  # not north
+    wall = (refl[0] > 0) & ~red & ~blue
+    assert wall.sum() > 0.9 * 29 * 32 and (wall & base).sum() > 0.9 * 29 * 32
+    assert np.array_equal(blue, burn(canvas, slab.geom))
+    assert np.array_equal(idmap > 0, base | burn(canvas, slab.geom))
+    for az in (0.0, 123.0):
+        nadir, ids = draw(dataclasses.replace(spec, off_nadir=0.0, view_azimuth=az))
+        red = np.isclose(nadir[0], 0.31) | np.isclose(nadir[0], 0.8 * 0.31)
+        assert np.array_equal(red, base) and np.array_equal(ids, idmap)
+        assert np.array_equal(nadir[0] > 0, base | burn(canvas, slab.geom))

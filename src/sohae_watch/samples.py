@@ -41,6 +41,7 @@ from sohae_watch.samples_model import (
     rect,
     utm_delivery,
 )
+from sohae_watch.samples_render import stable_rng
 from sohae_watch.samples_write import render_model
 
 SOHAE_CRS = CRS.from_epsg(32651)
@@ -359,22 +360,43 @@ def write_sohae_site(path: Path) -> Path:
     return path
 
 
-def generate_sohae_samples(out_dir: Path, *, seed: int = 0, shade_roofs: bool = False) -> Path:
+def with_views(model: SceneModel, off_nadir_max: float) -> SceneModel:
+    """``model`` with each date seen from a random view: off nadir uniform in
+    [0, ``off_nadir_max``] degrees, view azimuth uniform in [0, 360), drawn from the seed and the
+    date alone (the scene's other draws stay as they were). 0 leaves the model as it is."""
+    if off_nadir_max <= 0:
+        return model
+    dates = []
+    for d in model.dates:
+        rng = stable_rng(model.seed, "view", d.iso)
+        off, az = rng.uniform(0.0, off_nadir_max), rng.uniform(0.0, 360.0)
+        dates.append(replace(d, off_nadir=round(float(off), 2), view_azimuth=round(float(az), 1)))
+    extra = {**model.extra_truth, "off_nadir_max": off_nadir_max}
+    return replace(model, dates=dates, extra_truth=extra)
+
+
+def generate_sohae_samples(
+    out_dir: Path, *, seed: int = 0, shade_roofs: bool = False, off_nadir_max: float = 0.0
+) -> Path:
     """Render the Sohae story into ``out_dir``, write truth.json; return the truth.json path.
-    ``shade_roofs``: taller elements' shadows fall on lower roofs too (not by default).
+    ``shade_roofs``: taller elements' shadows fall on lower roofs too (not by default);
+    ``off_nadir_max``: each date seen from a random view (:func:`with_views`; nadir by default).
 
     Deterministic: the same seed gives identical pixels and truth.
     """
-    return render_model(replace(sohae_model(seed), shade_roofs=shade_roofs), Path(out_dir))
+    model = with_views(replace(sohae_model(seed), shade_roofs=shade_roofs), off_nadir_max)
+    return render_model(model, Path(out_dir))
 
 
-def generate_scene(out_dir: Path, seed: int, *, shade_roofs: bool = False) -> Path:
+def generate_scene(
+    out_dir: Path, seed: int, *, shade_roofs: bool = False, off_nadir_max: float = 0.0
+) -> Path:
     """A further random scene (layout, state changes over 3-4 dates, nuisances) with ``site.yaml``
     (``imagery: imagery``) and truth.json in ``out_dir``; return the truth.json path."""
     from sohae_watch.samples_random import random_model
 
     out = Path(out_dir)
-    model = replace(random_model(seed), shade_roofs=shade_roofs)
+    model = with_views(replace(random_model(seed), shade_roofs=shade_roofs), off_nadir_max)
     path = render_model(model, out)
     (out / "site.yaml").write_text(
         site_yaml(site_dict(model, "imagery"), f"Random sample scene, seed {seed}.")

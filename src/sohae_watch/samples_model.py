@@ -88,7 +88,13 @@ class Delivery:
 
 @dataclass(frozen=True)
 class DateSpec:
-    """One acquisition: when, sun, radiometry, misregistration, nuisances and delivery."""
+    """One acquisition: when, sun, radiometry, misregistration, nuisances, view and delivery.
+
+    ``off_nadir`` (degrees from vertical) and ``view_azimuth`` (degrees clockwise from north, the
+    bearing from the ground toward the satellite) give the view: a point ``h`` m up is drawn
+    ``h * tan(off_nadir)`` m away from the satellite (:func:`~sohae_watch.samples_render.lean`).
+    The default, 0, is a nadir view.
+    """
 
     date: dt.date
     time: dt.time
@@ -103,6 +109,8 @@ class DateSpec:
     sun_source: str  # tag | stac | none
     snow: float = 0.0  # fraction of open ground under snow
     cloud: Cloud | None = None
+    off_nadir: float = 0.0
+    view_azimuth: float = 0.0
 
     @property
     def iso(self) -> str:

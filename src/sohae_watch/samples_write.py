@@ -276,6 +276,11 @@ def _acquisition_record(
         "gain": list(spec.gain),
         "offset": list(spec.offset),
         "noise_dn": spec.noise,
+        **(
+            {"off_nadir": spec.off_nadir, "view_azimuth": spec.view_azimuth}
+            if spec.off_nadir
+            else {}
+        ),
     }
 
 
