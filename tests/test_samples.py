@@ -418,6 +418,24 @@ def test_off_nadir_leans_roofs_by_height_and_nadir_draws_footprints() -> None:
     assert wall.sum() > 0.9 * 29 * 32 and (wall & base).sum() > 0.9 * 29 * 32
     assert np.array_equal(blue, burn(canvas, slab.geom))
     assert np.array_equal(idmap > 0, base | burn(canvas, slab.geom))
+    # two parts of one block: no wall between them, one continuous roof 29 px east
+    west, east = (
+        Element(k, g, 40.0, "roof_red")
+        for k, g in (("w", rect(10, 20, 26, 36)), ("e", rect(26, 20, 42, 36)))
+    )
+    refl = np.zeros((4, *canvas.shape), np.float32)
+    draw_elements(
+        refl,
+        np.zeros(canvas.shape, np.int32),
+        canvas,
+        [west, east],
+        spec,
+        {},
+        np.zeros(canvas.shape, np.float32),
+    )
+    red = np.isclose(refl[0], 0.31) | np.isclose(refl[0], 0.8 * 0.31)
+    both = burn(canvas, rect(10, 20, 42, 36))
+    assert abs(red.sum() - both.sum()) <= 32 and ((refl[0] > 0) & ~red).sum() < 32 * 31
     for az in (0.0, 123.0):
         nadir, ids = draw(dataclasses.replace(spec, off_nadir=0.0, view_azimuth=az))
         red = np.isclose(nadir[0], 0.31) | np.isclose(nadir[0], 0.8 * 0.31)

@@ -281,12 +281,17 @@ def draw_elements(
     satellite as the band swept between footprint and roof (the convex hull of both, less the
     roof: footprints are taken as convex), in the roof's material times
     0.65 + 0.35 cos(view azimuth - sun azimuth): as bright as the roof when the sun is behind
-    the satellite, 0.3 of it facing away. The keys (truth) stay on the footprints."""
+    the satellite, 0.3 of it facing away. No wall is drawn over a roof of its own height (parts
+    of one block). The keys (truth) stay on the footprints."""
     t = canvas.transform
+    tops = {e.key: affinity.translate(e.geom, *lean(e.height, spec)) for e in elements}
     for el in sorted(elements, key=lambda e: e.height):
         dx, dy = lean(el.height, spec)
-        top = affinity.translate(el.geom, dx, dy) if dx or dy else el.geom
-        walls = el.geom.union(top).convex_hull.difference(top) if dx or dy else Polygon()
+        top = tops[el.key] if dx or dy else el.geom
+        walls = Polygon()
+        if dx or dy:
+            level = unary_union([tops[e.key] for e in elements if e.height == el.height])
+            walls = el.geom.union(top).convex_hull.difference(level)
         minx, miny, maxx, maxy = el.geom.union(top).bounds if dx or dy else el.geom.bounds
         c0 = max(0, int((minx - t.c) / t.a) - 1)
         c1 = min(canvas.width, int((maxx - t.c) / t.a) + 2)
