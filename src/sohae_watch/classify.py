@@ -58,6 +58,7 @@ from sohae_watch.footprint import (
     footprint_px,
     footprint_sides,
     gradient_levels,
+    lean_offsets,
     pattern_change,
     shift_mask,
 )
@@ -137,6 +138,8 @@ class Evidence:
     vegetation_after: float = float("nan")
     raw_before: float = float("nan")  # outline coverage with the ground's chance hits (nan: same)
     raw_after: float = float("nan")
+    # how far the after date's outline is from the before date's (a roof leaning otherwise), m
+    shift_m: float = 0.0
 
     def raw(self, date: int) -> float:
         """The outline coverage of date 0 or 1 counting the edges the ground around gives by chance:
@@ -231,6 +234,19 @@ def _edges(scene: Scene, data: np.ndarray, levels: tuple[float, float] | None) -
     return EdgeImage.of(dataclasses.replace(scene, data=data), levels, own)
 
 
+def _moved(data: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Bands (bands, rows, cols) moved by ``dx`` columns and ``dy`` rows, NaN where nothing
+    moved in (the bands as they are when not moved)."""
+    if dx == 0 and dy == 0:
+        return data
+    out = np.full(data.shape, np.nan, dtype=np.result_type(data.dtype, np.float32))
+    h, w = data.shape[1:]
+    src = data[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    r0, c0 = max(0, dy), max(0, dx)
+    out[:, r0 : r0 + src.shape[1], c0 : c0 + src.shape[2]] = src
+    return out
+
+
 def gather_evidence(
     grid: Grid,
     geom: BaseGeometry,
@@ -248,33 +264,40 @@ def gather_evidence(
     if not fp.any() or poly is None:
         return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
     tol = _tolerance_px(grid)
-    fit = best_offset(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol))
+    fit = lean_offsets(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol), STANDING)
     dx, dy, cb, ca = fit.dx, fit.dy, fit.before, fit.after
+    rdx, rdy = fit.rdx, fit.rdy
+    fp_after = shift_mask(fp, dx + rdx, dy + rdy)
     fp = shift_mask(fp, dx, dy)
     n = max(1, int(fp.sum()))
+    # the after date as seen from the before date's footprint: moved back by the displacement
+    # between the dates' outlines (none unless each date is outlined at its own offset), so the
+    # inside compared is the same roof on both dates
     observable = before.valid & after.valid
     if not (cb >= PRESENT and ca >= PRESENT):
         # the change mask's 255 (cloud) counts unless the footprint is sharply outlined on both
         # dates: an opaque cloud erases an outline, so a clear outline on both means both were
         # seen (snow or a bright roof taken for cloud)
         observable &= mask != 255
-    seen = fp & observable
+    moved = observable & shift_mask(observable, -rdx, -rdy)
+    seen = fp & moved
     observed = float(seen.sum()) / n
     changed = float((seen & (mask == 1)).sum()) / max(1, int(seen.sum()))
     inside = detail if detail is not None else (scenes[0].data, scenes[1].data)
+    inside = (inside[0], _moved(inside[1], -rdx, -rdy))
     ring = _ring(fp, grid, tol)
     # the ground a moving shadow's shade is measured on: the ring and all within it (a shadow
     # is widest at the footprint's edge)
-    ground = _ring(fp, grid, tol, inner=1) & observable
+    ground = _ring(fp, grid, tol, inner=1) & moved
     pattern = pattern_change(*inside, seen, ground) if seen.sum() >= 16 else float("nan")
     shadows, vegetation = [], []
-    for scene, edges in zip(scenes, (before, after), strict=True):
+    for scene, edges, on_date in zip(scenes, (before, after), (fp, fp_after), strict=True):
         sun = scene.sun
         shadows.append(
             dark_share(
                 edges.intensity,
                 observable,
-                fp,
+                on_date,
                 sun.azimuth,
                 grid.resolution,
                 EDGE_FACTOR * edges.local_typical(ring),
@@ -282,7 +305,7 @@ def gather_evidence(
             if sun is not None and shadow_usable(sun)
             else float("nan")
         )
-        vegetation.append(vegetation_llr(scene, seen)[0])
+        vegetation.append(vegetation_llr(scene, on_date & observable)[0])
     return Evidence(
         observed,
         changed,
@@ -296,6 +319,7 @@ def gather_evidence(
         vegetation[1],
         fit.raw_before,
         fit.raw_after,
+        math.hypot(rdx, rdy) * grid.resolution,
     )
 
 
@@ -480,6 +504,7 @@ def classify_structures(
                     "outline_raw_after": ev.raw(1),
                     "pattern_change": ev.pattern,
                     "footprint_offset_m": ev.offset_m,
+                    "outline_shift_between_dates_m": ev.shift_m,
                     "shadow_before": ev.shadow_before,
                     "shadow_after": ev.shadow_after,
                     "vegetation_before": ev.vegetation_before,

@@ -7,6 +7,8 @@ in the image's own units so gain, offset, haze and snow cancel:
   across it (gradient normal to the side, ``EDGE_FACTOR`` times the typical gradient around the
   footprint, stronger than along it);
 - ``best_offset``: the footprint's position within a few metres where the outline is clearest;
+- ``lean_offsets``: each date's own position, when a structure outlined on both dates is drawn
+  at a different place on each (a tall one seen from a different off-nadir view);
 - ``pattern_change``: how far cells of the footprint moved in rank and hue against the rest of it
   between two dates, leaving out the pixels a moving shadow explains (``moved_shade``).
 """
@@ -37,6 +39,7 @@ SHADOW_RATIO = 0.6
 # into shade (or came out of it) rather than changed
 SHADE_TOLERANCE = math.log(1.4)
 SHADE_MIN_PX = (50, 20)  # ring pixels, and shaded ones among them, needed to measure the factor
+OFFSET_PENALTY = 0.002  # outline coverage a footprint position gives up per square pixel moved
 CORE_MIN_PX = 36  # an inner part (2 px in) of fewer pixels is too few: the whole footprint is read
 
 
@@ -267,6 +270,9 @@ class OutlineFit:
     raw_after: float
     chance_before: float
     chance_after: float
+    # where the after date's outline is, relative to the before date's (0, 0: the same place)
+    rdx: int = 0
+    rdy: int = 0
 
     @property
     def before(self) -> float:
@@ -291,19 +297,99 @@ def best_offset(
     ta = after.local_typical(ring) if ring is not None else None
     kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
     ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
-    best = OutlineFit(0, 0, float("nan"), float("nan"), kb, ka)
-    best_score = -1.0
-    r = range(-tol_px, tol_px + 1)
-    offsets = [(dx, dy) for dy in r for dx in r if dx * dx + dy * dy <= tol_px * tol_px]
+    offsets = _disk(tol_px)
     on_before = outline_coverages(before, sides, offsets, tb)
     on_after = outline_coverages(after, sides, offsets, ta)
+    return _shared(offsets, on_before, on_after, kb, ka)
+
+
+def _disk(tol_px: int) -> list[tuple[int, int]]:
+    r = range(-tol_px, tol_px + 1)
+    return [(dx, dy) for dy in r for dx in r if dx * dx + dy * dy <= tol_px * tol_px]
+
+
+def _shared(
+    offsets: Sequence[tuple[int, int]],
+    on_before: np.ndarray,
+    on_after: np.ndarray,
+    kb: float,
+    ka: float,
+) -> OutlineFit:
+    """The offset among ``offsets`` (raw coverages ``on_before``, ``on_after`` there, chance
+    levels ``kb``, ``ka``) that best outlines a structure on either date."""
+    best = OutlineFit(0, 0, float("nan"), float("nan"), kb, ka)
+    best_score = -1.0
     for (dx, dy), raw_b, raw_a in zip(offsets, on_before, on_after, strict=True):
         fit = OutlineFit(dx, dy, float(raw_b), float(raw_a), kb, ka)
         cb, ca = fit.before, fit.after
-        score = np.nanmax([cb, ca, 0.0]) + 0.25 * np.nansum([cb, ca]) - 0.002 * (dx * dx + dy * dy)
+        score = (
+            np.nanmax([cb, ca, 0.0])
+            + 0.25 * np.nansum([cb, ca])
+            - OFFSET_PENALTY * (dx * dx + dy * dy)
+        )
         if score > best_score:
             best, best_score = fit, float(score)
     return best
+
+
+def lean_offsets(
+    before: EdgeImage,
+    after: EdgeImage,
+    sides: Sequence[Side],
+    tol_px: int,
+    ring: np.ndarray | None,
+    standing: float,
+) -> OutlineFit:
+    """:func:`best_offset`, each date at its own offset within ``tol_px`` when that outlines a
+    structure on both dates (coverage beyond chance at least ``standing`` on each) and one
+    shared offset does not do as well.
+
+    A structure of height h seen ``t`` degrees off nadir is drawn with its roof h tan(t) away
+    from the satellite, its base in place: two views of one unchanged tower put its roof at two
+    places. Each date may then be as far off the footprint as the tolerance allows one date to be,
+    no farther (the same freedom per date as the shared search has, so the same chance level
+    holds), and the pair of offsets is taken only to explain a structure that stood on both
+    dates: a date whose ground shows no outline there keeps its coverage at the shared offset,
+    so a structure that came or went is not found on the other date by a chance fit. Offsets a
+    pixel apart are one position (the edge test takes an edge a pixel either side of the
+    outline): the dates are put apart only when that outlines both better (summed coverage, by
+    more than a sample point of the outline on either date) than any one position does; then
+    the pair with the most coverage, of equal ones the one whose dates are nearest each other.
+    The coverage alone decides, with no penalty per pixel: it falls off within a pixel or two of
+    a roof's edges, and the inside compared must be the roof moved by all of the displacement,
+    not the part of it a penalty leaves."""
+    tb = before.local_typical(ring) if ring is not None else None
+    ta = after.local_typical(ring) if ring is not None else None
+    kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
+    ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
+    offsets = _disk(tol_px)
+    on_before = outline_coverages(before, sides, offsets, tb)
+    on_after = outline_coverages(after, sides, offsets, ta)
+    shared = _shared(offsets, on_before, on_after, kb, ka)
+    beyond_b = np.array([above_chance(float(c), kb) for c in on_before])
+    beyond_a = np.array([above_chance(float(c), ka) for c in on_after])
+    ok_b = np.nan_to_num(beyond_b, nan=-1.0) >= standing
+    ok_a = np.nan_to_num(beyond_a, nan=-1.0) >= standing
+    if not (ok_b.any() and ok_a.any()):
+        return shared
+    xy = np.asarray(offsets, dtype=np.int64)
+    apart = np.abs(xy[:, None, :] - xy[None, :, :]).max(axis=2) > 1
+    gap = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)
+    score = np.where(ok_b[:, None] & ok_a[None, :], beyond_b[:, None] + beyond_a[None, :], -np.inf)
+    # within one sample point of the outline on either date: as well outlined
+    step = 2.0 / sum(s.x.size for s in sides)
+    # the edge test takes an edge a pixel inside or outside the outline, so outlines a pixel
+    # apart are one position: the dates are apart only when that outlines them better
+    together = float(np.max(np.where(apart, -np.inf, score), initial=-np.inf))
+    if not score[apart].max(initial=-np.inf) > together + step:
+        return shared
+    # of the pairs apart as well outlined as the best, the one whose dates are nearest each other
+    score = np.where(apart, score, -np.inf)
+    near = np.where(score >= score.max() - step, gap, np.iinfo(np.int64).max)
+    near_best = np.where(near == near.min(), score, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(near_best)), score.shape)
+    (dx, dy), (ax, ay) = offsets[i], offsets[j]
+    return OutlineFit(dx, dy, float(on_before[i]), float(on_after[j]), kb, ka, ax - dx, ay - dy)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
