@@ -72,6 +72,7 @@ from sohae_watch.shadow import (
     vegetation_llr,
 )
 from sohae_watch.site import Structure
+from sohae_watch.veil import find_veil
 
 Status = Literal["appeared", "removed", "modified", "unchanged", "obscured"]
 EVENTS: dict[str, str | None] = {
@@ -140,6 +141,7 @@ class Evidence:
     raw_after: float = float("nan")
     # how far the after date's outline is from the before date's (a roof leaning otherwise), m
     shift_m: float = 0.0
+    veil: float = float("nan")  # share of the ground's change a veil's edge explains (nan: none)
 
     def raw(self, date: int) -> float:
         """The outline coverage of date 0 or 1 counting the edges the ground around gives by chance:
@@ -290,6 +292,20 @@ def gather_evidence(
     # is widest at the footprint's edge)
     ground = _ring(fp, grid, tol, inner=1) & moved
     pattern = pattern_change(*inside, seen, ground) if seen.sum() >= 16 else float("nan")
+    veil = None
+    raw = [
+        max(c, r) if math.isfinite(r) else c for c, r in ((cb, fit.raw_before), (ca, fit.raw_after))
+    ]
+    standing = min(max(cb, ca), *raw) >= STANDING  # as decide() reads it
+    if standing and math.isfinite(pattern) and pattern >= 1.0:
+        # a structure that stood throughout with its inside reordered: the reordering may be
+        # a haze's or a cloud shadow's edge crossing the footprint. The veil the ground around
+        # shows (sohae_watch.veil) is taken off and the inside judged again; a veil that does
+        # not explain the reordering is not over the roof, and the first reading stands
+        unit = math.sqrt(math.prod(grid.metres_per_unit()))
+        veil = find_veil(*inside, seen, ground, grid.resolution * unit)
+        if veil is not None:
+            pattern = min(pattern, pattern_change(*veil.lift(*inside), seen, ground))
     shadows, vegetation = [], []
     for scene, edges, on_date in zip(scenes, (before, after), (fp, fp_after), strict=True):
         sun = scene.sun
@@ -320,6 +336,7 @@ def gather_evidence(
         fit.raw_before,
         fit.raw_after,
         math.hypot(rdx, rdy) * grid.resolution,
+        veil.explained if veil is not None else float("nan"),
     )
 
 
@@ -503,6 +520,7 @@ def classify_structures(
                     "outline_raw_before": ev.raw(0),
                     "outline_raw_after": ev.raw(1),
                     "pattern_change": ev.pattern,
+                    "veil_explained": ev.veil,
                     "footprint_offset_m": ev.offset_m,
                     "outline_shift_between_dates_m": ev.shift_m,
                     "shadow_before": ev.shadow_before,
