@@ -88,7 +88,7 @@ def test_a_part_re_roofed_is_still_modified_under_clear_sky_and_under_a_veil() -
     """The east half re-roofed in another colour: modified, with and without a haze edge across
     the west third."""
     after = _image(2, 1.2)
-    r0, c0, r1, c1 = ROOF
+    r0, _, r1, c1 = ROOF
     after[:, r0:r1, 60:c1] *= np.array([0.5, 1.0, 1.6, 1.0], np.float32)[:, None, None]
     assert _call(after)[0] == "modified"
     assert _call(_veiled(after, "haze", 45.0, 4.0))[0] == "modified"

@@ -236,23 +236,33 @@ class _Fit:
         return k, light, float(abs(np.nanmedian(factor[:, self.keep].mean(axis=0))))
 
 
-def _one_way(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray, px_m: float) -> _Fit:
-    """The straight soft edge that best explains ``y`` (bands, pixels) from ``x`` under a veil on
-    ``y``'s date.
+def _start(
+    x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray, px_m: float
+) -> tuple[Edge, float]:
+    """The coarse search's best edge for a veil on ``y``'s date (about :data:`SAMPLE_PX` of the
+    pixels, an even spread) and its score (:func:`_scores`)."""
+    scale = np.median(np.abs(y), axis=1)[:, None] + 1e-6
+    few = np.arange(0, x.shape[1], max(1, x.shape[1] // SAMPLE_PX))
+    coarse = _coarse(rows[few], cols[few], px_m)
+    covers = _covers(rows[few], cols[few], coarse)
+    scores = _scores(x[:, few] / scale, y[:, few] / scale, covers, np.ones(few.size))
+    i = int(np.argmin(scores))
+    return coarse[i], float(scores[i])
 
-    A coarse search on about :data:`SAMPLE_PX` of the pixels, the best edge refined on about
-    :data:`FIT_PX` (an even spread), then the ground neither relation explains (other change, a
-    moving shadow: beyond :data:`TRIM` robust deviations) left out and the edge refined again."""
+
+def _one_way(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray, start: Edge) -> _Fit:
+    """The straight soft edge that best explains ``y`` (bands, pixels) from ``x`` under a veil on
+    ``y``'s date, from the coarse search's ``start`` (:func:`_start`).
+
+    The edge refined on about :data:`FIT_PX` of the pixels (an even spread), then the ground
+    neither relation explains (other change, a moving shadow: beyond :data:`TRIM` robust
+    deviations) left out and the edge refined again."""
     scale = np.median(np.abs(y), axis=1)[:, None] + 1e-6
     # the fit on an even spread of the ground's pixels: a few thousand tell an edge
     sub = np.arange(0, x.shape[1], max(1, x.shape[1] // FIT_PX))
     xs, ys, rows, cols = x[:, sub] / scale, y[:, sub] / scale, rows[sub], cols[sub]
     keep = np.ones(xs.shape[1], bool)
-    coarse = _coarse(rows, cols, px_m)
-    few = np.arange(0, xs.shape[1], max(1, xs.shape[1] // SAMPLE_PX))
-    covers = _covers(rows[few], cols[few], coarse)
-    best = coarse[int(np.argmin(_scores(xs[:, few], ys[:, few], covers, keep[few] * 1.0)))]
-    best = _refine(xs, ys, rows, cols, best, keep * 1.0)
+    best = _refine(xs, ys, rows, cols, start, keep * 1.0)
     for _ in range(2):
         t = _covers(rows, cols, [best])[0]
         resid = np.zeros(xs.shape[1])
@@ -329,36 +339,37 @@ def find_veil(
     r0, c0 = float(fp_rows.mean()), float(fp_cols.mean())
     r, c = rows - r0, cols - c0
     fr, fc = fp_rows - r0, fp_cols - c0
-    found = None
-    for on_after, (u, v, full) in (
-        (True, (x, y, (before, after))),
-        (False, (y, x, (after, before))),
-    ):
-        fit = _one_way(u, v, r, c, px_m)
-        explained = fit.explained(np.ones(fit.keep.size, bool))
-        if found is not None and explained <= found.explained:
-            continue
-        a = fit.edge[0]
-        # along the edge: the footprint's extent, and the ground beyond either end of it
-        along = fit.cols * -math.sin(a) + fit.rows * math.cos(a)
-        fp_along = fc * -math.sin(a) + fr * math.cos(a)
-        t = fit.cover
-        ends = (along < fp_along.min(), along > fp_along.max())
-        crossed = all(
-            ((end & (t < 0.3)).sum() >= END_PX and (end & (t > 0.7)).sum() >= END_PX)
-            and fit.explained(end) >= EXPLAINS
-            for end in ends
-        )
-        k, light, effect = fit.law()
-        if not (explained >= EXPLAINS and crossed and effect >= MIN_EFFECT):
-            continue
-        if not _physical(k, light, np.median(v, axis=1)):
-            continue
-        a, off, width = edge = _settle(fit, *full, fp, r0, c0)
-        t = _covers(fit.rows, fit.cols, [edge])
-        k, light, _ = replace(
-            fit, edge=edge, coef=_fit(fit.xs, fit.ys, t, fit.keep * 1.0)[0][:, 0]
-        ).law()
-        off += c0 * math.cos(a) + r0 * math.sin(a)  # from the window's corner
-        found = Veil(math.cos(a), math.sin(a), off, width, k, light, on_after, explained)
-    return found
+    # the date the veil is on: the one whose coarse edge explains the ground better (either
+    # explains a sharp edge; the veiled date's law holds across a soft one)
+    ways = [
+        (True, x, y, (before, after)),
+        (False, y, x, (after, before)),
+    ]
+    starts = [_start(u, v, r, c, px_m) for _, u, v, _ in ways]
+    pick = int(np.argmin([score for _, score in starts]))
+    on_after, u, v, full = ways[pick]
+    fit = _one_way(u, v, r, c, starts[pick][0])
+    explained = fit.explained(np.ones(fit.keep.size, bool))
+    if explained < EXPLAINS:
+        return None
+    a = fit.edge[0]
+    # along the edge: the footprint's extent, and the ground beyond either end of it
+    along = fit.cols * -math.sin(a) + fit.rows * math.cos(a)
+    fp_along = fc * -math.sin(a) + fr * math.cos(a)
+    t = fit.cover
+    ends = (along < fp_along.min(), along > fp_along.max())
+    crossed = all(
+        ((end & (t < 0.3)).sum() >= END_PX and (end & (t > 0.7)).sum() >= END_PX)
+        and fit.explained(end) >= EXPLAINS
+        for end in ends
+    )
+    k, light, effect = fit.law()
+    if not (crossed and effect >= MIN_EFFECT and _physical(k, light, np.median(v, axis=1))):
+        return None
+    a, off, width = edge = _settle(fit, *full, fp, r0, c0)
+    t = _covers(fit.rows, fit.cols, [edge])
+    k, light, _ = replace(
+        fit, edge=edge, coef=_fit(fit.xs, fit.ys, t, fit.keep * 1.0)[0][:, 0]
+    ).law()
+    off += c0 * math.cos(a) + r0 * math.sin(a)  # from the window's corner
+    return Veil(math.cos(a), math.sin(a), off, width, k, light, on_after, explained)
