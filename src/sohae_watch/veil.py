@@ -36,7 +36,8 @@ EXPLAINS = 0.5
 MIN_EFFECT = math.log(1.1)
 MAX_TAKEN = 0.9  # a veil seen through passes at least a tenth of the light (more: opaque)
 LIGHT_SLACK = 0.05  # light a veil adds, no less than this share of the band's level below none
-END_PX = 20  # clear and veiled ground pixels needed beyond each end of the footprint
+END_PX = 20  # clear and veiled ground pixels needed beyond each end of the edge's crossing
+END_M = 5.0  # ... within this distance of the soft edge
 # ... where a deviation is at least this share of the band's level (not the residual's own
 # spread: the veil's law fits unchanged ground to the noise, and a small misplacement of the
 # edge would otherwise trim the very pixels that place it)
@@ -322,8 +323,8 @@ def find_veil(
     (bands, rows, cols); None when there is none. ``px_m``: the pixel size, metres.
 
     The veil must (a) explain at least :data:`EXPLAINS` of what a plain per-band affine relation
-    of the dates leaves on the ground, and as much on the ground beyond each end of the
-    footprint along the edge, where the edge must run through clear and veiled ground alike (a
+    of the dates leaves on the ground, and as much on the ground along the edge beyond each end
+    of its crossing of the footprint, where it must run through clear and veiled ground (a
     veil's edge goes on across the outline; a structure's own shadow, a patch of snow or a
     modification does not); (b) change the ground under it by :data:`MIN_EFFECT`; (c) act by a
     veil's law (:func:`_physical`)."""
@@ -352,12 +353,19 @@ def find_veil(
     explained = fit.explained(np.ones(fit.keep.size, bool))
     if explained < EXPLAINS:
         return None
-    a = fit.edge[0]
-    # along the edge: the footprint's extent, and the ground beyond either end of it
+    a, off, width = fit.edge
+    # where the edge's midline crosses the footprint, and the ground beyond either end of that
+    # crossing within the edge's band (its soft width and END_M either side)
+    band = width / 2 + END_M / px_m
+    across = fit.cols * math.cos(a) + fit.rows * math.sin(a)
     along = fit.cols * -math.sin(a) + fit.rows * math.cos(a)
-    fp_along = fc * -math.sin(a) + fr * math.cos(a)
+    fp_across = fc * math.cos(a) + fr * math.sin(a)
+    chord = (fc * -math.sin(a) + fr * math.cos(a))[np.abs(fp_across - off) <= 1.0]
+    if chord.size == 0:  # the edge misses the footprint: nothing of it to take off
+        return None
+    near = np.abs(across - off) <= band
     t = fit.cover
-    ends = (along < fp_along.min(), along > fp_along.max())
+    ends = (near & (along < chord.min()), near & (along > chord.max()))
     crossed = all(
         ((end & (t < 0.3)).sum() >= END_PX and (end & (t > 0.7)).sum() >= END_PX)
         and fit.explained(end) >= EXPLAINS
