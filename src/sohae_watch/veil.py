@@ -11,7 +11,8 @@ reorders its cells as a rebuilt half would (:func:`sohae_watch.footprint.pattern
 (direction, position, width) is tried, and for each the per-band affine relation of the dates is
 linear in the law's coefficients, so each try is a small least-squares problem. A veil is kept
 when it explains most of what the ground's plain affine relation of the dates leaves; the
-footprint's pixels never enter the fit, so a modification cannot be taken for a veil.
+footprint's pixels never enter the fit of the law (they only settle the edge's place by less
+than a step of the search), so a modification cannot be taken for a veil.
 :meth:`Veil.lift` then removes the veil from its date (the inverse of the law), and the interior
 test judges what is left.
 """
