@@ -293,6 +293,18 @@ def best_offset(
     """The footprint offset within ``tol_px`` that best outlines a structure on either date (by the
     coverage beyond chance), with each date's coverage there; edges are measured against the
     gradients in ``ring`` and chance is what the ground in ``ring`` gives."""
+    return _shared(*_coverages(before, after, sides, tol_px, ring))
+
+
+def _coverages(
+    before: EdgeImage,
+    after: EdgeImage,
+    sides: Sequence[Side],
+    tol_px: int,
+    ring: np.ndarray | None,
+) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray, float, float]:
+    """The offsets within ``tol_px``, each date's raw outline coverage at each of them, and each
+    date's chance level (what the ground in ``ring`` gives; 0 without a ring)."""
     tb = before.local_typical(ring) if ring is not None else None
     ta = after.local_typical(ring) if ring is not None else None
     kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
@@ -300,7 +312,7 @@ def best_offset(
     offsets = _disk(tol_px)
     on_before = outline_coverages(before, sides, offsets, tb)
     on_after = outline_coverages(after, sides, offsets, ta)
-    return _shared(offsets, on_before, on_after, kb, ka)
+    return offsets, on_before, on_after, kb, ka
 
 
 def _disk(tol_px: int) -> list[tuple[int, int]]:
@@ -358,13 +370,7 @@ def lean_offsets(
     The coverage alone decides, with no penalty per pixel: it falls off within a pixel or two of
     a roof's edges, and the inside compared must be the roof moved by all of the displacement,
     not the part of it a penalty leaves."""
-    tb = before.local_typical(ring) if ring is not None else None
-    ta = after.local_typical(ring) if ring is not None else None
-    kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
-    ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
-    offsets = _disk(tol_px)
-    on_before = outline_coverages(before, sides, offsets, tb)
-    on_after = outline_coverages(after, sides, offsets, ta)
+    offsets, on_before, on_after, kb, ka = _coverages(before, after, sides, tol_px, ring)
     shared = _shared(offsets, on_before, on_after, kb, ka)
     beyond_b = np.array([above_chance(float(c), kb) for c in on_before])
     beyond_a = np.array([above_chance(float(c), ka) for c in on_after])
