@@ -272,15 +272,15 @@ def gather_evidence(
     fp_after = shift_mask(fp, dx + rdx, dy + rdy)
     fp = shift_mask(fp, dx, dy)
     n = max(1, int(fp.sum()))
-    # the after date as seen from the before date's footprint: moved back by the displacement
-    # between the dates' outlines (none unless each date is outlined at its own offset), so the
-    # inside compared is the same roof on both dates
     observable = before.valid & after.valid
     if not (cb >= PRESENT and ca >= PRESENT):
         # the change mask's 255 (cloud) counts unless the footprint is sharply outlined on both
         # dates: an opaque cloud erases an outline, so a clear outline on both means both were
         # seen (snow or a bright roof taken for cloud)
         observable &= mask != 255
+    # the after date as seen from the before date's footprint: moved back by the displacement
+    # between the dates' outlines (none unless each date is outlined at its own offset), so the
+    # inside compared is the same roof on both dates
     moved = observable & shift_mask(observable, -rdx, -rdy)
     seen = fp & moved
     observed = float(seen.sum()) / n
