@@ -325,6 +325,26 @@ def test_dates_from_tag_stac_and_name(tmp_path: Path) -> None:
     assert acqs[1].sun is not None and acqs[1].sun.elevation == 40
 
 
+def test_view_angles_from_tags_and_stac(tmp_path: Path) -> None:
+    """The view a date was taken from: tags OFF_NADIR / VIEW_AZIMUTH, else the STAC view
+    extension's view:off_nadir / view:azimuth; unknown without either (or with a word)."""
+    d = textured((8, 8))
+    write_raster(
+        tmp_path / "a_2019-02-16.tif", d, tags={"OFF_NADIR": "21.5", "VIEW_AZIMUTH": "200"}
+    )
+    write_raster(tmp_path / "b_2019-03-02.tif", d)
+    (tmp_path / "b_2019-03-02.json").write_text(
+        json.dumps({"type": "Feature", "properties": {"view:off_nadir": 4, "view:azimuth": 35.5}})
+    )
+    write_raster(tmp_path / "c_2019-03-06.tif", d)
+    write_raster(tmp_path / "d_2019-03-08.tif", d, tags={"OFF_NADIR": "n/a", "VIEW_AZIMUTH": "1"})
+    acqs, _ = catalog(tmp_path)
+    views = [a.view for a in acqs]
+    assert views[0] is not None and (views[0].off_nadir, views[0].azimuth) == (21.5, 200.0)
+    assert views[1] is not None and (views[1].off_nadir, views[1].azimuth) == (4.0, 35.5)
+    assert views[2] is None and views[3] is None
+
+
 def test_reads_only_the_needed_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A small AOI of a big scene decodes only the blocks it touches."""
     big = textured((2048, 2048), bands=1)

@@ -3,14 +3,23 @@ compass words, and change polygons as RFC 7946 asks."""
 
 from __future__ import annotations
 
+import math
 import re
 
+import pytest
 from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import Polygon, shape
 
 from sohae_watch.grid import Grid
-from sohae_watch.report import lonlat_geometry, md_escape, render_markdown, shift_words
+from sohae_watch.report import (
+    lean_sentence,
+    lonlat_geometry,
+    md_escape,
+    render_markdown,
+    shift_words,
+)
+from sohae_watch.scene import ViewAngle
 
 HOSTILE = "pad <img src=x onerror=alert(1)> | [link](http://x) *b* &amp; _x_ 발사대 sohae_a.tif"
 
@@ -108,3 +117,21 @@ def test_a_small_share_of_alike_ground_reads_as_english() -> None:
         "The change mask cannot be trusted on this pair: less than 1% of the ground"
     )
     assert "pair: only 5% of the ground" in DIFFERENT_SENTENCE.format(share=_percent(0.05))
+
+
+def test_two_views_apart_are_said_with_the_height_that_leans_past_the_tolerance() -> None:
+    """A point h m up is drawn h tan(off-nadir) away from the satellite: 20 degrees from the
+    east against nadir puts a roof 0.364 m west per metre of height, so from about 8 m up it
+    leans more than the footprints' 3 m tolerance apart; the same view twice, or two views
+    whose roofs stay within 3 m below 60 m, are not said."""
+    nadir, east20 = ViewAngle(0.0, 0.0), ViewAngle(20.0, 90.0)
+    assert east20.lean()[0] == pytest.approx(-math.tan(math.radians(20.0)))
+    said = lean_sentence(nadir, east20)
+    assert said is not None
+    assert "0° and 20° off nadir" in said and "taller than about 8 m" in said
+    # opposite sides of nadir add up: 10 degrees from the east and 10 from the west
+    both = lean_sentence(ViewAngle(10.0, 90.0), ViewAngle(10.0, 270.0))
+    assert both is not None and "taller than about 9 m" in both
+    assert lean_sentence(east20, east20) is None
+    assert lean_sentence(ViewAngle(1.0, 90.0), ViewAngle(3.0, 90.0)) is None  # 3 m at 86 m
+    assert lean_sentence(None, east20) is None

@@ -26,7 +26,7 @@ from rasterio.warp import transform_bounds
 from sohae_watch.dates import DATE_TAGS, acquisition_date, stac_sidecar
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Bounds, Grid
-from sohae_watch.scene import SunPosition
+from sohae_watch.scene import SunPosition, ViewAngle
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class RasterSource:
     # GDAL's scale and offset of each data band (value = stored * scale + offset); () when
     # every band is stored as is
     scaling: tuple[tuple[float, float], ...] = ()
+    view: ViewAngle | None = None  # the view it was taken from, where its metadata says
 
     @property
     def resolution(self) -> float:
@@ -100,6 +101,10 @@ class Acquisition:
     @property
     def sun(self) -> SunPosition | None:
         return next((s.sun for s in self.sources if s.sun is not None), None)
+
+    @property
+    def view(self) -> ViewAngle | None:
+        return next((s.view for s in self.sources if s.view is not None), None)
 
     @property
     def resolution(self) -> float:
@@ -174,6 +179,20 @@ def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
             return SunPosition(float(props["view:sun_azimuth"]), float(props["view:sun_elevation"]))
     except (TypeError, ValueError):
         log.warning("%s: sun position tags are not numbers; ignoring them", path)
+    return None
+
+
+def _view(tags: dict[str, str], path: Path) -> ViewAngle | None:
+    """The view from the tags ``OFF_NADIR`` and ``VIEW_AZIMUTH`` (degrees), or the STAC
+    properties ``view:off_nadir`` and ``view:azimuth``; None when not given."""
+    try:
+        if "OFF_NADIR" in tags and "VIEW_AZIMUTH" in tags:
+            return ViewAngle(float(tags["OFF_NADIR"]), float(tags["VIEW_AZIMUTH"]))
+        props = stac_sidecar(path) or {}
+        if "view:off_nadir" in props and "view:azimuth" in props:
+            return ViewAngle(float(props["view:off_nadir"]), float(props["view:azimuth"]))
+    except (TypeError, ValueError):
+        log.warning("%s: view angle tags are not numbers; ignoring them", path)
     return None
 
 
@@ -252,6 +271,7 @@ def open_raster(
                 sun=_sun(tags, p),
                 dtype=ds.dtypes[0],
                 scaling=_scaling(ds, data_bands),
+                view=_view(tags, p),
             )
     except RasterioError as exc:
         raise InputError(

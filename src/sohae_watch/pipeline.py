@@ -56,7 +56,7 @@ from sohae_watch.outputs import OVERVIEW_SIDE, RowWriter, TileOutputs
 from sohae_watch.parallel import concurrently, default_workers, give_back
 from sohae_watch.readcache import GridCache, cache_for
 from sohae_watch.reader import GridReader, block_rows, no_contrast, set_nan, sources_read
-from sohae_watch.scene import Scene, SunPosition
+from sohae_watch.scene import Scene, SunPosition, ViewAngle
 from sohae_watch.site import Site, site_imagery
 from sohae_watch.stream import (
     SAMPLE_WINDOW,
@@ -109,6 +109,7 @@ class Side:
     date: dt.date
     sources: tuple[str, ...]
     sun: SunPosition | None
+    view: ViewAngle | None = None
 
 
 @dataclass
@@ -537,8 +538,15 @@ def _compute_diff(
         site=site,
         grid=grid,
         area=area,
-        before=Side(before_acq.date, sources_read(before_acq, grid), before_acq.sun),
-        after=Side(after_acq.date, sources_read(after_acq, grid, after_model), after_acq.sun),
+        before=Side(
+            before_acq.date, sources_read(before_acq, grid), before_acq.sun, before_acq.view
+        ),
+        after=Side(
+            after_acq.date,
+            sources_read(after_acq, grid, after_model),
+            after_acq.sun,
+            after_acq.view,
+        ),
         coreg=coreg,
         threshold=model.threshold,
         counts=outputs.counts,

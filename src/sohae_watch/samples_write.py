@@ -98,6 +98,8 @@ def write_delivery(
             dst.set_band_description(i, name)
         if d.tags:
             dst.update_tags(**d.tags)
+        if spec.off_nadir:  # the view, as an archive's metadata gives it (none at nadir)
+            dst.update_tags(OFF_NADIR=f"{spec.off_nadir:g}", VIEW_AZIMUTH=f"{spec.view_azimuth:g}")
     if d.stac:
         write_stac(path, spec, d)
 
@@ -119,6 +121,11 @@ def write_stac(path: Path, spec: DateSpec, d: Delivery) -> None:
             "datetime": stamp,
             "view:sun_azimuth": spec.sun_azimuth,
             "view:sun_elevation": spec.sun_elevation,
+            **(
+                {"view:off_nadir": spec.off_nadir, "view:azimuth": spec.view_azimuth}
+                if spec.off_nadir
+                else {}
+            ),
             "proj:epsg": epsg,
         },
         "assets": {"image": {"href": path.name, "type": "image/tiff; application=geotiff"}},

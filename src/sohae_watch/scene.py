@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,23 @@ class SunPosition:
 
     azimuth: float
     elevation: float
+
+
+@dataclass(frozen=True)
+class ViewAngle:
+    """Where the satellite was seen from: ``off_nadir`` (degrees from vertical) and ``azimuth``
+    (degrees clockwise from north, the bearing from the ground toward the satellite), as in the
+    STAC view extension."""
+
+    off_nadir: float
+    azimuth: float
+
+    def lean(self) -> tuple[float, float]:
+        """Where the image draws a point 1 m up, relative to its base (metres east, north): away
+        from the satellite, tan(off_nadir) far."""
+        d = math.tan(math.radians(self.off_nadir))
+        a = math.radians(self.azimuth)
+        return -d * math.sin(a), -d * math.cos(a)
 
 
 @dataclass
