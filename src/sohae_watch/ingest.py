@@ -171,28 +171,39 @@ def _no_georeference(p: Path, ds: rasterio.io.DatasetReader) -> str:
 
 
 def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
-    try:
-        if "SUN_AZIMUTH" in tags and "SUN_ELEVATION" in tags:
-            return SunPosition(float(tags["SUN_AZIMUTH"]), float(tags["SUN_ELEVATION"]))
-        props = stac_sidecar(path) or {}
-        if "view:sun_azimuth" in props and "view:sun_elevation" in props:
-            return SunPosition(float(props["view:sun_azimuth"]), float(props["view:sun_elevation"]))
-    except (TypeError, ValueError):
-        log.warning("%s: sun position tags are not numbers; ignoring them", path)
-    return None
+    """The sun from the tags ``SUN_AZIMUTH`` and ``SUN_ELEVATION``, or the STAC properties
+    ``view:sun_azimuth`` and ``view:sun_elevation``; None when not given."""
+    keys = ("SUN_AZIMUTH", "SUN_ELEVATION"), ("view:sun_azimuth", "view:sun_elevation")
+    pair = _angles(tags, path, *keys, "sun position")
+    return SunPosition(*pair) if pair is not None else None
 
 
 def _view(tags: dict[str, str], path: Path) -> ViewAngle | None:
     """The view from the tags ``OFF_NADIR`` and ``VIEW_AZIMUTH`` (degrees), or the STAC
     properties ``view:off_nadir`` and ``view:azimuth``; None when not given."""
+    keys = ("OFF_NADIR", "VIEW_AZIMUTH"), ("view:off_nadir", "view:azimuth")
+    pair = _angles(tags, path, *keys, "view angle")
+    return ViewAngle(*pair) if pair is not None else None
+
+
+def _angles(
+    tags: dict[str, str],
+    path: Path,
+    keys: tuple[str, str],
+    stac: tuple[str, str],
+    words: str,
+) -> tuple[float, float] | None:
+    """Two angles (degrees) from the raster's tags ``keys``, else from its STAC sidecar's
+    properties ``stac``; None when either is missing, with a warning naming the file (and the
+    ``words`` for what they are) when one is not a number."""
     try:
-        if "OFF_NADIR" in tags and "VIEW_AZIMUTH" in tags:
-            return ViewAngle(float(tags["OFF_NADIR"]), float(tags["VIEW_AZIMUTH"]))
+        if all(k in tags for k in keys):
+            return float(tags[keys[0]]), float(tags[keys[1]])
         props = stac_sidecar(path) or {}
-        if "view:off_nadir" in props and "view:azimuth" in props:
-            return ViewAngle(float(props["view:off_nadir"]), float(props["view:azimuth"]))
+        if all(k in props for k in stac):
+            return float(props[stac[0]]), float(props[stac[1]])
     except (TypeError, ValueError):
-        log.warning("%s: view angle tags are not numbers; ignoring them", path)
+        log.warning("%s: %s tags are not numbers; ignoring them", path, words)
     return None
 
 
