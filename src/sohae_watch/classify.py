@@ -147,8 +147,13 @@ class Evidence:
         """The outline coverage of date 0 or 1 counting the edges the ground around gives by chance:
         at least the coverage beyond chance, the most an outline can be said to be there."""
         cov = self.coverage_before if date == 0 else self.coverage_after
-        raw = self.raw_before if date == 0 else self.raw_after
-        return max(cov, raw) if math.isfinite(raw) else cov
+        return with_chance(cov, self.raw_before if date == 0 else self.raw_after)
+
+    def stood(self) -> bool:
+        """Whether the structure stood on both dates (:func:`stood_throughout`)."""
+        return stood_throughout(
+            self.coverage_before, self.coverage_after, self.raw_before, self.raw_after
+        )
 
     def presence(self, date: int, *, beyond_chance: bool = False) -> float:
         """Log-odds that a structure stands on the footprint on date 0 (before) or 1 (after): the
@@ -172,6 +177,19 @@ class Evidence:
         sb, sa = self.shadow_before, self.shadow_after
         moved = (shadow_llr(sa) - shadow_llr(sb)) / 2 if math.isfinite(sb + sa) else 0.0
         return outline_llr(cov) + (moved if date == 1 else -moved) + veg_llr
+
+
+def with_chance(coverage: float, raw: float) -> float:
+    """An outline's coverage counting the ground's chance edges (``raw``; nan: the same as the
+    ``coverage`` beyond chance), at least the coverage beyond chance."""
+    return max(coverage, raw) if math.isfinite(raw) else coverage
+
+
+def stood_throughout(cb: float, ca: float, raw_b: float, raw_a: float) -> bool:
+    """Whether a structure stood on both dates: outlined clear of the ground's chance edges
+    (coverages ``cb``, ``ca`` beyond chance) on one date, and at least counting them (``raw_b``,
+    ``raw_a``) on the other, at the level of a standing structure."""
+    return min(max(cb, ca), with_chance(cb, raw_b), with_chance(ca, raw_a)) >= STANDING
 
 
 def _tolerance_px(grid: Grid) -> int:
@@ -293,10 +311,7 @@ def gather_evidence(
     ground = _ring(fp, grid, tol, inner=1) & moved
     pattern = pattern_change(*inside, seen, ground) if seen.sum() >= 16 else float("nan")
     veil = None
-    raw = [
-        max(c, r) if math.isfinite(r) else c for c, r in ((cb, fit.raw_before), (ca, fit.raw_after))
-    ]
-    standing = min(max(cb, ca), *raw) >= STANDING  # as decide() reads it
+    standing = stood_throughout(cb, ca, fit.raw_before, fit.raw_after)
     if standing and math.isfinite(pattern) and pattern >= 1.0:
         # a structure that stood throughout with its inside reordered: the reordering may be
         # a haze's or a cloud shadow's edge crossing the footprint. The veil the ground around
@@ -443,9 +458,7 @@ def decide(ev: Evidence, *, min_observed: float) -> tuple[Status, float]:
         return "appeared", post["appeared"]
     if went and zb >= Z_PRESENT and zb - za >= Z_JUMP:
         return "removed", post["removed"]
-    # stood on both dates: clear of chance edges on one, at least counting them on the other
-    standing = min(max(cb, ca), ev.raw(0), ev.raw(1)) >= STANDING
-    if standing and math.isfinite(ev.pattern) and ev.pattern >= 1.0:
+    if ev.stood() and math.isfinite(ev.pattern) and ev.pattern >= 1.0:
         return "modified", post["modified"]
     return "unchanged", post["unchanged"]
 
