@@ -6,13 +6,14 @@ acquisitions (the tiles of one date). Reading their pixels onto a working grid i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyproj
@@ -170,25 +171,29 @@ def _no_georeference(p: Path, ds: rasterio.io.DatasetReader) -> str:
     )
 
 
-def _sun(tags: dict[str, str], path: Path) -> SunPosition | None:
+Sidecar = Callable[[], Mapping[str, Any]]  # a raster's STAC sidecar properties, read once
+
+
+def _sun(tags: dict[str, str], path: Path, sidecar: Sidecar) -> SunPosition | None:
     """The sun from the tags ``SUN_AZIMUTH`` and ``SUN_ELEVATION``, or the STAC properties
     ``view:sun_azimuth`` and ``view:sun_elevation``; None when not given."""
     keys = ("SUN_AZIMUTH", "SUN_ELEVATION"), ("view:sun_azimuth", "view:sun_elevation")
-    pair = _angles(tags, path, *keys, "sun position")
+    pair = _angles(tags, path, sidecar, *keys, "sun position")
     return SunPosition(*pair) if pair is not None else None
 
 
-def _view(tags: dict[str, str], path: Path) -> ViewAngle | None:
+def _view(tags: dict[str, str], path: Path, sidecar: Sidecar) -> ViewAngle | None:
     """The view from the tags ``OFF_NADIR`` and ``VIEW_AZIMUTH`` (degrees), or the STAC
     properties ``view:off_nadir`` and ``view:azimuth``; None when not given."""
     keys = ("OFF_NADIR", "VIEW_AZIMUTH"), ("view:off_nadir", "view:azimuth")
-    pair = _angles(tags, path, *keys, "view angle")
+    pair = _angles(tags, path, sidecar, *keys, "view angle")
     return ViewAngle(*pair) if pair is not None else None
 
 
 def _angles(
     tags: dict[str, str],
     path: Path,
+    sidecar: Sidecar,
     keys: tuple[str, str],
     stac: tuple[str, str],
     words: str,
@@ -199,7 +204,7 @@ def _angles(
     try:
         if all(k in tags for k in keys):
             return float(tags[keys[0]]), float(tags[keys[1]])
-        props = stac_sidecar(path) or {}
+        props = sidecar()
         if all(k in props for k in stac):
             return float(props[stac[0]]), float(props[stac[1]])
     except (TypeError, ValueError):
@@ -250,6 +255,8 @@ def open_raster(
             if not data_bands:
                 raise InputError(f"{p}: raster has no data band (only alpha); use the image file")
             tags = ds.tags()
+            # the sidecar, read at most once for the sun and the view
+            sidecar = functools.cache(lambda: stac_sidecar(p) or {})
             if stac_date is not None and not any(tags.get(k) for k in DATE_TAGS):
                 date, source = stac_date, "stac"
             elif dated:
@@ -279,10 +286,10 @@ def open_raster(
                 nodata=declared if declared is not None else nodata,
                 date=date,
                 date_source=source,
-                sun=_sun(tags, p),
+                sun=_sun(tags, p, sidecar),
                 dtype=ds.dtypes[0],
                 scaling=_scaling(ds, data_bands),
-                view=_view(tags, p),
+                view=_view(tags, p, sidecar),
             )
     except RasterioError as exc:
         raise InputError(
