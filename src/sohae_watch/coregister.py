@@ -508,6 +508,26 @@ def _offset_by(result: CoregResult, ox: int, oy: int) -> CoregResult:
     )
 
 
+def within(result: CoregResult, row: int, col: int, shape: tuple[int, int]) -> CoregResult:
+    """``result``, measured on a grid, as on its sub-grid of ``shape`` (rows, cols) whose origin
+    is pixel ``(row, col)`` of it: the model in the sub-grid's pixels, the shift at its centre,
+    the tie points in its pixels (those outside it keep coordinates beyond its edges)."""
+    if result.model is None:
+        return result
+    model = Affine.translation(-col, -row) * result.model * Affine.translation(col, row)
+    cx, cy = shape[1] / 2.0, shape[0] / 2.0
+    x, y = model * (cx, cy)
+    return dataclasses.replace(
+        result,
+        shift_x_px=float(x - cx),
+        shift_y_px=float(y - cy),
+        model=model,
+        points=tuple(
+            dataclasses.replace(p, col=p.col - col, row=p.row - row) for p in result.points
+        ),
+    )
+
+
 def _wide_offset(
     ref: WindowReader, tgt: WindowReader, shape: tuple[int, int]
 ) -> tuple[int, int] | None:

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rasterio
 from affine import Affine
+from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from sohae_watch.area import working_area
+from sohae_watch.area import context_grid, working_area
 from sohae_watch.areas import join_pieces
 from sohae_watch.change import (
     ChangeArea,
@@ -47,6 +48,7 @@ from sohae_watch.coregister import (
     array_reader,
     coregister_readers,
     failed,
+    within,
 )
 from sohae_watch.errors import InputError
 from sohae_watch.footprint import gradient_levels
@@ -292,6 +294,38 @@ def _coregister(
         return failed("tie-points")
 
 
+def _coregister_around(
+    before: Acquisition,
+    after: Acquisition,
+    grid: Grid,
+    area: BaseGeometry,
+    roles: tuple[str, ...],
+    reads: GridCache | None,
+    threads: int,
+) -> CoregResult:
+    """Measure AFTER against BEFORE on ``grid`` within ``area``; a grid too narrow to measure
+    well (:func:`~sohae_watch.area.context_grid`) is measured on the ground around it as well,
+    where both dates have data, and the result given on ``grid``."""
+    around = context_grid(grid, before, after)
+    wide, (row, col) = (grid, (0, 0)) if around is None else (around[0], around[1:])
+    if around is not None:
+        log.info(
+            "co-registration measured on %d x %d px around the %d x %d px area",
+            wide.width,
+            wide.height,
+            grid.width,
+            grid.height,
+        )
+        area, reads = box(*wide.bounds), None
+    plain = _Readers(before, after, wide, roles, None, reads)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=COREG_CACHE):
+            coreg = _coregister(plain.get(), wide, area, threads)
+    finally:
+        plain.close()
+    return coreg if around is None else within(coreg, row, col, grid.shape)
+
+
 def _fit_model(
     readers: tuple[GridReader, GridReader],
     grid: Grid,
@@ -426,12 +460,7 @@ def _compute_diff(
     reads = cache_for(grid, len(roles))
 
     t0 = time.perf_counter()
-    plain = _Readers(before_acq, after_acq, grid, roles, None, reads)
-    try:
-        with rasterio.Env(GDAL_CACHEMAX=COREG_CACHE):
-            coreg = _coregister(plain.get(), grid, area, threads)
-    finally:
-        plain.close()
+    coreg = _coregister_around(before_acq, after_acq, grid, area, roles, reads, threads)
     if coreg.status == "failed":
         log.warning(
             "co-registration failed: comparing the images as delivered; structure calls get lower confidence"
