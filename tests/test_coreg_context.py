@@ -115,3 +115,23 @@ def test_a_result_on_a_grid_is_given_on_its_sub_grid() -> None:
     moved = within(dataclasses.replace(res, model=Affine.translation(-3, 2)), 7, 9, (5, 5))
     assert moved.model_kind == "translation"
     assert (moved.shift_x_px, moved.shift_y_px) == pytest.approx((-3, 2))
+
+
+def test_the_neighbourhood_keeps_to_the_tiles_the_area_lies_on(tmp_path: Path) -> None:
+    """AFTER in two tiles, each possibly georeferenced on its own: an area on the west tile is
+    measured on the west tile's ground only."""
+    t = Affine(RES, 0, ORIGIN[0], 0, -RES, ORIGIN[1])
+    img = waves(1400, (0, 0), 3)
+    before = write_raster(tmp_path / "before_2019-02-16.tif", img, transform=t, nodata=0)
+    tiles = tmp_path / "after"
+    tiles.mkdir()
+    write_raster(tiles / "west_2019-03-02.tif", img[:, :, :700], transform=t, nodata=0)
+    east = t * Affine.translation(700, 0)
+    write_raster(tiles / "east_2019-03-02.tif", img[:, :, 700:], transform=east, nodata=0)
+    acq_b, acq_a = open_acquisition(before), open_acquisition(tiles)
+    assert len(acq_a.sources) == 2
+    base = Grid(CRS.from_epsg(32651), t, 1400, 1400)
+    grid = base.crop(500, 200, 300, 300)
+    wide, row, col = context_grid(grid, acq_b, acq_a) or pytest.fail("no neighbourhood")
+    assert col == 200 and wide.width == 700  # the west tile's columns 0-700, not 1024
+    assert (wide.height, row) == (1024, 362)

@@ -170,14 +170,23 @@ def context_grid(
 ) -> tuple[Grid, int, int] | None:
     """A grid on ``grid``'s lattice widened to ``side`` px (the same margin on either side)
     within both acquisitions' coverage, and the row and column of ``grid``'s origin on it; None
-    when ``grid`` is that wide already, or when the acquisitions' data around it would not at
-    least double the pixels measured (a tile cut to the area: nothing more to see). ``side``:
+    when ``grid`` is that wide already, or when the data of the tiles the area lies on would not
+    at least double the pixels measured (a tile cut to the area: nothing more to see). ``side``:
     :data:`CONTEXT_PX` unless given."""
     side = CONTEXT_PX if side is None else side
     h, w = grid.height, grid.width
     if min(h, w) >= side:
         return None
-    both = coverage(before, grid.crs).intersection(coverage(after, grid.crs))
+    # only the tiles the area lies on: another tile of a date may be georeferenced apart, and
+    # measured together with this one it would make the area's registration two-motion
+    here = grid.footprint()
+    tiles = [
+        unary_union(
+            [t for t in (_footprint(s, grid.crs) for s in acq.sources) if t.intersects(here)]
+        )
+        for acq in (before, after)
+    ]
+    both = tiles[0].intersection(tiles[1])
     if both.is_empty:
         return None
     minx, miny, maxx, maxy = both.bounds
