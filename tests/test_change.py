@@ -275,7 +275,7 @@ def test_grass_that_changed_with_the_season_leaves_the_paving_quiet(
     flagged = res.mask == 1
     assert (flagged & truth).sum() / truth.sum() > 0.7, "the building is found"
     assert flagged[~margin].mean() < 0.005, "the grass and the paving are no change"
-    monkeypatch.setattr("sohae_watch.change.fit_strata", lambda *args: None)
+    monkeypatch.setattr("sohae_watch.change.fit_strata", lambda *args, **kwargs: None)
     res = detect_changes(make_scene(before), make_scene(after))
     assert res.stats["strata"] is None
     assert ((res.mask == 1) & ~margin)[:, 126:].mean() > 0.5, "the paving reads as changed"
@@ -360,12 +360,13 @@ def test_real_oscd_beats_cva_otsu() -> None:
     assert f1(res.mask == 1) > f1(mag > otsu(mag)) + 0.15
 
 
-@pytest.mark.parametrize("units", [1e-4, 1e4, 255.0 / 65535.0])
+@pytest.mark.parametrize("units", [1e-4, 1e4, 255.0 / 65535.0, 1.0 / 8.0, 6.0])
 def test_dates_in_other_units_give_the_same_mask(units: float) -> None:
     """AFTER in reflectance (0-1) against BEFORE in counts: the fit's gain bound (4x) took
     the units for a collapsed fit, and the mask was reported untrusted ('snow, haze or change
-    almost everywhere'). Units are now told from the ground by a level ratio beyond 100x, and
-    the mask is that of the pair in one unit."""
+    almost everywhere'). Units are now told from the ground by a level ratio beyond 100x, or
+    beyond 4x with every band's quantiles scaled alike (an 8-bit product against an 11-bit
+    one), and the mask is that of the pair in one unit."""
     before = textured((200, 200), 1)
     rng = np.random.default_rng(2)
     after = 1.2 * before + 50 + rng.normal(0, 8, before.shape).astype(np.float32)

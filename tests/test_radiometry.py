@@ -14,6 +14,7 @@ from sohae_watch.radiometry import (
     follows_neither,
     matched,
     scatter_shares,
+    units_factor,
 )
 
 
@@ -144,3 +145,43 @@ def test_the_agreeing_share_counts_the_pixels_within_the_fitted_law() -> None:
     off = [BandFit(f.gain, f.offset + 10 * f.sigma, f.sigma) for f in fits]
     assert agreeing_share(before, after, off) < COLLAPSED
     assert not matched(*scatter_shares(after, fits), agreeing_share(before, after, off))
+
+
+def test_an_8_bit_product_against_an_11_bit_one_is_fitted_as_units() -> None:
+    """A level ratio of 8 is beyond the gain any sun, season or sensor gives (4): the fit was
+    clipped there and the mask flagged what the clip left (4.8 % of the samples' Jul 20 -> Aug 3
+    AOI against 0.8 %, with no warning). Every decile and quartile scaled alike: units."""
+    before, after = _pair(0.3)
+    after = after / np.float32(8.0)
+    assert units_factor(before, after) == pytest.approx(1.25 / 8, rel=0.1)
+    for fit in fit_normalisation(before, after):
+        assert fit.gain == pytest.approx(1.25 / 8, rel=0.01)
+        assert fit.offset == pytest.approx(40.0 / 8, abs=15.0 / 8)
+
+
+def test_snow_over_dark_ground_is_not_taken_for_units() -> None:
+    """Snow lifts dark ground many times and bright ground little: the level ratio passes 4, but
+    the quantiles did not scale alike (the samples' Aug 3 -> Feb 16: 4.0x, quantile ratios 24x
+    apart; generated snow pairs 5.8-27x apart, pairs without snow or cloud at most 3.3x)."""
+    rng = np.random.default_rng(3)
+    n = 100_000
+    before = rng.gamma(4.0, 100.0, (4, n)).astype(np.float32)
+    after = 1.1 * before + rng.normal(0.0, 10.0, (4, n))
+    snow = rng.random(n) < 0.7
+    after[:, snow] = rng.normal(6000.0, 300.0, (4, int(snow.sum())))
+    assert np.median(after) / np.median(before) > 4
+    assert units_factor(before, after.astype(np.float32)) == 1.0
+
+
+def test_strata_take_the_scenes_units() -> None:
+    """A stratum's own level ratio can fall inside the gain bound while its gains fall outside
+    it: decided per stratum, the dried grass's near infrared was clipped at 1/4."""
+    before, after = _two_grounds(0.6)
+    s = np.float32(0.21)
+    units = units_factor(before, after * s)
+    assert units == pytest.approx(1.1 * s, rel=0.1)
+    strata = fit_strata(before, after * s, ("red", "green", "blue", "nir"), units=units)
+    assert strata is not None
+    for b, want in enumerate((1.4, 1.4, 1.4, 0.8)):
+        assert strata.vegetated[b].gain == pytest.approx(want * s, rel=0.03)
+        assert strata.bare[b].gain == pytest.approx(1.1 * s, rel=0.03)

@@ -346,10 +346,11 @@ def fit_change_model(
         raise ValueError("fewer than 10 pixels are observable in both scenes; nothing to compare")
     bs = b.reshape(len(bands), -1)[:, idx]
     as_ = a.reshape(len(bands), -1)[:, idx]
-    fits = fit_normalisation(bs, as_)
+    units = units_factor(bs, as_)  # decided once: a stratum alone may fall either side of a bound
+    fits = fit_normalisation(bs, as_, units=units)
     of_spread, of_level = scatter_shares(as_, fits)
     agreeing = agreeing_share(bs, as_, fits)
-    strata = fit_strata(bs, as_, bands)
+    strata = fit_strata(bs, as_, bands, units=units)
     foreign = strata is not None and follows_neither(strata, fits)
     if foreign:
         strata = None  # one line per band, as before the strata: see follows_neither
@@ -408,7 +409,7 @@ def fit_change_model(
         "threshold_empirical": empirical,
         "threshold_model": model_cut,
         "pixel_size_m": px_m,
-        "units_factor": units_factor(bs, as_),
+        "units_factor": units,
         "work_step": g,
         "evidence_step": es,
         "observable_fraction_fit": float(obs.mean()),

@@ -100,19 +100,35 @@ def _robust_start(
     return np.asarray(stat <= np.quantile(stat, 0.5 if min_keep < 0.5 else min_keep))
 
 
+MAX_GAIN = 4.0  # a relative gain beyond this (or below its inverse) is not sun, sensor or haze
 # a ratio of the two dates' levels beyond this is units, not the ground: reflectance (0-1)
 # against counts is 10^3-10^4; sun, season and sensor stay within MAX_GAIN, and snow over the
 # darkest ground within about 30
 UNITS = 100.0
+# between MAX_GAIN and UNITS (an 8-bit product against an 11-bit one is 8x), the ratio is units
+# when every band's deciles and quartiles scaled alike, within this factor of each other: snow
+# or cloud lifts the dark ground many times more than the bright (on the samples and generated
+# scenes, snow and cloud pairs 4.3-27, pairs without them 1.2-3.3)
+SAME_SHAPE = 3.0
+SHAPE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def units_factor(before: np.ndarray, after: np.ndarray) -> float:
     """AFTER's level over BEFORE's (medians of all sampled values) when the two dates are in
-    different units (the ratio beyond :data:`UNITS` either way), else 1."""
+    different units, else 1: the ratio beyond :data:`UNITS` either way, or beyond
+    :data:`MAX_GAIN` with the whole distribution of every band scaled by it (see
+    :data:`SAME_SHAPE`)."""
     lb, la = float(np.median(np.abs(before))), float(np.median(np.abs(after)))
-    if lb > 0 and la > 0 and not 1.0 / UNITS <= la / lb <= UNITS:
+    if not (lb > 0 and la > 0) or 1.0 / MAX_GAIN <= la / lb <= MAX_GAIN:
+        return 1.0
+    if not 1.0 / UNITS <= la / lb <= UNITS:
         return la / lb
-    return 1.0
+    qb = np.quantile(before, SHAPE_QUANTILES, axis=-1)
+    qa = np.quantile(after, SHAPE_QUANTILES, axis=-1)
+    if not (np.all(qb > 0) and np.all(qa > 0)):
+        return 1.0
+    scaled = qa / qb
+    return la / lb if float(scaled.max() / scaled.min()) <= SAME_SHAPE else 1.0
 
 
 def fit_normalisation(
@@ -123,16 +139,19 @@ def fit_normalisation(
     min_keep: float = 0.3,
     quantile: float = 0.9,
     floor_share: float = 0.02,
+    units: float | None = None,
 ) -> list[BandFit]:
     """Fit one :class:`BandFit` per band from sampled pixel values.
 
     ``before`` and ``after`` are float arrays of shape (bands, n) holding only observable pixels.
     Dates in different units (see :func:`units_factor`) are fitted with AFTER brought to
     BEFORE's level, so the fit's gain bound (:data:`MAX_GAIN`) judges the ground, not the units.
+    ``units``: the units factor, when the caller decided it on a larger sample (a stratum's own
+    level ratio may fall on the other side of a bound than the scene's).
     """
     if before.shape != after.shape or before.ndim != 2:
         raise ValueError(f"before/after samples must share shape (bands, n), got {before.shape}")
-    u = units_factor(before, after)
+    u = units_factor(before, after) if units is None else units
     if u != 1.0:
         level = fit_normalisation(
             before,
@@ -141,6 +160,7 @@ def fit_normalisation(
             min_keep=min_keep,
             quantile=quantile,
             floor_share=floor_share,
+            units=1.0,
         )
         return [BandFit(f.gain * u, f.offset * u, f.sigma * u) for f in level]
     k, n = before.shape
@@ -171,9 +191,6 @@ def fit_normalisation(
             break
         keep = new_keep
     return [_guard(before[b], after[b], f, floors[b]) for b, f in enumerate(fits)]
-
-
-MAX_GAIN = 4.0  # a relative gain beyond this (or below its inverse) is not sun, sensor or haze
 
 
 def _quantile_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -329,9 +346,12 @@ def _classes(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.nd
     return out
 
 
-def fit_strata(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]) -> Strata | None:
-    """A :class:`Strata` from sampled pixels (as for :func:`fit_normalisation`), or None without
-    red and near-infrared bands or when either stratum is under :data:`MIN_STRATUM` of them."""
+def fit_strata(
+    before: np.ndarray, after: np.ndarray, bands: tuple[str, ...], units: float | None = None
+) -> Strata | None:
+    """A :class:`Strata` from sampled pixels (as for :func:`fit_normalisation`, ``units`` the
+    scene's units factor), or None without red and near-infrared bands or when either stratum
+    is under :data:`MIN_STRATUM` of them."""
     if "red" not in bands or "nir" not in bands:
         return None
     red, nir = bands.index("red"), bands.index("nir")
@@ -342,7 +362,7 @@ def fit_strata(before: np.ndarray, after: np.ndarray, bands: tuple[str, ...]) ->
     # that of the other: nothing to separate
     if min(int(m.sum()) for m in members) < need:
         return None
-    veg, bare = (tuple(fit_normalisation(before[:, m], after[:, m])) for m in members)
+    veg, bare = (tuple(fit_normalisation(before[:, m], after[:, m], units=units)) for m in members)
     return Strata(red, nir, veg, bare)
 
 
