@@ -107,8 +107,8 @@ MAX_GAIN = 4.0  # a relative gain beyond this (or below its inverse) is not sun,
 UNITS = 100.0
 # between MAX_GAIN and UNITS (an 8-bit product against an 11-bit one is 8x), the ratio is units
 # when every band's deciles and quartiles scaled alike, within this factor of each other: snow
-# or cloud lifts the dark ground many times more than the bright (on the samples and generated
-# scenes, snow and cloud pairs 4.3-27, pairs without them 1.2-3.3)
+# or cloud lifts the dark ground many times more than the bright (on the samples and seeds
+# 30-35: pairs with snow or cloud on one date 4.3-27, snow on both 3.3, neither 1.2-3.3)
 SAME_SHAPE = 3.0
 SHAPE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
