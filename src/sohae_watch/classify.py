@@ -296,7 +296,7 @@ def gather_evidence(
     fit = (
         lean_offsets(before, after, sides, tol, around, STANDING)
         if leans is None
-        else view_offsets(before, after, sides, tol, around, STANDING, leans)
+        else view_offsets(before, after, sides, tol, around, STANDING, PRESENT, leans)
     )
     dx, dy, cb, ca = fit.dx, fit.dy, fit.before, fit.after
     rdx, rdy = fit.rdx, fit.rdy

@@ -91,11 +91,46 @@ def _beyond(raw: np.ndarray, chance: float) -> np.ndarray:
 
 def _at(
     edges: EdgeImage, sides: Sequence[Side], where: np.ndarray, typical: float | None
-) -> np.ndarray:
-    """Raw outline coverage at each row (dx, dy) of ``where``, each distinct position once."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outline coverage and edge strength (:func:`edge_strengths`) at each row (dx, dy) of
+    ``where``, each distinct position measured once."""
     uniq, inverse = np.unique(where, axis=0, return_inverse=True)
     cov = outline_coverages(edges, sides, [(int(x), int(y)) for x, y in uniq], typical)
-    return np.asarray(cov[inverse.ravel()])
+    strength = edge_strengths(edges, sides, uniq)
+    return np.asarray(cov[inverse.ravel()]), np.asarray(strength[inverse.ravel()])
+
+
+def edge_strengths(edges: EdgeImage, sides: Sequence[Side], where: np.ndarray) -> np.ndarray:
+    """The mean gradient across the outline moved by each row (dx, dy) of ``where``, at the
+    outline's own pixels only (valid ones; 0 where none is).
+
+    The coverage takes an edge a pixel either side of the outline, so a roof's coverage is
+    the same over a few pixels of position; on the line that is a few metres of height, and
+    the two dates put that far apart compare a roof's inside with a shifted copy of itself.
+    The gradient right on the outline peaks where the outline sits on the roof's edges."""
+    h, w = edges.gx.shape
+    dx, dy = where[:, :1], where[:, 1:]
+    total = np.zeros(len(where))
+    count = np.zeros(len(where))
+    for s in sides:
+        c = np.floor(s.x + dx).astype(int)
+        r = np.floor(s.y + dy).astype(int)
+        inside = (c >= 0) & (c < w) & (r >= 0) & (r < h)
+        c, r = np.clip(c, 0, w - 1), np.clip(r, 0, h - 1)
+        ok = inside & edges.valid[r, c]
+        across = np.abs(edges.gx[r, c] * s.nx + edges.gy[r, c] * s.ny)
+        total += np.where(ok, across, 0.0).sum(axis=1) * s.length / s.x.size
+        count += ok.sum(axis=1) * s.length / s.x.size
+    return np.where(count > 0, total / np.maximum(count, 1e-12), 0.0)
+
+
+def _sharpest(score: np.ndarray, step: float, strength: np.ndarray, gap: np.ndarray) -> int:
+    """Of the pairs scoring within ``step`` of the best, the one whose outlines sit on the
+    strongest edges (``strength``), then the least footprint error (``gap``)."""
+    near = score >= score.max() - step
+    sharp = np.where(near, strength, -np.inf)
+    pick = np.flatnonzero(sharp >= sharp.max() - 1e-9 * abs(sharp.max()))
+    return int(pick[np.argmin(gap[pick])])
 
 
 def view_offsets(
@@ -105,6 +140,7 @@ def view_offsets(
     tol_px: int,
     ring: np.ndarray | None,
     standing: float,
+    present: float,
     leans: tuple[Lean, Lean],
     tallest_m: float = TALLEST_M,
 ) -> OutlineFit:
@@ -113,20 +149,23 @@ def view_offsets(
     :func:`lean_px`): the before outline at ``e + h * leans[0]``, the after one at
     ``e + h * leans[1]``, for every footprint error ``e`` within ``tol_px`` and height ``h``.
 
-    The same two steps as within the tolerance, with the same chance levels. A structure
-    outlined on both dates (coverage beyond chance at least ``standing`` on each) at one height
-    is taken there when that outlines both better (summed coverage, by more than a sample point
-    of the outline) than the tolerance's own search does; of as well outlined pairs, the one
-    with the footprint error least, then the lowest. Outlined on one date only, nowhere both
-    (a structure that came or went), the line is searched for that date's outline alone: taken
-    when it outlines the clearer date as a standing structure, better (by more than a sample
-    point) than the tolerance's shared fit does: a date outlined within the tolerance stays
-    where it is found, not moved by the line. Of as good pairs,
-    again the least footprint error, then the lowest. The other date is read where the same
-    footprint error and height put it, never at a place of its own and never chosen for its
-    own coverage (where the clearer date barely leans, every height places it alike), so a
-    structure that came or went is not found on the other date by a chance fit. Where the
-    line adds nothing, the tolerance's fit unchanged."""
+    The same two steps as within the tolerance, with the same chance levels, and one more
+    condition: an outline found on the line beyond the tolerance must be as clear as that of
+    a structure that clearly stands (coverage beyond chance at least ``present``), not only
+    at the level of one that stood throughout (``standing``), as the line reaches tens of
+    metres of ground with other edges than the footprint's ring, other structures' roofs
+    among them. A structure so outlined on both dates at one height is taken there when that
+    outlines both better (summed coverage, by more than a sample point of the outline) than
+    the tolerance's own search does. Outlined so on one date only, nowhere both (a structure
+    that came or went), the line is searched for that date's outline alone, and taken when
+    it outlines that date better than the tolerance's shared fit does: a date outlined within
+    the tolerance stays where it is found, not moved by the line. The other date is read
+    where the same footprint error and height put it, never at a place of its own and never
+    chosen for its own coverage (where the clearer date barely leans, every height places it
+    alike), so a structure that came or went is not found on the other date by a chance fit.
+    Of the pairs as well outlined as the best, the one whose outlines sit on the strongest
+    edges (:func:`edge_strengths`), then the least footprint error. Where the line adds
+    nothing, the tolerance's fit unchanged."""
     (tb, ta), (kb, ka) = outline_levels(before, after, sides, ring)
     offsets = disk(tol_px)
     on_before = outline_coverages(before, sides, offsets, tb)
@@ -140,32 +179,31 @@ def view_offsets(
     pa = (shifts[:, None, 2:] + e[None]).reshape(-1, 2)
     heights = np.repeat(shift_heights(shifts, *leans), len(e))
     gap = np.tile((e**2).sum(axis=1), len(shifts))
-    raw_b, raw_a = _at(before, sides, pb, tb), _at(after, sides, pa, ta)
+    (raw_b, strong_b), (raw_a, strong_a) = _at(before, sides, pb, tb), _at(after, sides, pa, ta)
     beyond_b, beyond_a = _beyond(raw_b, kb), _beyond(raw_a, ka)
     step = 2.0 / sum(s.x.size for s in sides)
     base_both = base.before + base.after if min(base.before, base.after) >= standing else -np.inf
-    ok = (np.nan_to_num(beyond_b, nan=-1.0) >= standing) & (
-        np.nan_to_num(beyond_a, nan=-1.0) >= standing
+    # found beyond the tolerance, an outline must be as clear as that of a structure that
+    # clearly stands: the line reaches ground with other edges than the footprint's ring, and
+    # other structures' roofs
+    ok = (np.nan_to_num(beyond_b, nan=-1.0) >= present) & (
+        np.nan_to_num(beyond_a, nan=-1.0) >= present
     )
     if ok.any() or math.isfinite(base_both):
         score = np.where(ok, beyond_b + beyond_a, -np.inf)
         if not score.max() > base_both + step:
             return base
-        # of the pairs as well outlined as the best, the least footprint error, then the lowest
-        near = np.where(score >= score.max() - step, gap, np.iinfo(np.int64).max)
-        pick = np.flatnonzero(near == near.min())
-        k = int(pick[np.argmin(heights[pick])])
+        k = _sharpest(score, step, strong_b / before.typical + strong_a / after.typical, gap)
     else:
         # the clearer date alone places the pair: the other's coverage, free to move along
         # the line wherever the clearer date's lean is small, would be a fit by chance
         clearer = np.fmax(beyond_b, beyond_a)
-        seen = np.isfinite(raw_b) & np.isfinite(raw_a) & (clearer >= standing)
+        seen = np.isfinite(raw_b) & np.isfinite(raw_a) & (clearer >= present)
         score = np.where(seen, clearer, -np.inf)
         if not score.max() > np.nanmax([base.before, base.after, 0.0]) + step:
             return base
-        near = np.where(score >= score.max() - step, gap, np.iinfo(np.int64).max)
-        pick = np.flatnonzero(near == near.min())
-        k = int(pick[np.argmin(heights[pick])])
+        strong = np.where(np.nan_to_num(beyond_b) >= np.nan_to_num(beyond_a), strong_b, strong_a)
+        k = _sharpest(score, step, strong, gap)
     (dx, dy), (ax, ay) = pb[k], pa[k]
     return OutlineFit(
         int(dx),
