@@ -530,6 +530,8 @@ def pattern_change(
     if core.sum() < 9:
         return float("nan")
     cells = _cells(core)
+    if not cells:  # a sliver (the dates' common view of a roof drawn far apart): no cell to rank
+        return float("nan")
     worst_rank = 0.0
     shifts = np.zeros((before.shape[0], len(cells)))
     for b in range(before.shape[0]):
