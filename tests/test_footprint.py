@@ -234,3 +234,17 @@ def test_a_shadow_moving_across_a_lower_roof_is_no_modification() -> None:
     rebuilt = after.copy()
     rebuilt[:, 55:70, 30:50] *= np.array([0.5, 1.0, 1.6, 1.0])[:, None, None]
     assert pattern_change(before, rebuilt, fp, _around(fp)) >= 1.0
+
+
+def test_a_footprint_left_with_no_cell_to_rank_has_no_pattern_change() -> None:
+    """Two dates' common view of a roof drawn far apart can be scattered pixels, 3 to a cell of
+    the footprint's 3 x 3 split: too few to rank in any cell. No pattern change (NaN), where
+    the worst cell of none was a crash."""
+    fp = np.zeros((30, 30), bool)
+    for r0 in (0, 10, 20):
+        for c0 in (0, 10, 20):
+            fp[r0 + 1, c0 + 1 : c0 + 7 : 2] = True  # 3 pixels, none touching
+    rng = np.random.default_rng(0)
+    before, after = (rng.uniform(0.1, 0.5, (4, 30, 30)) for _ in range(2))
+    assert int(fp.sum()) == 27
+    assert np.isnan(pattern_change(before, after, fp))

@@ -63,7 +63,8 @@ from sohae_watch.footprint import (
     shift_mask,
 )
 from sohae_watch.grid import Grid
-from sohae_watch.scene import Scene
+from sohae_watch.lean import Lean, lean_px, view_offsets
+from sohae_watch.scene import Scene, ViewAngle
 from sohae_watch.shadow import (
     VEGETATION_LLR,
     dark_share,
@@ -142,6 +143,9 @@ class Evidence:
     # how far the after date's outline is from the before date's (a roof leaning otherwise), m
     shift_m: float = 0.0
     veil: float = float("nan")  # share of the ground's change a veil's edge explains (nan: none)
+    # the height (m) at which the dates' known views put the outlines (nan: views unknown, or
+    # the structure found within the footprint's tolerance)
+    height_m: float = float("nan")
 
     def raw(self, date: int) -> float:
         """The outline coverage of date 0 or 1 counting the edges the ground around gives by chance:
@@ -275,16 +279,25 @@ def gather_evidence(
     after: EdgeImage,
     mask: np.ndarray,
     detail: tuple[np.ndarray, np.ndarray] | None = None,
+    leans: tuple[Lean, Lean] | None = None,
 ) -> Evidence:
     """Every measure for one footprint (``geom`` in the grid's CRS). ``detail``: the dates' bands
     at a common level of detail (:func:`common_detail`) for the inside's pattern, default the
-    scenes' own (``before`` and ``after``, the edges, should be of those bands too)."""
+    scenes' own (``before`` and ``after``, the edges, should be of those bands too). ``leans``:
+    where each date draws a point 1 m up (:func:`sohae_watch.lean.lean_px`) when both dates'
+    views are known: the outlines are then also searched where those views draw a roof
+    (:func:`sohae_watch.lean.view_offsets`)."""
     fp = grid.rasterize(geom, all_touched=True)
     poly = footprint_px(grid, geom)
     if not fp.any() or poly is None:
         return Evidence(0.0, 0.0, float("nan"), float("nan"), float("nan"), 0.0)
     tol = _tolerance_px(grid)
-    fit = lean_offsets(before, after, footprint_sides(poly), tol, _ring(fp, grid, tol), STANDING)
+    sides, around = footprint_sides(poly), _ring(fp, grid, tol)
+    fit = (
+        lean_offsets(before, after, sides, tol, around, STANDING)
+        if leans is None
+        else view_offsets(before, after, sides, tol, around, STANDING, PRESENT, leans)
+    )
     dx, dy, cb, ca = fit.dx, fit.dy, fit.before, fit.after
     rdx, rdy = fit.rdx, fit.rdy
     fp_after = shift_mask(fp, dx + rdx, dy + rdy)
@@ -352,6 +365,7 @@ def gather_evidence(
         fit.raw_after,
         math.hypot(rdx, rdy) * grid.resolution,
         veil.explained if veil is not None else float("nan"),
+        fit.height_m,
     )
 
 
@@ -475,6 +489,7 @@ def classify_structures(
     levels: tuple[tuple[float, float], tuple[float, float]] | None = None,
     native_m: tuple[float, float] | None = None,
     detail: tuple[np.ndarray, np.ndarray] | None = None,
+    views: tuple[ViewAngle | None, ViewAngle | None] = (None, None),
 ) -> list[StructureCall]:
     """Classify every structure of a site for one pair (scenes on the same, co-registered grid).
 
@@ -485,6 +500,9 @@ def classify_structures(
     by what the blur did to this window's). ``detail``: the two dates' bands at that common
     detail when the caller has them (the finer date seen through the coarser one's delivered
     pixels, :func:`sohae_watch.structures.as_delivered_on`); it replaces the Gaussian.
+    ``views``: where each date was seen from, when known: with both known, a tall structure is
+    also looked for where they draw its roof (:func:`sohae_watch.lean.view_offsets`), and its
+    evidence says at what height (``lean_height_m``). The scenes must then reach that far.
     """
     grid = before.grid
     if detail is None:
@@ -497,9 +515,11 @@ def classify_structures(
     # the coarser date's pixel, metres: what a footprint must span a few of to show an outline
     unit = math.sqrt(math.prod(grid.metres_per_unit()))
     px = max(native_m) if native_m else grid.resolution * unit
+    vb, va = views
+    leans = (lean_px(grid, vb), lean_px(grid, va)) if vb is not None and va is not None else None
     for s in structures:
         geom = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
-        ev = gather_evidence(grid, geom, (before, after), eb, ea, mask, detail)
+        ev = gather_evidence(grid, geom, (before, after), eb, ea, mask, detail, leans)
         status, conf = decide(ev, min_observed=min_observed_fraction)
         short, long = footprint_extent(geom)
         sides = (unit * short, unit * long)
@@ -544,7 +564,8 @@ def classify_structures(
                     "presence_after": ev.presence(1),
                     "sun_azimuth_before": before.sun.azimuth if before.sun else float("nan"),
                     "sun_azimuth_after": after.sun.azimuth if after.sun else float("nan"),
-                },
+                }
+                | ({"lean_height_m": ev.height_m} if leans is not None else {}),
             )
         )
     return calls

@@ -273,6 +273,9 @@ class OutlineFit:
     # where the after date's outline is, relative to the before date's (0, 0: the same place)
     rdx: int = 0
     rdy: int = 0
+    # the height (m) at which the two dates' known views put the outlines (nan: not searched
+    # along the views, or the footprint's tolerance found it)
+    height_m: float = float("nan")
 
     @property
     def before(self) -> float:
@@ -293,7 +296,7 @@ def best_offset(
     """The footprint offset within ``tol_px`` that best outlines a structure on either date (by the
     coverage beyond chance), with each date's coverage there; edges are measured against the
     gradients in ``ring`` and chance is what the ground in ``ring`` gives."""
-    return _shared(*_coverages(before, after, sides, tol_px, ring))
+    return shared_fit(*_coverages(before, after, sides, tol_px, ring))
 
 
 def _coverages(
@@ -305,22 +308,32 @@ def _coverages(
 ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray, float, float]:
     """The offsets within ``tol_px``, each date's raw outline coverage at each of them, and each
     date's chance level (what the ground in ``ring`` gives; 0 without a ring)."""
-    tb = before.local_typical(ring) if ring is not None else None
-    ta = after.local_typical(ring) if ring is not None else None
-    kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
-    ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
-    offsets = _disk(tol_px)
+    (tb, ta), (kb, ka) = outline_levels(before, after, sides, ring)
+    offsets = disk(tol_px)
     on_before = outline_coverages(before, sides, offsets, tb)
     on_after = outline_coverages(after, sides, offsets, ta)
     return offsets, on_before, on_after, kb, ka
 
 
-def _disk(tol_px: int) -> list[tuple[int, int]]:
+def outline_levels(
+    before: EdgeImage, after: EdgeImage, sides: Sequence[Side], ring: np.ndarray | None
+) -> tuple[tuple[float | None, float | None], tuple[float, float]]:
+    """Each date's typical gradient around the footprint (what an outline's edges must stand out
+    from; None without a ring: the scene's) and its chance coverage (0 without a ring)."""
+    tb = before.local_typical(ring) if ring is not None else None
+    ta = after.local_typical(ring) if ring is not None else None
+    kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
+    ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
+    return (tb, ta), (kb, ka)
+
+
+def disk(tol_px: int) -> list[tuple[int, int]]:
+    """The whole-pixel offsets (dx, dy) within ``tol_px`` of none."""
     r = range(-tol_px, tol_px + 1)
     return [(dx, dy) for dy in r for dx in r if dx * dx + dy * dy <= tol_px * tol_px]
 
 
-def _shared(
+def shared_fit(
     offsets: Sequence[tuple[int, int]],
     on_before: np.ndarray,
     on_after: np.ndarray,
@@ -371,7 +384,21 @@ def lean_offsets(
     a roof's edges, and the inside compared must be the roof moved by all of the displacement,
     not the part of it a penalty leaves."""
     offsets, on_before, on_after, kb, ka = _coverages(before, after, sides, tol_px, ring)
-    shared = _shared(offsets, on_before, on_after, kb, ka)
+    return lean_fit(offsets, on_before, on_after, kb, ka, sides, standing)
+
+
+def lean_fit(
+    offsets: Sequence[tuple[int, int]],
+    on_before: np.ndarray,
+    on_after: np.ndarray,
+    kb: float,
+    ka: float,
+    sides: Sequence[Side],
+    standing: float,
+) -> OutlineFit:
+    """:func:`lean_offsets` from each date's raw coverage at ``offsets`` (all within the
+    tolerance) and its chance level."""
+    shared = shared_fit(offsets, on_before, on_after, kb, ka)
     beyond_b = np.array([above_chance(float(c), kb) for c in on_before])
     beyond_a = np.array([above_chance(float(c), ka) for c in on_after])
     ok_b = np.nan_to_num(beyond_b, nan=-1.0) >= standing
@@ -394,7 +421,7 @@ def lean_offsets(
     near = np.where(score >= score.max() - step, gap, np.iinfo(np.int64).max)
     near_best = np.where(near == near.min(), score, -np.inf)
     i, j = np.unravel_index(int(np.argmax(near_best)), score.shape)
-    (dx, dy), (ax, ay) = offsets[i], offsets[j]
+    (dx, dy), (ax, ay) = offsets[int(i)], offsets[int(j)]
     return OutlineFit(dx, dy, float(on_before[i]), float(on_after[j]), kb, ka, ax - dx, ay - dy)
 
 
@@ -503,6 +530,8 @@ def pattern_change(
     if core.sum() < 9:
         return float("nan")
     cells = _cells(core)
+    if not cells:  # a sliver (the dates' common view of a roof drawn far apart): no cell to rank
+        return float("nan")
     worst_rank = 0.0
     shifts = np.zeros((before.shape[0], len(cells)))
     for b in range(before.shape[0]):

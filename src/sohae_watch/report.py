@@ -24,6 +24,7 @@ from sohae_watch.classify import FOOTPRINT_TOLERANCE_M
 from sohae_watch.dates import date_span, short_date
 from sohae_watch.grid import Grid
 from sohae_watch.history import activity_place, activity_sentence
+from sohae_watch.lean import TALLEST_M
 from sohae_watch.outputs import staged_dir
 from sohae_watch.scene import ViewAngle
 
@@ -168,8 +169,8 @@ def summary_sentences(result: DiffResult) -> list[str]:
 
 
 # the view metadata's lean difference is said when a structure up to this tall (m) leans apart by
-# more than a footprint's tolerance between the dates (Sohae's gantry tower is about 50 m)
-LEAN_SAID_UP_TO_M = 60.0
+# more than a footprint's tolerance between the dates: the tallest the views are searched for
+LEAN_SAID_UP_TO_M = TALLEST_M
 
 
 def lean_sentence(before: ViewAngle | None, after: ViewAngle | None) -> str | None:

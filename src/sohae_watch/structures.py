@@ -20,8 +20,9 @@ from shapely.geometry.base import BaseGeometry
 from sohae_watch.agreement import AGREE_NCC
 from sohae_watch.area import delivered_m
 from sohae_watch.areas import ChangeArea
-from sohae_watch.chips import box_around, mask_rgb, png, rgb, stretch
+from sohae_watch.chips import Box, box_around, mask_rgb, png, rgb, stretch
 from sohae_watch.classify import (
+    FOOTPRINT_TOLERANCE_M,
     PRESENT,
     StructureCall,
     classify_structures,
@@ -33,6 +34,7 @@ from sohae_watch.classify import (
 from sohae_watch.errors import InputError
 from sohae_watch.grid import Grid, origin_on_lattice
 from sohae_watch.ingest import Acquisition, catalog
+from sohae_watch.lean import lean_reach_m
 from sohae_watch.parallel import concurrently, default_workers
 from sohae_watch.reader import GridReader, read_scene
 from sohae_watch.scene import Scene, SunPosition
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHIP_MARGIN_M = 15.0  # ground shown around a footprint in its chips
+# ground read around where known views may draw a roof (m): the ring the inside's shade is
+# measured on (8 m beyond the tolerance) and the gradients' few pixels of smoothing
+LEAN_GROUND_M = 10.0
 
 
 def structure_chips(
@@ -91,13 +96,20 @@ def classify_windows(
     A date without the sun's position in its metadata gets one estimated from the image: the
     direction in which dark bands sit next to the footprints clearly outlined on that date."""
     windows: list[tuple[Structure, list[Scene], np.ndarray]] = []
+    boxes: list[tuple[Box, Box]] = []  # each window's chips' and evidence's
+    # with both views known the evidence is read as far as they draw the tallest roof, and
+    # the ground around it: the chips still show their own window
+    reach = lean_reach_m(acqs[0].view, acqs[1].view)
+    pad_m = reach + FOOTPRINT_TOLERANCE_M + LEAN_GROUND_M if reach > 0 else 0.0
     with rasterio.open(mask_path) as mask_ds:
         for s in site.structures:
             fp = grid.geometry_from_lonlat(s.geometry.__geo_interface__)
             box = _chip_box(grid, fp)
             if box is None:
                 box = 0, 0, min(grid.height, 8), min(grid.width, 8)
-            before, after, mask = _chip_window(box, readers, grid, area, acqs, mask_ds)
+            wide = _chip_box(grid, fp, pad_m) or box
+            boxes.append((box, wide))
+            before, after, mask = _chip_window(wide, readers, grid, area, acqs, mask_ds)
             windows.append((s, [before, after], mask))
     suns = [acq.sun for acq in acqs]
     for i in (0, 1):
@@ -118,7 +130,7 @@ def classify_windows(
     # lattice), else the Gaussian of classify.common_detail
     coarse = 0 if native_m[0] > native_m[1] else 1
     lattice = coarse_lattice(readers[coarse]) if detail_sigma(native_m, grid.resolution) else None
-    for s, scenes, mask in windows:
+    for (s, scenes, mask), (chip_box, wide) in zip(windows, boxes, strict=True):
         detail = None
         if lattice is not None:
             fine = scenes[1 - coarse]
@@ -135,9 +147,10 @@ def classify_windows(
             levels=levels,
             native_m=native_m,
             detail=detail,
+            views=(acqs[0].view, acqs[1].view),
         )[0]
         calls.append(call)
-        chips[s.id] = structure_chips(s, grid, scenes[0], scenes[1], mask)
+        chips[s.id] = structure_chips(s, grid, *_within(chip_box, wide, scenes, mask))
     return calls, chips, suns
 
 
@@ -222,11 +235,27 @@ def same_pattern(geom: BaseGeometry, before: Scene, after: Scene) -> bool:
     return float(np.corrcoef(x, y)[0, 1]) >= SAME_PATTERN
 
 
-def _chip_box(grid: Grid, geom: BaseGeometry) -> tuple[int, int, int, int] | None:
+def _chip_box(grid: Grid, geom: BaseGeometry, pad_m: float = 0.0) -> Box | None:
     """Rows and columns (r0, c0, r1, c1) of the window around ``geom`` (the grid's CRS) that
-    chips and structure evidence are read on; None when it misses the grid."""
-    r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=max(CHIP_MARGIN_M, 12 * grid.resolution))
+    chips and structure evidence are read on (at least ``pad_m`` around it); None when it
+    misses the grid."""
+    pad = max(CHIP_MARGIN_M, 12 * grid.resolution, pad_m)
+    r0, c0, r1, c1 = box_around(grid, geom.bounds, pad_m=pad)
     return None if r1 <= r0 or c1 <= c0 else (r0, c0, r1, c1)
+
+
+def _within(
+    box: Box, wide: Box, scenes: Sequence[Scene], mask: np.ndarray
+) -> tuple[Scene, Scene, np.ndarray]:
+    """The window ``box`` (grid rows and columns) of two dates' ``scenes`` and their ``mask``
+    read on the window ``wide`` that holds it: the chips' own window where the evidence was
+    read on a wider one."""
+    before, after = scenes
+    if box == wide:
+        return before, after, mask
+    r, c = box[0] - wide[0], box[1] - wide[1]
+    h, w = box[2] - box[0], box[3] - box[1]
+    return before.crop(r, c, h, w), after.crop(r, c, h, w), mask[r : r + h, c : c + w]
 
 
 def coarse_lattice(reader: GridReader) -> Affine | None:
