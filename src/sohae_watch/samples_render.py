@@ -306,7 +306,9 @@ def draw_elements(
             continue
         xs = (t.c + (np.arange(c0, c1) + 0.5) * t.a)[None, :]
         ys = (t.f + (np.arange(r0, r1) + 0.5) * t.e)[:, None]
-        f = _pattern(el, xs - dx, ys - dy, grain[r0:r1, c0:c1], spec)
+        gr = np.clip(np.arange(r0, r1) - int(round(dy / t.e)), 0, grain.shape[0] - 1)
+        gc = np.clip(np.arange(c0, c1) - int(round(dx / t.a)), 0, grain.shape[1] - 1)
+        f = _pattern(el, xs - dx, ys - dy, grain[np.ix_(gr, gc)], spec)
         rim = m & ~ndimage.binary_erosion(m)
         f = np.where(rim, f * 0.8, f)
         roof = _spec(el.material) * f
