@@ -4,50 +4,27 @@ itself, called unchanged; a structure that went is still removed."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 from rasterio.crs import CRS
-from shapely.geometry import box, shape
 
 from sohae_watch.classify import classify_structures
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
 from sohae_watch.site import Structure
+from towers import footprint, tower_scene
 
 RES = 0.5
 GRID = Grid.from_bounds(CRS.from_epsg(32651), (500000.0, 4390000.0, 500060.0, 4390060.0), RES)
 BLOCK = (40, 50, 80, 74)  # rows r0:r1, cols c0:c1: a 20 m x 12 m roof
-GROUND = (0.19, 0.16, 0.12, 0.25)
-ROOF = (0.27, 0.28, 0.29, 0.31)
-VENTS = (0.45, 0.40, 0.30, 0.40)  # a lighter, warmer strip along one side of the roof
 
 
 def _scene(shift: tuple[int, int] | None, seed: int) -> Scene:
-    """Ground with texture and, unless ``shift`` is None, the roof moved by ``shift`` (dx, dy) px:
-    grey with a lighter strip over its left third."""
-    rng = np.random.default_rng(seed)
-    tex = 1.0 + 0.05 * rng.standard_normal((1, *GRID.shape))
-    refl = np.asarray(GROUND, np.float32)[:, None, None] * tex
-    if shift is not None:
-        dx, dy = shift
-        r0, c0, r1, c1 = BLOCK
-        roof = np.zeros(GRID.shape, bool)
-        roof[r0 + dy : r1 + dy, c0 + dx : c1 + dx] = True
-        strip = np.zeros(GRID.shape, bool)
-        strip[r0 + dy : r1 + dy, c0 + dx : c0 + dx + (c1 - c0) // 3] = True
-        refl[:, roof] = np.asarray(ROOF, np.float32)[:, None] * tex[:, roof]
-        refl[:, strip] = np.asarray(VENTS, np.float32)[:, None] * tex[:, strip]
-    data = (10000.0 * refl).astype(np.float32)
-    valid = np.ones(GRID.shape, bool)
-    return Scene(data, valid, ("red", "green", "blue", "nir"), GRID, dt.date(2024, 1, 1))
+    """Ground with texture and, unless ``shift`` is None, the roof moved by ``shift`` (dx, dy) px."""
+    return tower_scene(GRID, BLOCK, shift, seed)
 
 
 def _structure() -> Structure:
-    r0, c0, r1, c1 = BLOCK
-    x0, y0 = GRID.transform * (c0, r1)
-    x1, y1 = GRID.transform * (c1, r0)
-    return Structure("tower", "tower", shape(GRID.geometry_to_lonlat(box(x0, y0, x1, y1))))
+    return footprint(GRID, BLOCK)
 
 
 def test_a_roof_drawn_elsewhere_on_one_date_is_unchanged_and_a_removal_still_removed() -> None:

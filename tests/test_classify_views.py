@@ -6,28 +6,23 @@ came still appeared; views at nadir change no call."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 
 import numpy as np
 import pytest
 from rasterio.crs import CRS
-from shapely.geometry import box, shape
 
 from sohae_watch.classify import classify_structures
 from sohae_watch.grid import Grid
 from sohae_watch.lean import lean_px, line_shifts, shift_heights
 from sohae_watch.scene import Scene, ViewAngle
 from sohae_watch.site import Structure
+from towers import footprint, tower_scene
 
 RES = 0.5
 GRID = Grid.from_bounds(CRS.from_epsg(32651), (500000.0, 4390000.0, 500100.0, 4390100.0), RES)
 BLOCK = (84, 88, 116, 112)  # rows r0:r1, cols c0:c1: a 16 m x 12 m footprint
 HEIGHT = 24.0
-GROUND = (0.19, 0.16, 0.12, 0.25)
-ROOF = (0.27, 0.28, 0.29, 0.31)
-VENTS = (0.45, 0.40, 0.30, 0.40)  # a lighter, warmer strip along one side of the roof
-WALL = 0.6  # the walls facing the satellite, as a share of the roof's light
 # the satellite east of the site on the before date (roofs drawn west), south-south-west on the
 # after date (roofs drawn north-north-east): a 24 m tower's roof 8.7 m west, then 8.7 m NNE
 BEFORE, AFTER = ViewAngle(20.0, 90.0), ViewAngle(20.0, 200.0)
@@ -40,37 +35,15 @@ def _lean_m(view: ViewAngle) -> tuple[float, float]:
 
 def _scene(view: ViewAngle | None, seed: int) -> Scene:
     """Ground with texture and, unless ``view`` is None, a ``HEIGHT`` m tower seen from ``view``:
-    its roof (grey, a lighter strip over its left third) moved by its lean, the walls facing
-    the satellite in the band swept between footprint and roof."""
-    rng = np.random.default_rng(seed)
-    tex = 1.0 + 0.05 * rng.standard_normal((1, *GRID.shape))
-    refl = np.asarray(GROUND, np.float32)[:, None, None] * tex
-    if view is not None:
-        east, north = _lean_m(view)
-        dx, dy = round(east / RES), round(-north / RES)
-        r0, c0, r1, c1 = BLOCK
-        swept = np.zeros(GRID.shape, bool)
-        for t in np.linspace(0.0, 1.0, 64):
-            sx, sy = round(t * dx), round(t * dy)
-            swept[r0 + sy : r1 + sy, c0 + sx : c1 + sx] = True
-        roof = np.zeros(GRID.shape, bool)
-        roof[r0 + dy : r1 + dy, c0 + dx : c1 + dx] = True
-        strip = np.zeros(GRID.shape, bool)
-        strip[r0 + dy : r1 + dy, c0 + dx : c0 + dx + (c1 - c0) // 3] = True
-        wall = swept & ~roof
-        refl[:, wall] = WALL * np.asarray(ROOF, np.float32)[:, None] * tex[:, wall]
-        refl[:, roof] = np.asarray(ROOF, np.float32)[:, None] * tex[:, roof]
-        refl[:, strip] = np.asarray(VENTS, np.float32)[:, None] * tex[:, strip]
-    data = (10000.0 * refl).astype(np.float32)
-    valid = np.ones(GRID.shape, bool)
-    return Scene(data, valid, ("red", "green", "blue", "nir"), GRID, dt.date(2024, 1, 1))
+    its roof moved by its lean, the walls facing the satellite between footprint and roof."""
+    if view is None:
+        return tower_scene(GRID, BLOCK, None, seed)
+    east, north = _lean_m(view)
+    return tower_scene(GRID, BLOCK, (round(east / RES), round(-north / RES)), seed, walls=True)
 
 
 def _structure() -> Structure:
-    r0, c0, r1, c1 = BLOCK
-    x0, y0 = GRID.transform * (c0, r1)
-    x1, y1 = GRID.transform * (c1, r0)
-    return Structure("tower", "tower", shape(GRID.geometry_to_lonlat(box(x0, y0, x1, y1))))
+    return footprint(GRID, BLOCK)
 
 
 MASK = np.zeros(GRID.shape, np.uint8)
