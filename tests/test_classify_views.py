@@ -134,3 +134,21 @@ def test_views_at_nadir_change_no_call() -> None:
     rest = {k: v for k, v in seen.evidence.items() if k != "lean_height_m"}
     assert dataclasses.replace(seen, evidence=rest).to_dict() == blind.to_dict()
     assert blind.status == "unchanged"
+
+
+def test_another_tower_on_the_line_is_not_the_listed_structure_come_or_gone() -> None:
+    """The listed structure stands on neither date. Another tower of its shape stands on both:
+    on the before date its roof is drawn where the listed one's would be at 48 m, on the after
+    date where its own 24 m draws it. The one-date search found that roof on the before date and
+    called the listed structure removed; the after date shows it where its view draws a roof
+    found there at some height, so it is another structure, and nothing is called."""
+    lb, la = lean_px(GRID, BEFORE), lean_px(GRID, AFTER)
+    base = (round(HEIGHT * lb[0]), round(HEIGHT * lb[1]))  # the other tower's base, px from BLOCK
+    r0, c0, r1, c1 = BLOCK
+    other = (r0 + base[1], c0 + base[0], r1 + base[1], c1 + base[0])
+    drawn = [(round(HEIGHT * x), round(HEIGHT * y)) for x, y in (lb, la)]
+    before = tower_scene(GRID, other, drawn[0], seed=1, walls=True)
+    after = tower_scene(GRID, other, drawn[1], seed=2, walls=True)
+    call = classify_structures([_structure()], before, after, MASK, views=(BEFORE, AFTER))[0]
+    assert call.status == "unchanged", call.evidence
+    assert max(call.evidence["outline_before"], call.evidence["outline_after"]) < 0.5

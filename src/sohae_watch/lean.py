@@ -133,6 +133,28 @@ def _sharpest(score: np.ndarray, step: float, strength: np.ndarray, gap: np.ndar
     return int(pick[np.argmin(gap[pick])])
 
 
+def _drawn_on_other(
+    other: EdgeImage,
+    sides: Sequence[Side],
+    found: np.ndarray,
+    lean_seen: Lean,
+    lean_other: Lean,
+    typical: float | None,
+    chance: float,
+    present: float,
+    tallest_m: float = TALLEST_M,
+) -> bool:
+    """Whether ``other`` (a date) outlines, at least ``present`` beyond ``chance``, the roof
+    another date outlines at ``found`` (dx, dy px from the footprint), where its view would
+    draw a structure of any height up to ``tallest_m`` standing on both dates: at
+    ``found + h * (lean_other - lean_seen)``."""
+    diff = (lean_other[0] - lean_seen[0], lean_other[1] - lean_seen[1])
+    shifts = line_shifts((0.0, 0.0), diff, tallest_m)[:, 2:]
+    where = np.unique(np.vstack([np.zeros((1, 2), np.int64), shifts]), axis=0) + found
+    cov = outline_coverages(other, sides, [(int(x), int(y)) for x, y in where], typical)
+    return bool((np.nan_to_num(_beyond(np.asarray(cov), chance), nan=-1.0) >= present).any())
+
+
 def view_offsets(
     before: EdgeImage,
     after: EdgeImage,
@@ -202,8 +224,17 @@ def view_offsets(
         score = np.where(seen, clearer, -np.inf)
         if not score.max() > np.nanmax([base.before, base.after, 0.0]) + step:
             return base
-        strong = np.where(np.nan_to_num(beyond_b) >= np.nan_to_num(beyond_a), strong_b, strong_a)
-        k = _sharpest(score, step, strong, gap)
+        on_b = np.nan_to_num(beyond_b) >= np.nan_to_num(beyond_a)
+        k = _sharpest(score, step, np.where(on_b, strong_b, strong_a), gap)
+        # a roof found on one date that the other date shows where its own view draws that
+        # roof, at some height, is another structure standing on both dates
+        other = after if on_b[k] else before
+        found, lean_seen, lean_other = (
+            (pb[k], leans[0], leans[1]) if on_b[k] else (pa[k], leans[1], leans[0])
+        )
+        typical, chance = (ta, ka) if on_b[k] else (tb, kb)
+        if _drawn_on_other(other, sides, found, lean_seen, lean_other, typical, chance, present):
+            return base
     (dx, dy), (ax, ay) = pb[k], pa[k]
     return OutlineFit(
         int(dx),
