@@ -497,8 +497,8 @@ def _compute_diff(
         units = model.stats.get("units_factor", 1.0)
         if units != 1.0:
             log.warning(
-                "%s: its values are %.3gx those of %s (reflectance against counts?); compared "
-                "after bringing them to one level",
+                "%s: its values are %.3gx those of %s (other units or bit depth: reflectance "
+                "against counts, 8 against 11 bits?); compared after bringing them to one level",
                 after_acq.sources[0].path,
                 units,
                 before_acq.sources[0].path,
