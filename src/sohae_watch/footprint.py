@@ -19,6 +19,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -254,6 +255,16 @@ def above_chance(coverage: float, chance: float) -> float:
     return max(0.0, (coverage - chance) / (1.0 - chance))
 
 
+def above_chance_all(coverages: np.ndarray, chance: float) -> np.ndarray:
+    """:func:`above_chance` of every coverage in ``coverages``."""
+    raw = np.asarray(coverages, np.float64)
+    if chance <= 0.0:
+        return raw
+    if chance >= 1.0:
+        return np.where(np.isfinite(raw), 0.0, raw)
+    return np.where(np.isfinite(raw), np.maximum(0.0, (raw - chance) / (1.0 - chance)), raw)
+
+
 @dataclass(frozen=True)
 class OutlineFit:
     """A footprint's best position and how well it is outlined there on each date.
@@ -296,38 +307,44 @@ def best_offset(
     """The footprint offset within ``tol_px`` that best outlines a structure on either date (by the
     coverage beyond chance), with each date's coverage there; edges are measured against the
     gradients in ``ring`` and chance is what the ground in ``ring`` gives."""
-    return shared_fit(*_coverages(before, after, sides, tol_px, ring))
+    c = coverages(before, after, sides, tol_px, ring)
+    return shared_fit(c.offsets, c.on_before, c.on_after, c.chance_before, c.chance_after)
 
 
-def _coverages(
+class Coverages(NamedTuple):
+    """Each date's raw outline coverage at every offset within the tolerance, with what it is
+    measured against: each date's typical gradient around the footprint (None without a ring:
+    the scene's) and its chance coverage (what the ground in the ring gives; 0 without one)."""
+
+    offsets: list[tuple[int, int]]
+    on_before: np.ndarray
+    on_after: np.ndarray
+    chance_before: float
+    chance_after: float
+    typical_before: float | None
+    typical_after: float | None
+
+
+def coverages(
     before: EdgeImage,
     after: EdgeImage,
     sides: Sequence[Side],
     tol_px: int,
     ring: np.ndarray | None,
-) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray, float, float]:
-    """The offsets within ``tol_px``, each date's raw outline coverage at each of them, and each
-    date's chance level (what the ground in ``ring`` gives; 0 without a ring)."""
-    (tb, ta), (kb, ka) = outline_levels(before, after, sides, ring)
-    offsets = disk(tol_px)
-    on_before = outline_coverages(before, sides, offsets, tb)
-    on_after = outline_coverages(after, sides, offsets, ta)
-    return offsets, on_before, on_after, kb, ka
-
-
-def outline_levels(
-    before: EdgeImage, after: EdgeImage, sides: Sequence[Side], ring: np.ndarray | None
-) -> tuple[tuple[float | None, float | None], tuple[float, float]]:
-    """Each date's typical gradient around the footprint (what an outline's edges must stand out
-    from; None without a ring: the scene's) and its chance coverage (0 without a ring)."""
+) -> Coverages:
+    """:class:`Coverages` of the offsets within ``tol_px``, edges measured against the
+    gradients in ``ring``."""
     tb = before.local_typical(ring) if ring is not None else None
     ta = after.local_typical(ring) if ring is not None else None
     kb = chance_coverage(before, sides, ring, tb) if ring is not None else 0.0
     ka = chance_coverage(after, sides, ring, ta) if ring is not None else 0.0
-    return (tb, ta), (kb, ka)
+    offsets = _disk(tol_px)
+    on_before = outline_coverages(before, sides, offsets, tb)
+    on_after = outline_coverages(after, sides, offsets, ta)
+    return Coverages(offsets, on_before, on_after, kb, ka, tb, ta)
 
 
-def disk(tol_px: int) -> list[tuple[int, int]]:
+def _disk(tol_px: int) -> list[tuple[int, int]]:
     """The whole-pixel offsets (dx, dy) within ``tol_px`` of none."""
     r = range(-tol_px, tol_px + 1)
     return [(dx, dy) for dy in r for dx in r if dx * dx + dy * dy <= tol_px * tol_px]
@@ -383,24 +400,16 @@ def lean_offsets(
     The coverage alone decides, with no penalty per pixel: it falls off within a pixel or two of
     a roof's edges, and the inside compared must be the roof moved by all of the displacement,
     not the part of it a penalty leaves."""
-    offsets, on_before, on_after, kb, ka = _coverages(before, after, sides, tol_px, ring)
-    return lean_fit(offsets, on_before, on_after, kb, ka, sides, standing)
+    return lean_fit(coverages(before, after, sides, tol_px, ring), sides, standing)
 
 
-def lean_fit(
-    offsets: Sequence[tuple[int, int]],
-    on_before: np.ndarray,
-    on_after: np.ndarray,
-    kb: float,
-    ka: float,
-    sides: Sequence[Side],
-    standing: float,
-) -> OutlineFit:
-    """:func:`lean_offsets` from each date's raw coverage at ``offsets`` (all within the
-    tolerance) and its chance level."""
+def lean_fit(c: Coverages, sides: Sequence[Side], standing: float) -> OutlineFit:
+    """:func:`lean_offsets` from the dates' :class:`Coverages` within the tolerance."""
+    offsets, on_before, on_after = c.offsets, c.on_before, c.on_after
+    kb, ka = c.chance_before, c.chance_after
     shared = shared_fit(offsets, on_before, on_after, kb, ka)
-    beyond_b = np.array([above_chance(float(c), kb) for c in on_before])
-    beyond_a = np.array([above_chance(float(c), ka) for c in on_after])
+    beyond_b = above_chance_all(on_before, kb)
+    beyond_a = above_chance_all(on_after, ka)
     ok_b = np.nan_to_num(beyond_b, nan=-1.0) >= standing
     ok_a = np.nan_to_num(beyond_a, nan=-1.0) >= standing
     if not (ok_b.any() and ok_a.any()):

@@ -25,10 +25,10 @@ from sohae_watch.footprint import (
     EdgeImage,
     OutlineFit,
     Side,
-    disk,
+    above_chance_all,
+    coverages,
     lean_fit,
     outline_coverages,
-    outline_levels,
 )
 from sohae_watch.grid import Grid
 from sohae_watch.scene import ViewAngle
@@ -78,15 +78,6 @@ def shift_heights(shifts: np.ndarray, lean_before: Lean, lean_after: Lean) -> np
     both dates' leans)."""
     lean = np.asarray([*lean_before, *lean_after], np.float64)
     return np.asarray(shifts @ lean / max(float(lean @ lean), 1e-12))
-
-
-def _beyond(raw: np.ndarray, chance: float) -> np.ndarray:
-    """:func:`sohae_watch.footprint.above_chance` of every coverage in ``raw``."""
-    if chance <= 0.0:
-        return raw
-    if chance >= 1.0:
-        return np.where(np.isfinite(raw), 0.0, raw)
-    return np.where(np.isfinite(raw), np.maximum(0.0, (raw - chance) / (1.0 - chance)), raw)
 
 
 def _at(
@@ -152,7 +143,7 @@ def _drawn_on_other(
     shifts = line_shifts((0.0, 0.0), diff, tallest_m)[:, 2:]
     where = np.unique(np.vstack([np.zeros((1, 2), np.int64), shifts]), axis=0) + found
     cov = outline_coverages(other, sides, [(int(x), int(y)) for x, y in where], typical)
-    return bool((np.nan_to_num(_beyond(np.asarray(cov), chance), nan=-1.0) >= present).any())
+    return bool((np.nan_to_num(above_chance_all(cov, chance), nan=-1.0) >= present).any())
 
 
 def view_offsets(
@@ -188,11 +179,10 @@ def view_offsets(
     Of the pairs as well outlined as the best, the one whose outlines sit on the strongest
     edges (:func:`edge_strengths`), then the least footprint error. Where the line adds
     nothing, the tolerance's fit unchanged."""
-    (tb, ta), (kb, ka) = outline_levels(before, after, sides, ring)
-    offsets = disk(tol_px)
-    on_before = outline_coverages(before, sides, offsets, tb)
-    on_after = outline_coverages(after, sides, offsets, ta)
-    base = lean_fit(offsets, on_before, on_after, kb, ka, sides, standing)
+    within = coverages(before, after, sides, tol_px, ring)
+    offsets, (tb, ta) = within.offsets, (within.typical_before, within.typical_after)
+    kb, ka = within.chance_before, within.chance_after
+    base = lean_fit(within, sides, standing)
     shifts = line_shifts(*leans, tallest_m)
     if not len(shifts):
         return base
@@ -202,7 +192,7 @@ def view_offsets(
     heights = np.repeat(shift_heights(shifts, *leans), len(e))
     gap = np.tile((e**2).sum(axis=1), len(shifts))
     (raw_b, strong_b), (raw_a, strong_a) = _at(before, sides, pb, tb), _at(after, sides, pa, ta)
-    beyond_b, beyond_a = _beyond(raw_b, kb), _beyond(raw_a, ka)
+    beyond_b, beyond_a = above_chance_all(raw_b, kb), above_chance_all(raw_a, ka)
     step = 2.0 / sum(s.x.size for s in sides)
     base_both = base.before + base.after if min(base.before, base.after) >= standing else -np.inf
     # found beyond the tolerance, an outline must be as clear as that of a structure that
