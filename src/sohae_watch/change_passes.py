@@ -40,6 +40,7 @@ from sohae_watch.areas import ChangeArea, change_areas_on
 from sohae_watch.blocks import bilinear_part, block_mean, lattice_offset, repeat_blocks
 from sohae_watch.change import ChangeModel, ChangeResult, to_work
 from sohae_watch.change_steps import (
+    EVIDENCE_MEANS,
     NOT_OBSERVABLE,
     combine_score,
     decide_pixels,
@@ -74,12 +75,15 @@ CHUNK_ROWS = 64  # input rows a band reads at a time (every column)
 WHOLE_PIXELS = 2_000_000
 LAYER_BUDGET = 400 * 2**20  # bytes of stored working-grid layers kept in memory at most
 # bytes of evidence-grid statistics the passes may hold (they stay in memory, and the evidence
-# grid is computed on the whole scene at once): 128 MB for 10980 x 10980 pixels at 0.5 m, but at
-# 10 m the evidence grid is the input grid (a Sentinel-2 tile: 8 GB). Beyond it, the diff goes
-# tile by tile with the model's halo instead (bounded by the tile, about twice the time).
-EVIDENCE_BUDGET = 160 * 2**20
+# grid is computed on the whole scene at once): 151 MiB for 10980 x 10980 pixels at 0.5 m, but
+# at 10 m the evidence grid is the input grid (a Sentinel-2 tile: 10 GB). Beyond it, the diff goes
+# tile by tile with the model's halo instead (bounded by the tile, about twice the time). Raised
+# from 160 MiB with the four edge-alignment layers, so the same scenes take the passes
+EVIDENCE_BUDGET = 192 * 2**20
 OBS, STRONG = 1, 2  # bits of the flags layer: observable, on a strong edge (either date)
-GRAD_MEANS = 8  # evidence layers from the gradients: 6 of evidence_means, 2 score sums
+SCORE_SUM = EVIDENCE_MEANS  # layers after evidence_means': the score's sum, then without snow
+WHITE_SUM = EVIDENCE_MEANS + 1
+GRAD_MEANS = EVIDENCE_MEANS + 2  # evidence layers from the gradients (evidence_means) and scores
 
 # input rows [r0, r1), every column -> (BEFORE, AFTER) on those rows
 RowReader = Callable[[int, int], tuple[Scene, Scene]]
@@ -222,9 +226,9 @@ def _strip(
     flags = oc.astype(np.uint8)
     flags[~weak] |= STRONG
     means = np.full((GRAD_MEANS, oc.shape[0] // es, oc.shape[1] // es), np.nan, np.float32)
-    means[:6] = evidence_means(model, gbn, gan)
+    means[:EVIDENCE_MEANS] = evidence_means(model, gbn, gan)
     del gbn, gan
-    means[6] = block_mean(np.where(oc, score, np.float32(0)), es)
+    means[SCORE_SUM] = block_mean(np.where(oc, score, np.float32(0)), es)
     # the score where snow is taken out, on blocks that may be snow (see SceneChange.prepare)
     vis = visible_indices(model.bands)
     b_e, a_e = block_mean(bc, es), block_mean(ac, es)  # band by band: b_e[vis] is theirs
@@ -233,7 +237,7 @@ def _strip(
     white = None
     if white_a.any() or white_b.any():
         white = combine_score(model, np.where(weak, np.float32(0), ds), None)
-        means[7] = block_mean(np.where(oc, white, np.float32(0)), es)
+        means[WHITE_SUM] = block_mean(np.where(oc, white, np.float32(0)), es)
     # only pixels whose own score reaches the single-pixel cut can change (decide_pixels)
     may = oc & ~(score < np.float32(model.pixel_cut))
     index = np.flatnonzero(may) + row * oc.shape[1]
@@ -437,11 +441,13 @@ class SceneChange:
             self.picks = []
         nb = len(model.bands)
         b_e, a_e, den = self.pair[:nb], self.pair[nb : 2 * nb], self.pair[2 * nb].copy()
-        white, cloud_b, cloud_a = evidence_grid(model, b_e, a_e, list(self.means[:6]), threads)
+        white, cloud_b, cloud_a = evidence_grid(
+            model, b_e, a_e, list(self.means[:EVIDENCE_MEANS]), threads
+        )
         cloudy = cloud_b | cloud_a
-        if np.isnan(self.means[7][white]).any():
+        if np.isnan(self.means[WHITE_SUM][white]).any():
             raise AssertionError("snow on a block pass 1 did not take for a snow candidate")
-        num = np.where(white, self.means[7], self.means[6])
+        num = np.where(white, self.means[WHITE_SUM], self.means[SCORE_SUM])
         num[cloudy] = 0
         den[cloudy] = 0
         s = model.smooth_px / model.step

@@ -18,8 +18,10 @@ from sohae_watch.blocks import block_mean
 from sohae_watch.cloud import (
     CEILING_BLOCK_TOLERANCE,
     CEILING_TOLERANCE,
+    alignment_parts,
     at_ceiling,
     cloud_and_shadow,
+    edge_alignment,
     ground_whitening,
     haze_opacity,
     lowest_ceiling,
@@ -206,16 +208,26 @@ def combine_score(model: ChangeModel, ds: np.ndarray, spec2: np.ndarray | None) 
     return score
 
 
+EVIDENCE_MEANS = 10  # layers of evidence_means
+
+
 def evidence_means(model: ChangeModel, gbn: np.ndarray, gan: np.ndarray) -> list[np.ndarray]:
     """Block means on the evidence grid of the gradient evidence the masks need: the edge
-    survival sums of AFTER then of BEFORE (kept, strength), then each date's gradient."""
+    survival sums of AFTER then of BEFORE (kept, strength), each date's gradient, then the
+    edge alignment sums of AFTER then of BEFORE (gradient on the other's strong edges, those
+    edges): :data:`EVIDENCE_MEANS` layers."""
     es = model.evidence_step
     out = []
     for this, other in ((gan, gbn), (gbn, gan)):  # BEFORE's strong edges still seen on AFTER
         kept, strength = survival_parts(this, other)
         out += [block_mean(kept, es), block_mean(strength, es)]
         del kept, strength
-    return [*out, block_mean(gbn, es), block_mean(gan, es)]
+    out += [block_mean(gbn, es), block_mean(gan, es)]
+    for this, other in ((gan, gbn), (gbn, gan)):
+        on, edges = alignment_parts(this, other)
+        out += [block_mean(on, es), block_mean(edges, es)]
+        del on, edges
+    return out
 
 
 def evidence_grid(
@@ -235,7 +247,7 @@ def evidence_grid(
     # the residuals are linear in the pixels: those of the block means are the block means of
     # theirs (NaN where a block is not wholly observable)
     z_e = standardised_residuals(b_e, a_e, list(model.fits))
-    kept_a, strength_a, kept_b, strength_b, grad_b, grad_a = means
+    kept_a, strength_a, kept_b, strength_b, grad_b, grad_a, on_a, edges_a, on_b, edges_b = means
     nir = _nir(bands)
 
     # a block mean is at the ceiling within a wider margin than a pixel (cloud.at_ceiling), and
@@ -244,16 +256,23 @@ def evidence_grid(
     lowest_b, lowest_a = (lowest_ceiling(c) for c in model.ceiling)
 
     def date(
-        kept: np.ndarray, strength: np.ndarray, x_e: np.ndarray, lowest: float
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        kept: np.ndarray,
+        strength: np.ndarray,
+        on: np.ndarray,
+        edges: np.ndarray,
+        grad: np.ndarray,
+        x_e: np.ndarray,
+        lowest: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         # a sensor's ceiling in every band tells cloud only where a near-infrared band says it
         # too (a white roof in RGB saturates as well)
         sat = at_ceiling(x_e, tolerance, lowest) if nir is not None else None
-        return survival_share(kept, strength, px_m, e), sat
+        aligned = edge_alignment(on, edges, grad, px_m, e)
+        return survival_share(kept, strength, px_m, e), aligned, sat
 
-    (surv_a, sat_a), (surv_b, sat_b) = concurrently(
-        lambda: date(kept_a, strength_a, a_e, lowest_a),
-        lambda: date(kept_b, strength_b, b_e, lowest_b),
+    (surv_a, align_a, sat_a), (surv_b, align_b, sat_b) = concurrently(
+        lambda: date(kept_a, strength_a, on_a, edges_a, grad_a, a_e, lowest_a),
+        lambda: date(kept_b, strength_b, on_b, edges_b, grad_b, b_e, lowest_b),
         threads,
     )
     survival = (surv_a, surv_b)
@@ -282,10 +301,37 @@ def evidence_grid(
             sat_a,
             step=e,
             survival=survival,
+            alignment=(align_a, align_b),
+            lift=_lift(model, b_e, a_e),
         )
 
     (white_e, (veil_b, veil_a)), (cloud_b, cloud_a) = concurrently(snow_and_veils, clouds, threads)
     return white_e, cloud_b | veil_b, cloud_a | veil_a
+
+
+def _predictions(model: ChangeModel, b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each date's bands as the other date predicts them through the scene's fits (AFTER's
+    prediction from BEFORE, BEFORE's from AFTER)."""
+    pred_a = np.empty_like(a)
+    pred_b = np.empty_like(b)
+    for i, f in enumerate(model.fits):
+        pred_a[i] = b[i] * np.float32(f.gain) + np.float32(f.offset)
+        pred_b[i] = (a[i] - np.float32(f.offset)) * np.float32(1.0 / f.gain)
+    return pred_a, pred_b
+
+
+def _lift(model: ChangeModel, b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each date's visible brightness over what the other date predicts there (AFTER, BEFORE):
+    1 on unchanged ground, many times that on a cloud over dark ground; NaN where a prediction
+    is not positive."""
+    vis = visible_indices(model.bands)
+    pred_a, pred_b = _predictions(model, b, a)
+    out = []
+    for x, pred in ((a, pred_a), (b, pred_b)):
+        p = pred[vis].mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append(np.where(p > 0, x[vis].mean(axis=0) / p, np.float32(np.nan)))
+    return out[0], out[1]
 
 
 def _nir(bands: tuple[str, ...]) -> int | None:
@@ -350,11 +396,7 @@ def _veils(
         z = np.zeros(b.shape[1:], dtype=bool)
         return z, z
     ceil_b, ceil_a = (np.asarray(c, dtype=np.float32) for c in model.ceiling)
-    pred_a = np.empty_like(a)
-    pred_b = np.empty_like(b)
-    for i, f in enumerate(model.fits):
-        pred_a[i] = b[i] * np.float32(f.gain) + np.float32(f.offset)
-        pred_b[i] = (a[i] - np.float32(f.offset)) * np.float32(1.0 / f.gain)
+    pred_a, pred_b = _predictions(model, b, a)
     e = model.step
     veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a, e)
     veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b, e)

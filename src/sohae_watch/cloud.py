@@ -18,10 +18,13 @@ from scipy import ndimage as ndi
 from sohae_watch.filters import smooth
 
 __all__ = [
+    "ALIGNED",
     "CLOUD_Z",
+    "alignment_parts",
     "at_ceiling",
     "cloud_and_shadow",
     "cloud_reach_px",
+    "edge_alignment",
     "edge_survival",
     "ground_whitening",
     "haze_opacity",
@@ -37,6 +40,14 @@ CLOUD_Z = 4.0  # standardised residual every band must exceed (about 4 no-change
 STRONG_EDGE = 3.0  # a gradient this many times the date's typical one is a "strong edge"
 WHITENED_SHARE = 0.3  # share of a ~200 m neighbourhood whitened on one date: snow, not a lot
 SURVIVAL = 0.4  # share of the other date's strong-edge strength still visible: ground, not cloud
+# a date's gradient on the other date's strong edges, against its mean gradient around them:
+# below this the edges do not show through (a cloud's own billows are as strong anywhere);
+# ground keeps its edges at STRONG_EDGE times the typical gradient or more
+ALIGNED = 1.5
+# a date this many times brighter than the other date predicts (visible mean): a cloud over ground
+# so much darker that billows of a few per cent of its brightness outdo the ground's texture in
+# the scene's units; snow on dark soil and the ground a removed building leaves stayed under 8
+BRIGHTER = 10.0
 
 
 def _saturation(vis: np.ndarray) -> np.ndarray:
@@ -84,6 +95,34 @@ def survival_share(kept: np.ndarray, other: np.ndarray, px_m: float, step: int =
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(num, den, out=out, where=den > 0.05 * STRONG_EDGE)
     out[np.isnan(out)] = 0.0
+    return out
+
+
+def alignment_parts(grad_this: np.ndarray, grad_other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, THIS date's gradient where the OTHER date has a strong edge (0 elsewhere), and
+    1 there (0 elsewhere): the two sums :func:`edge_alignment` takes. Linear in the pixels, so
+    they may be block-averaged onto a coarser grid first."""
+    strong = grad_other > STRONG_EDGE
+    on = np.where(strong, grad_this, np.float32(0)).astype(np.float32, copy=False)
+    return on, strong.astype(np.float32)
+
+
+def edge_alignment(
+    on_edges: np.ndarray, edges: np.ndarray, grad_this: np.ndarray, px_m: float, step: int = 1
+) -> np.ndarray:
+    """How many times its own mean gradient nearby (~15 m) THIS date's gradient is on the
+    OTHER date's strong edges (:func:`alignment_parts`): several times where those edges show
+    through (ground, snow and haze on it; the edges raise the mean themselves), about 1 where
+    this date's gradients are its own and unrelated to them, however strong (the billows of a
+    cloud over a dark scene are many times that scene's typical gradient). NaN where under 1 %
+    of the pixels nearby are the other date's strong edges: no evidence either way."""
+    sigma = _survival_sigma(px_m, step)
+    n = smooth(edges, sigma)
+    on = smooth(on_edges, sigma)
+    mean = smooth(grad_this, sigma)
+    out = np.full(n.shape, np.nan, dtype=np.float32)
+    ok = (n > 0.01) & (mean > 0)
+    out[ok] = on[ok] / (n[ok] * mean[ok])
     return out
 
 
@@ -145,6 +184,8 @@ def cloud_and_shadow(
     *,
     step: int = 1,
     survival: tuple[np.ndarray, np.ndarray] | None = None,
+    alignment: tuple[np.ndarray, np.ndarray] | None = None,
+    lift: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (rows, cols) of cloud or cloud shadow in BEFORE and in AFTER.
 
@@ -155,7 +196,17 @@ def cloud_and_shadow(
     bright patch through which the other date's strong edges still show (snow, frost, haze on the
     ground) is not a cloud. ``saturated_*``: pixels at the sensor's ceiling in every band
     (visible and near infrared); brighter there in every band, they are cloud whatever their
-    texture (a saturated cloud has only the sensor's noise for texture).
+    texture (a saturated cloud has only the sensor's noise for texture). ``survival`` (AFTER,
+    BEFORE): :func:`survival_share` of the other date's strong edges on each date;
+    ``alignment`` (AFTER, BEFORE): :func:`edge_alignment`. ``lift`` (AFTER, BEFORE): each
+    date's brightness over what the other date predicts there (1 on unchanged ground).
+
+    A cloud's own billows are texture in a scene's units however featureless the cloud is for
+    its brightness: over ground ten times darker, billows of a few per cent of the cloud's
+    brightness are stronger than the ground's texture and than its edges. With ``lift`` and
+    ``alignment``, where the other date's edges are there and this date's gradients do not
+    follow them however strong, a date's texture is compared with the other's in proportion to
+    its brightness.
     """
     # a pixel not observable in a band (NaN) is in none of the tests' tails, as a NaN compares
     # false: no copy of z without NaN is needed
@@ -168,8 +219,7 @@ def cloud_and_shadow(
     flat_before = tex_ratio > 1.0 / 0.6
     hazier_a = zmin > CLOUD_Z  # brighter in every band: cloud or its haze in AFTER
     hazier_b = zmax < -CLOUD_Z
-    cloud_a = _colourless(vis_after, hazier_a & flat_after)
-    cloud_b = _colourless(vis_before, hazier_b & flat_before)
+    pale_a, pale_b = flat_after, flat_before
     shadow_a = (zmax < -CLOUD_Z) & flat_after
     shadow_b = (zmin > CLOUD_Z) & flat_before
     if survival is None and grad_before is not None and grad_after is not None:
@@ -180,10 +230,21 @@ def cloud_and_shadow(
     if survival is not None:
         hidden_a = survival[0] < SURVIVAL
         hidden_b = survival[1] < SURVIVAL
-        cloud_a &= hidden_a
-        cloud_b &= hidden_b
+        pale_a = pale_a & hidden_a
+        pale_b = pale_b & hidden_b
         shadow_a &= hidden_a
         shadow_b &= hidden_b
+    if alignment is not None and lift is not None:
+        # far brighter than predicted, where the other date's edges are there and this date's
+        # gradients do not follow them (NaN, no edge nearby, is not below): a texture in
+        # proportion to the brightness, a cloud's billows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            far_a = (lift[0] >= BRIGHTER) & (alignment[0] < ALIGNED)
+            far_b = (lift[1] >= BRIGHTER) & (alignment[1] < ALIGNED)
+            pale_a = pale_a | (far_a & (tex_ratio < 0.6 * lift[0]))
+            pale_b = pale_b | (far_b & (tex_ratio * lift[1] > 1.0 / 0.6))
+    cloud_a = _colourless(vis_after, hazier_a & pale_a)
+    cloud_b = _colourless(vis_before, hazier_b & pale_b)
     if saturated_after is not None:
         cloud_a |= hazier_a & saturated_after
     if saturated_before is not None:
