@@ -276,6 +276,7 @@ def evidence_grid(
         threads,
     )
     survival = (surv_a, surv_b)
+    pred = _predictions(model, b_e, a_e)  # each date as the other predicts it: veils and lift
 
     def snow_and_veils() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         # snow or frost that came or went: its colour is not evidence, only the strong edges it
@@ -283,7 +284,7 @@ def evidence_grid(
         white = ground_whitening(
             z_e, b_e[vis], a_e[vis], None, None, px_m, nir, step=e, survival=survival
         )
-        return white, _veils(model, b_e, a_e, sat_b, sat_a)
+        return white, _veils(model, b_e, a_e, pred, sat_b, sat_a)
 
     def clouds() -> tuple[np.ndarray, np.ndarray]:
         # clouds and their shadows, from the dates' disagreement
@@ -302,7 +303,7 @@ def evidence_grid(
             step=e,
             survival=survival,
             alignment=(align_a, align_b),
-            lift=_lift(model, b_e, a_e),
+            lift=_lift(model, b_e, a_e, pred),
         )
 
     (white_e, (veil_b, veil_a)), (cloud_b, cloud_a) = concurrently(snow_and_veils, clouds, threads)
@@ -320,15 +321,17 @@ def _predictions(model: ChangeModel, b: np.ndarray, a: np.ndarray) -> tuple[np.n
     return pred_a, pred_b
 
 
-def _lift(model: ChangeModel, b: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each date's visible brightness over what the other date predicts there (AFTER, BEFORE):
-    1 on unchanged ground, many times that on a cloud over dark ground; NaN where a prediction
-    is not positive."""
+def _lift(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, pred: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each date's visible brightness over what the other date predicts there (AFTER, BEFORE;
+    ``pred``: :func:`_predictions`): 1 on unchanged ground, many times that on a cloud over
+    dark ground; NaN where a prediction is not positive."""
     vis = visible_indices(model.bands)
-    pred_a, pred_b = _predictions(model, b, a)
+    pred_a, pred_b = pred
     out = []
-    for x, pred in ((a, pred_a), (b, pred_b)):
-        p = pred[vis].mean(axis=0)
+    for x, predicted in ((a, pred_a), (b, pred_b)):
+        p = predicted[vis].mean(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             out.append(np.where(p > 0, x[vis].mean(axis=0) / p, np.float32(np.nan)))
     return out[0], out[1]
@@ -388,15 +391,17 @@ def _veils(
     model: ChangeModel,
     b: np.ndarray,
     a: np.ndarray,
+    pred: tuple[np.ndarray, np.ndarray],
     sat_b: np.ndarray | None,
     sat_a: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cloud veils on each date: the opacity of a white veil over the other date's prediction."""
+    """Cloud veils on each date: the opacity of a white veil over the other date's prediction
+    (``pred``: :func:`_predictions`)."""
     if not model.ceiling[0] or (sat_a is None and sat_b is None):
         z = np.zeros(b.shape[1:], dtype=bool)
         return z, z
     ceil_b, ceil_a = (np.asarray(c, dtype=np.float32) for c in model.ceiling)
-    pred_a, pred_b = _predictions(model, b, a)
+    pred_a, pred_b = pred
     e = model.step
     veil_a = veil_cloud(haze_opacity(a, pred_a, ceil_a), model.px_m, sat_a, e)
     veil_b = veil_cloud(haze_opacity(b, pred_b, ceil_b), model.px_m, sat_b, e)
