@@ -23,6 +23,7 @@ from sohae_watch.change import (
     pixel_size_m,
 )
 from sohae_watch.grid import Grid
+from sohae_watch.radiometry import VEGETATED_NDVI, ndvi
 from sohae_watch.scene import Scene
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -315,6 +316,46 @@ def test_grass_that_changed_with_the_season_leaves_the_paving_quiet(
     res = detect_changes(make_scene(before), make_scene(after))
     assert res.stats["strata"] is None
     assert ((res.mask == 1) & ~margin)[:, 126:].mean() > 0.5, "the paving reads as changed"
+
+
+def test_a_blue_roof_green_by_its_ndvi_is_read_with_the_fit_that_explains_it() -> None:
+    """A blue roof paint reflects near infrared (NDVI ~0.38 on both dates, above the cut at
+    0.3), so its NDVI puts it with the grass; but it changed as the paving did (the sensor's
+    gain), not as the grass that dried. Read with the vegetated fit, the whole roof was flagged;
+    each pixel of either stratum now takes the stratum fit that explains it better."""
+    rng = np.random.default_rng(11)
+    shape = (200, 200)
+    tex = ndi.gaussian_filter(rng.normal(size=shape), 3) * 1500
+    grass = np.array([400.0, 600.0, 350.0, 2500.0])[:, None, None]
+    paving = np.array([1300.0, 1400.0, 1250.0, 1500.0])[:, None, None]
+    concrete = np.array([2800.0, 2900.0, 3000.0, 3100.0])[:, None, None]
+    blue = np.array([1300.0, 2100.0, 3200.0, 2900.0])[:, None, None]
+    field = np.zeros(shape, bool)
+    field[:, :120] = True
+    roof = np.zeros(shape, bool)
+    roof[20:60, 140:185] = True
+    apron = np.zeros(shape, bool)  # bright concrete: the bare ground spans the roof's levels
+    apron[150:195, 130:195] = True
+    before = np.where(field, grass, np.where(roof, blue, np.where(apron, concrete, paving)))
+    before = before + tex * np.array([0.3, 0.35, 0.3, 0.8])[:, None, None]
+    dried = before * np.array([1.35, 1.3, 1.35, 0.75])[:, None, None]
+    dried += np.array([100.0, 100.0, 100.0, 0.0])[:, None, None]
+    after = np.where(field, dried, 1.1 * before + 30) + rng.normal(0, 8, (4, *shape))
+    for x in (before, after):  # the roof is green by its NDVI on both dates
+        assert (ndvi(x[0], x[3])[roof] > VEGETATED_NDVI).all()
+    res = detect_changes(
+        make_scene(before.astype(np.float32)), make_scene(after.astype(np.float32))
+    )
+    assert res.stats["strata"] is not None
+    flagged = res.mask == 1
+    assert flagged[ndi.binary_erosion(roof, iterations=3)].mean() < 0.01, "the roof is no change"
+    # the margins of the field, the roof and the apron are left out: an edge between grounds
+    # whose gains differ changes its contrast (as in field_and_paving)
+    edges = ndi.binary_dilation(roof | apron, iterations=4) & ~ndi.binary_erosion(
+        roof | apron, iterations=4
+    )
+    edges[:, 114:126] = True
+    assert flagged[~edges].mean() < 0.005, "the grass, the paving and the apron are no change"
 
 
 # --- no-change pairs made from a real Sentinel-2 image --------------------------------------

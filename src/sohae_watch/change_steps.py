@@ -107,7 +107,7 @@ def _residuals(
         return
     # the residual under each stratum's fit, blended by the pixel's stratum (0/1 weights):
     # cheaper than gathering per-pixel coefficients
-    cls = model.strata.classes(b, a)
+    cls = _stratum_by_law(model, b, a, model.strata.classes(b, a))
     w1 = (cls == 1).astype(np.float32)  # vegetated on both dates
     w2 = (cls == 2).astype(np.float32)  # bare on both
     del cls
@@ -124,17 +124,69 @@ def _residuals(
         yield zk
 
 
+def _stratum_by_law(
+    model: ChangeModel, b: np.ndarray, a: np.ndarray, cls: np.ndarray
+) -> np.ndarray:
+    """``cls`` (:meth:`Strata.classes`) with the pixels vegetated on both dates that the bare
+    ground's fit explains better (the smaller sum of squared standardised residuals over the
+    bands) moved to the bare stratum. NDVI guesses a pixel's law, and the cut errs one way: a
+    blue or green roof paint reflects near infrared (NDVI 0.3-0.4) and does not follow the
+    season as grass does; read with the vegetated fit, a roof that did not change was flagged
+    whole. The other way it holds: ground bare on both dates is not vegetation, and the
+    vegetated fit explained some bare ground that was built on (oscd-bordeaux lost a sixth of
+    the change it found when either stratum could take either fit)."""
+    assert model.strata is not None
+    green = cls == 1
+    if not green.any():
+        return cls
+    bx, ax = b[:, green], a[:, green]
+    chi = np.zeros((2, bx.shape[1]), dtype=np.float32)
+    zk = np.empty(bx.shape[1], dtype=np.float32)
+    for k in range(len(model.bands)):
+        for i, fits in enumerate((model.strata.vegetated, model.strata.bare)):
+            residual_into(zk, bx[k], ax[k], fits[k])
+            np.square(zk, out=zk)
+            chi[i] += zk
+    with np.errstate(invalid="ignore"):
+        bare = chi[1] < chi[0]  # False where a band is not observable: the class is kept
+    out = cls.copy()
+    moved = np.zeros(int(green.sum()), dtype=np.uint8)
+    moved[bare] = 1
+    out[green] += moved
+    return out
+
+
 def spectral_evidence(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, obs: np.ndarray, every: bool
 ) -> np.ndarray:
-    """Spectral evidence, band by band: standardised residuals, squared and averaged."""
-    spec2 = np.zeros(obs.shape, dtype=np.float32)
-    for zk in _residuals(model, b, a, list(range(len(model.bands)))):
-        if not every:
-            zk[~obs] = 0
-        np.square(zk, out=zk)
-        spec2 += zk
-    spec2 *= np.float32(1.0 / len(model.bands))
+    """Spectral evidence, band by band: standardised residuals, squared and averaged. With
+    strata, each pixel's under its stratum's fit (:func:`_stratum_by_law`: ground vegetated on
+    both dates takes the better of the two strata's fits), from the three fits' sums over the
+    bands, as the stratum needs every band first (1.2x the time of blending the residuals band
+    by band, on a stratified chunk)."""
+    n = len(model.bands)
+    if model.strata is None:
+        spec2 = np.zeros(obs.shape, dtype=np.float32)
+        for zk in _residuals(model, b, a, list(range(n))):
+            np.square(zk, out=zk)
+            spec2 += zk
+    else:
+        cls = model.strata.classes(b, a)
+        zk = np.empty(obs.shape, dtype=np.float32)
+        chi = np.zeros((3, *obs.shape), dtype=np.float32)
+        strata = (model.fits, model.strata.vegetated, model.strata.bare)
+        for fits, out in zip(strata, chi, strict=True):
+            for k in range(n):
+                residual_into(zk, b[k], a[k], fits[k])
+                np.square(zk, out=zk)
+                out += zk
+        np.minimum(chi[1], chi[2], out=chi[1])
+        spec2 = chi[0]
+        np.copyto(spec2, chi[1], where=cls == 1)
+        np.copyto(spec2, chi[2], where=cls == 2)
+    if not every:
+        spec2[~obs] = 0
+    spec2 *= np.float32(1.0 / n)
     return spec2
 
 

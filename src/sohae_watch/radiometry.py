@@ -323,7 +323,9 @@ def green_on_either(
 class Strata:
     """Per-band fits for the ground vegetated on both dates and for the ground bare on both
     (NDVI above / at most :data:`VEGETATED_NDVI`); pixels green on one date only keep the
-    scene-wide fit."""
+    scene-wide fit. The change stage reads ground vegetated on both dates with the bare fit
+    where that explains it better (a roof paint green by its NDVI: see
+    :func:`sohae_watch.change_steps.spectral_evidence`)."""
 
     red: int  # band indices
     nir: int
