@@ -28,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 
 from sohae_watch.grid import Grid
 from sohae_watch.scene import Scene
+from sohae_watch.texture import TEXTURE_CHANGE, texture_change
 
 RANK_CHANGE = 0.25  # a cell's median rank within the footprint moved this much: modified
 HUE_CHANGE = 0.3  # a cell's log chromaticity moved this much against the footprint's: modified
@@ -513,7 +514,11 @@ def moved_shade(
 
 
 def pattern_change(
-    before: np.ndarray, after: np.ndarray, fp: np.ndarray, ground: np.ndarray | None = None
+    before: np.ndarray,
+    after: np.ndarray,
+    fp: np.ndarray,
+    ground: np.ndarray | None = None,
+    texture: bool = True,
 ) -> float:
     """How much the inside of a footprint changed relative to itself, in units of the decision
     threshold (1 = modified).
@@ -522,8 +527,11 @@ def pattern_change(
     footprint, per band; ranks are immune to gain, gamma and saturation and stay near 0.5 in
     every cell of a flat roof, so noise does not move them, while half a roof removed reorders
     the cells. (b) Hue: a cell's log chromaticity relative to the footprint's; a band gain
-    multiplies every cell alike and cancels, a re-roofed half changes colour. ``before`` and
-    ``after`` are (bands, rows, cols). With ``ground`` (the observable ground around the
+    multiplies every cell alike and cancels, a re-roofed half changes colour. (c) Texture: a
+    cell's spread of values against the footprint's (:func:`sohae_watch.texture.texture_change`):
+    vents or skylights that went while the tone stayed; only with ``texture`` (the caller's
+    word that the dates show the roof at the same place). ``before`` and ``after`` are (bands,
+    rows, cols). With ``ground`` (the observable ground around the
     footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out of the
     footprint's inner part (2 px in from the outline) when they are under half of it (the
     footprint's typical ratio of the dates, which that test measures from, is then the lit
@@ -569,7 +577,9 @@ def pattern_change(
                     - (float(np.median(ha[b][rr, cc][sub])) - ma)
                 )
                 worst_hue = max(worst_hue, d)
-    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE)
+    spread = texture_change(before, after, core, cells) if texture else math.nan
+    worst_texture = spread / TEXTURE_CHANGE if math.isfinite(spread) else 0.0
+    return max(worst_rank / RANK_CHANGE, worst_hue / HUE_CHANGE, worst_texture)
 
 
 def footprint_px(grid: Grid, geom: BaseGeometry) -> Polygon | None:
