@@ -322,7 +322,7 @@ def test_a_blue_roof_green_by_its_ndvi_is_read_with_the_fit_that_explains_it() -
     """A blue roof paint reflects near infrared (NDVI ~0.38 on both dates, above the cut at
     0.3), so its NDVI puts it with the grass; but it changed as the paving did (the sensor's
     gain), not as the grass that dried. Read with the vegetated fit, the whole roof was flagged;
-    each pixel of either stratum now takes the stratum fit that explains it better."""
+    a pixel vegetated on both dates now takes whichever stratum's fit explains it better."""
     rng = np.random.default_rng(11)
     shape = (200, 200)
     tex = ndi.gaussian_filter(rng.normal(size=shape), 3) * 1500

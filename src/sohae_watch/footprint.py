@@ -531,11 +531,11 @@ def pattern_change(
     cell's spread of values against the footprint's (:func:`sohae_watch.texture.texture_change`):
     vents or skylights that went while the tone stayed; only with ``texture`` (the caller's
     word that the dates show the roof at the same place). ``before`` and ``after`` are (bands,
-    rows, cols). With ``ground`` (the observable ground around the
-    footprint), the pixels a moving shadow explains (:func:`moved_shade`) are left out of the
-    footprint's inner part (2 px in from the outline) when they are under half of it (the
-    footprint's typical ratio of the dates, which that test measures from, is then the lit
-    one's) and at least :data:`CORE_MIN_PX` pixels are left.
+    rows, cols). With ``ground`` (the observable ground around the footprint), the pixels a
+    moving shadow explains (:func:`moved_shade`) are left out of the footprint's inner part
+    (2 px in from the outline) when they are under half of it (the footprint's typical ratio of
+    the dates, which that test measures from, is then the lit one's) and at least
+    :data:`CORE_MIN_PX` pixels are left.
     """
     core = ndimage.binary_erosion(fp, iterations=2)
     if core.sum() < CORE_MIN_PX:

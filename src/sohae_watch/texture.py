@@ -93,6 +93,7 @@ def texture_change(
     h, w = core.shape
     dev = np.full((before.shape[0], len(cells)), -math.inf)
     for b in range(before.shape[0]):
+        # (a spread of too few values is NaN, and max keeps it NaN)
         floor_b, floor_a = (_floor(x[b][core]) for x in (before, after))
         spreads_b = [max(_spread(before[b][rr, cc][core[rr, cc]]), floor_b) for rr, cc in cells]
 
