@@ -272,7 +272,7 @@ def _vented_roof(vents: bool, seed: int, noise: float = 20.0, shift: int = 0) ->
 
 def test_vents_that_went_from_half_a_roof_are_a_modification() -> None:
     """The vents of half a roof went and its tone stayed: the cells keep their order of
-    brightness and their hue, and the rank and hue tests read no change (seed 447's workshop,
+    brightness and their hue, and the rank and hue tests read no change (seed 447's structure 4,
     called unchanged at 0.98-0.99 on four pairs). Their texture went: modified."""
     fp = np.zeros(GRID.shape, bool)
     fp[40:70, 30:78] = True
