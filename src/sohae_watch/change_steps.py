@@ -31,7 +31,7 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import open_parts, set_box, smooth
 from sohae_watch.parallel import concurrently
-from sohae_watch.radiometry import ndvi, residual_into, standardised_residuals
+from sohae_watch.radiometry import BandFit, ndvi, residual_into, standardised_residuals
 from sohae_watch.scene import VISIBLE
 
 if TYPE_CHECKING:
@@ -124,6 +124,21 @@ def _residuals(
         yield zk
 
 
+def _chi_squares(
+    b: np.ndarray, a: np.ndarray, fit_sets: tuple[tuple[BandFit, ...], ...]
+) -> np.ndarray:
+    """Per fit set, each pixel's sum over the bands of its squared standardised residuals
+    (float32, ``(len(fit_sets), *pixels)``); ``b``/``a``: (bands, ...) stacks."""
+    chi = np.zeros((len(fit_sets), *b.shape[1:]), dtype=np.float32)
+    zk = np.empty(b.shape[1:], dtype=np.float32)
+    for fits, out in zip(fit_sets, chi, strict=True):
+        for k, fit in enumerate(fits):
+            residual_into(zk, b[k], a[k], fit)
+            np.square(zk, out=zk)
+            out += zk
+    return chi
+
+
 def _stratum_by_law(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, cls: np.ndarray
 ) -> np.ndarray:
@@ -139,20 +154,10 @@ def _stratum_by_law(
     green = cls == 1
     if not green.any():
         return cls
-    bx, ax = b[:, green], a[:, green]
-    chi = np.zeros((2, bx.shape[1]), dtype=np.float32)
-    zk = np.empty(bx.shape[1], dtype=np.float32)
-    for k in range(len(model.bands)):
-        for i, fits in enumerate((model.strata.vegetated, model.strata.bare)):
-            residual_into(zk, bx[k], ax[k], fits[k])
-            np.square(zk, out=zk)
-            chi[i] += zk
-    with np.errstate(invalid="ignore"):
-        bare = chi[1] < chi[0]  # False where a band is not observable: the class is kept
+    chi = _chi_squares(b[:, green], a[:, green], (model.strata.vegetated, model.strata.bare))
     out = cls.copy()
-    moved = np.zeros(int(green.sum()), dtype=np.uint8)
-    moved[bare] = 1
-    out[green] += moved
+    # a band not observable (NaN) compares false: the class is kept
+    out[green] = np.where(chi[1] < chi[0], np.uint8(2), np.uint8(1))
     return out
 
 
@@ -172,15 +177,8 @@ def spectral_evidence(
             spec2 += zk
     else:
         cls = model.strata.classes(b, a)
-        zk = np.empty(obs.shape, dtype=np.float32)
-        chi = np.zeros((3, *obs.shape), dtype=np.float32)
-        strata = (model.fits, model.strata.vegetated, model.strata.bare)
-        for fits, out in zip(strata, chi, strict=True):
-            for k in range(n):
-                residual_into(zk, b[k], a[k], fits[k])
-                np.square(zk, out=zk)
-                out += zk
-        np.minimum(chi[1], chi[2], out=chi[1])
+        chi = _chi_squares(b, a, (model.fits, model.strata.vegetated, model.strata.bare))
+        np.minimum(chi[1], chi[2], out=chi[1])  # _stratum_by_law's choice, on every pixel
         spec2 = chi[0]
         np.copyto(spec2, chi[1], where=cls == 1)
         np.copyto(spec2, chi[2], where=cls == 2)

@@ -249,15 +249,11 @@ def chance_coverage(
 def above_chance(coverage: float, chance: float) -> float:
     """Outline coverage beyond what the surrounding ground gives by chance, rescaled to [0, 1]:
     1 stays 1, the chance level becomes 0 (nan stays nan)."""
-    if not math.isfinite(coverage) or chance <= 0.0:
-        return coverage
-    if chance >= 1.0:
-        return 0.0
-    return max(0.0, (coverage - chance) / (1.0 - chance))
+    return float(above_chance_all(np.asarray(coverage), chance))
 
 
 def above_chance_all(coverages: np.ndarray, chance: float) -> np.ndarray:
-    """:func:`above_chance` of every coverage in ``coverages``."""
+    """:func:`above_chance` of every coverage in ``coverages`` (any shape)."""
     raw = np.asarray(coverages, np.float64)
     if chance <= 0.0:
         return raw
