@@ -68,6 +68,7 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
+from sohae_watch.illumination import ShadowLaws, fit_shadow_laws
 from sohae_watch.radiometry import (
     BandFit,
     Strata,
@@ -165,6 +166,9 @@ class ChangeModel:
     # share of the textured ground whose two dates look alike (agreement.structure_agreement;
     # NaN: no verdict)
     agreement: float = math.nan
+    # laws of ground a cast shadow came over or left (illumination.ShadowLaws), for the
+    # per-pixel score; the wide-neighbourhood tests keep the scene-wide fits
+    shadows: ShadowLaws | None = None
 
     @property
     def trusted(self) -> bool:
@@ -354,6 +358,7 @@ def fit_change_model(
     foreign = strata is not None and follows_neither(strata, fits)
     if foreign:
         strata = None  # one line per band, as before the strata: see follows_neither
+    shadows = fit_shadow_laws(bs, as_, tuple(fits), bands)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = visible_mean(b, bands), visible_mean(a, bands)
@@ -375,7 +380,18 @@ def fit_change_model(
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
     model = ChangeModel(
-        bands, tuple(fits), gsb, gsa, s_sigma, fill, math.inf, px_m, cfg, ceiling, strata=strata
+        bands,
+        tuple(fits),
+        gsb,
+        gsa,
+        s_sigma,
+        fill,
+        math.inf,
+        px_m,
+        cfg,
+        ceiling,
+        strata=strata,
+        shadows=shadows,
     )
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     # whether the two dates show the same ground, on the ground the provisional model observes
@@ -418,12 +434,12 @@ def fit_change_model(
         "agreeing_share": agreeing,
         "structure_agreement": agreement,
         "scene_fit_follows_neither_stratum": foreign,
+        "shadow_laws": None
+        if shadows is None
+        else {"came": _fit_stats(shadows.came), "left": _fit_stats(shadows.left)},
         "strata": None
         if strata is None
-        else {
-            name: [{"gain": f.gain, "offset": f.offset, "sigma": f.sigma} for f in fs]
-            for name, fs in (("vegetated", strata.vegetated), ("bare", strata.bare))
-        },
+        else {"vegetated": _fit_stats(strata.vegetated), "bare": _fit_stats(strata.bare)},
     }
     return ChangeModel(
         bands,
@@ -440,6 +456,15 @@ def fit_change_model(
         strata,
         matched(of_spread, of_level, agreeing) and not foreign,
         agreement,
+        shadows,
+    )
+
+
+def _fit_stats(fits: tuple[BandFit, ...] | None) -> list[dict[str, float]] | None:
+    return (
+        None
+        if fits is None
+        else [{"gain": f.gain, "offset": f.offset, "sigma": f.sigma} for f in fits]
     )
 
 

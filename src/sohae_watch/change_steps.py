@@ -30,6 +30,7 @@ from sohae_watch.cloud import (
     veil_cloud,
 )
 from sohae_watch.filters import open_parts, set_box, smooth
+from sohae_watch.illumination import brightness
 from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import BandFit, ndvi, residual_into, standardised_residuals
 from sohae_watch.scene import VISIBLE
@@ -182,6 +183,17 @@ def spectral_evidence(
         spec2 = chi[0]
         np.copyto(spec2, chi[1], where=cls == 1)
         np.copyto(spec2, chi[2], where=cls == 2)
+    laws = model.shadows
+    if laws is not None:
+        # a shadow that came or went: the ground under it, dark on the shaded date, read with
+        # the law of such ground where that explains it better (a NaN band compares false)
+        for law, date, level in ((laws.came, a, laws.dark_after), (laws.left, b, laws.dark_before)):
+            if law is None:
+                continue
+            dark = brightness(date) <= level
+            if dark.any():
+                chi_s = _chi_squares(b[:, dark], a[:, dark], (law,))[0]
+                spec2[dark] = np.fmin(spec2[dark], chi_s)
     if not every:
         spec2[~obs] = 0
     spec2 *= np.float32(1.0 / n)

@@ -1,0 +1,172 @@
+"""The radiometric laws of ground that a cast shadow came over or left between the dates.
+
+Between two acquisitions the sun moves: the shadows of buildings, towers and trees fall elsewhere.
+Ground a shadow came over keeps only the diffuse skylight: each band of it is a share of its lit
+value (more of the blue than of the red or the near infrared), the same share for every surface
+of the scene, up to the noise. Read with the scene's normalisation, which maps lit ground onto lit
+ground, such a pixel is far darker than predicted in every band and is flagged as change: on the
+generated scenes, shadows that moved with the sun, of structures or of the trees of a wood, held
+a fifth to a half of the false alarms of the masks the report trusts (`benchmarks/README.md`).
+
+A pixel whose shadow came or went is no change of the ground, and it follows a law of its own:
+above the shaded date's dark level (its haze and the sensor's offset), each band keeps a share
+of what the scene's normalisation predicts for it lit. :func:`fit_shadow_laws` estimates the
+shares from the sampled pixels that are dark on one date and far darker (or brighter) than
+predicted in every band, which in a scene with moved shadows are mostly those shadows. The
+change stage reads each pixel dark on the shaded date with the law where that explains it
+better (:func:`sohae_watch.change_steps.spectral_evidence`). A law is kept only when it is a
+shadow's: in every band a share no larger than :data:`~sohae_watch.footprint.SHADOW_RATIO` and
+no smaller than :data:`LEAST_SKYLIGHT`, more of the blue than of the red. A new roof that is
+bright on either date, or darker in a colour of its own, stays change.
+
+What this cannot tell apart: a darkening in no colour of its own, about as deep as a shadow's
+(a dark grey roof built on pale paving), is read as a shadow that came when such pixels, not
+moved shadows, are most of the candidates (no shadow moved between the dates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sohae_watch.cloud import CLOUD_Z
+from sohae_watch.footprint import SHADOW_RATIO
+from sohae_watch.radiometry import MIN_STRATUM_PIXELS, BandFit, standardised_residuals
+from sohae_watch.shadow import SHADOW_DARK
+
+__all__ = ["LEAST_SKYLIGHT", "ShadowLaws", "brightness", "fit_shadow_laws"]
+
+# the least share of a band's lit response a cast shadow keeps: the diffuse skylight is about a
+# tenth of the irradiance in the red and near infrared under the clearest sky, more in the blue
+LEAST_SKYLIGHT = 0.05
+
+
+@dataclass(frozen=True)
+class ShadowLaws:
+    """Per-band fits (BEFORE -> AFTER) of ground a shadow came over on AFTER (``came``) and of
+    ground a shadow left (``left``: in shadow on BEFORE, lit on AFTER), either None when not
+    found; and the :func:`brightness` at or below which a pixel may be in shadow on BEFORE
+    (``dark_before``) and on AFTER (``dark_after``)."""
+
+    came: tuple[BandFit, ...] | None
+    left: tuple[BandFit, ...] | None
+    dark_before: float
+    dark_after: float
+
+
+DARK_PERCENTILE = 0.1  # a date's dark level per band: its darkest pixels (dark-object subtraction)
+
+
+def brightness(x: np.ndarray) -> np.ndarray:
+    """The mean over the bands (the first axis): with a near-infrared band, green vegetation,
+    dark in the visible, is bright, and a shadow on anything is dark."""
+    return np.asarray(x.mean(axis=0))
+
+
+def _dark(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """A date's dark level per band, and the :func:`brightness` at or below which its pixels may
+    be in shadow: :data:`~sohae_watch.shadow.SHADOW_DARK` of the way from its dark level to its
+    median."""
+    level = np.percentile(x, DARK_PERCENTILE, axis=1)
+    floor = float(level.mean())
+    return level, floor + SHADOW_DARK * (float(np.median(brightness(x))) - floor)
+
+
+def _resistant_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Tukey's resistant line ``y = o + g x``: the slope between the medians of the lower and
+    the upper third of ``x``; None where they do not differ."""
+    third = x.size // 3
+    if third == 0:
+        return None
+    order = np.argsort(x)
+    lo, hi = order[:third], order[-third:]
+    run = float(np.median(x[hi]) - np.median(x[lo]))
+    if run <= 0:
+        return None
+    g = float(np.median(y[hi]) - np.median(y[lo])) / run
+    return g, float(np.median(y - g * x))
+
+
+def _share(
+    lit: np.ndarray, shaded: np.ndarray, dark: np.ndarray, members: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per band, the share of its lit value a shadow keeps and the dark level it keeps it above
+    (``shaded = d + s (lit - d)``), from ``members``; None with too few members.
+
+    The members' resistant line gives both when its slope is a shadow's share and its dark
+    level lies below their shaded values: when they span several grounds (shadows on grass and
+    on paving). Else (shadows on one kind of ground, whose line is no more than their scatter)
+    the share is the median over the members above the date's own dark level ``dark``
+    (dark-object subtraction: the darkest pixels of the scene)."""
+    if int(members.sum()) < MIN_STRATUM_PIXELS:
+        return None
+    x, y = lit[:, members], shaded[:, members]
+    share = np.empty(x.shape[0])
+    level = np.asarray(dark, dtype=np.float64).copy()
+    for k in range(x.shape[0]):
+        line = _resistant_line(x[k], y[k])
+        if line is not None and LEAST_SKYLIGHT <= line[0] <= SHADOW_RATIO:
+            d = line[1] / (1.0 - line[0])
+            if d <= float(np.median(y[k])):
+                share[k], level[k] = line[0], d
+                continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share[k] = np.nanmedian((y[k] - dark[k]) / (x[k] - dark[k]))
+    return share, level
+
+
+def _shadow_like(found: tuple[np.ndarray, np.ndarray] | None, bands: tuple[str, ...]) -> bool:
+    if found is None:
+        return False
+    share = found[0]
+    if not np.all((share >= LEAST_SKYLIGHT) & (share <= SHADOW_RATIO)):
+        return False
+    # the diffuse share of the light falls with the wavelength (the sky is blue): a shadow keeps
+    # more of the blue than of the red, where snow, or bare ground a paler cover left, does not
+    if "blue" in bands and "red" in bands:
+        return bool(share[bands.index("blue")] >= share[bands.index("red")])
+    return True
+
+
+def fit_shadow_laws(
+    before: np.ndarray,
+    after: np.ndarray,
+    scene: tuple[BandFit, ...],
+    bands: tuple[str, ...],
+) -> ShadowLaws | None:
+    """The :class:`ShadowLaws` of sampled pixels (``before``/``after``: (bands, n), observable on
+    both dates), or None when neither law is found. ``scene``: the scene-wide normalisation.
+
+    The candidates are the pixels dark on the shaded date (:func:`_dark`) and
+    :data:`~sohae_watch.cloud.CLOUD_Z` of the scene's sigmas darker (brighter) than it predicts
+    in every band, as the cloud stage takes a shadow; at least
+    :data:`~sohae_watch.radiometry.MIN_STRATUM_PIXELS` of them are needed. Above a dark level
+    ``D``, a shadow keeps a share ``s`` of each band's lit value (:func:`_share`); the law is
+    the scene's line with that share applied (AFTER's value ``D + s (predicted - D)`` for a
+    shadow that came, the reverse for one that left) and the scene's scatter."""
+    z = standardised_residuals(before, after, list(scene))
+    gain = np.array([f.gain for f in scene])[:, None]
+    offset = np.array([f.offset for f in scene])[:, None]
+    d_b, dark_b = _dark(before)
+    d_a, dark_a = _dark(after)
+    came = left = None
+    members = np.all(z < -CLOUD_Z, axis=0) & (brightness(after) <= dark_a)
+    found = _share(gain * before + offset, after, d_a, members)
+    if found is not None and _shadow_like(found, bands):
+        came = tuple(
+            BandFit(float(k * f.gain), float(k * f.offset + (1 - k) * d), f.sigma)
+            for k, d, f in zip(*found, scene, strict=True)
+        )
+    members = np.all(z > CLOUD_Z, axis=0) & (brightness(before) <= dark_b)
+    found = _share((after - offset) / gain, before, d_b, members)
+    if found is not None and _shadow_like(found, bands):
+        # BEFORE's lit value is d + (b - d) / s: AFTER predicted from it; BEFORE's noise,
+        # divided by the share, dominates the scatter
+        left = tuple(
+            BandFit(float(f.gain / k), float(f.offset + f.gain * d * (1 - 1 / k)), f.sigma / k)
+            for k, d, f in zip(*found, scene, strict=True)
+        )
+    if came is None and left is None:
+        return None
+    return ShadowLaws(came, left, dark_b, dark_a)
