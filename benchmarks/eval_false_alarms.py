@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 
+from sohae_watch.evaluate import mask_on_grid
 from sohae_watch.samples_random import random_model
 from sohae_watch.samples_render import (
     CLASSES,
@@ -78,22 +78,6 @@ def classes_of(seed: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     return out, margin
 
 
-def mask_on_truth(pred: Path, truth: rasterio.io.DatasetReader) -> np.ndarray:
-    out = np.full((truth.height, truth.width), 255, np.uint8)
-    with rasterio.open(pred) as src:
-        reproject(
-            rasterio.band(src, 1),
-            out,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            src_nodata=None,
-            dst_transform=truth.transform,
-            dst_crs=truth.crs,
-            resampling=Resampling.nearest,
-        )
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,9 +105,12 @@ def main() -> None:
                 continue
             if maps is None:
                 maps, margin = classes_of(seed)
-            with rasterio.open(scene / "truth" / f"{pair.name}.tif") as t_ds:
+            with (
+                rasterio.open(scene / "truth" / f"{pair.name}.tif") as t_ds,
+                rasterio.open(pair / "change_mask.tif") as p_ds,
+            ):
                 truth = t_ds.read(1)
-                pred = mask_on_truth(pair / "change_mask.tif", t_ds)
+                pred = mask_on_grid(p_ds, t_ds)
             crop = (slice(margin, margin + truth.shape[0]), slice(margin, margin + truth.shape[1]))
             label = np.array(CLASSES, dtype=object)[maps["ground"]["cls"][crop]]
             # the docstring's order, the first class that holds a pixel winning: painted last

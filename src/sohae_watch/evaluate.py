@@ -97,6 +97,23 @@ def truth_values(truth: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
+def mask_on_grid(pred: rasterio.io.DatasetReader, truth: rasterio.io.DatasetReader) -> np.ndarray:
+    """The first band of ``pred``, a change mask, on ``truth``'s grid (nearest); 255 (not
+    observable) beyond it."""
+    out = np.full((truth.height, truth.width), 255, np.uint8)
+    reproject(
+        rasterio.band(pred, 1),
+        out,
+        src_transform=pred.transform,
+        src_crs=pred.crs,
+        src_nodata=None,
+        dst_transform=truth.transform,
+        dst_crs=truth.crs,
+        resampling=Resampling.nearest,
+    )
+    return out
+
+
 def score_mask_files(pred_path: Path, truth_path: Path) -> dict[str, float]:
     """Scores of a predicted change_mask.tif against a truth mask, on the truth's grid."""
     with _open_mask(truth_path, "truth mask") as t_ds, _open_mask(pred_path, "change mask") as p_ds:
@@ -106,23 +123,13 @@ def score_mask_files(pred_path: Path, truth_path: Path) -> dict[str, float]:
             raise InputError(
                 f"{truth_path}: cannot read the truth mask ({exc}); give a GeoTIFF mask"
             ) from exc
-        pred = np.full(truth.shape, 255, np.uint8)  # beyond the prediction: not observable
         if not _overlap(p_ds, t_ds):
             raise InputError(
                 f"{pred_path}: does not overlap the truth mask {truth_path}; give the "
                 "truth of the area the diff compared"
             )
         try:
-            reproject(
-                rasterio.band(p_ds, 1),
-                pred,
-                src_transform=p_ds.transform,
-                src_crs=p_ds.crs,
-                src_nodata=None,
-                dst_transform=t_ds.transform,
-                dst_crs=t_ds.crs,
-                resampling=Resampling.nearest,
-            )
+            pred = mask_on_grid(p_ds, t_ds)
         except RasterioError as exc:
             raise InputError(
                 f"{pred_path}: cannot read the change mask ({exc}); give a diff output folder"
