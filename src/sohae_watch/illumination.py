@@ -117,6 +117,8 @@ def _share(
 
 
 def _shadow_like(found: tuple[np.ndarray, np.ndarray] | None, bands: tuple[str, ...]) -> bool:
+    """Whether :func:`_share`'s shares are a shadow's: between :data:`LEAST_SKYLIGHT` and
+    :data:`~sohae_watch.footprint.SHADOW_RATIO` in every band, bluer than red."""
     if found is None:
         return False
     share = found[0]
