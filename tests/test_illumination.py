@@ -166,3 +166,20 @@ def test_what_is_not_a_shadow_gets_no_law(lit: np.ndarray, other: np.ndarray, wh
     b, a = _population(rng, lit, other, 60_000, 0.05)
     laws = fit_shadow_laws(b, a, SCENE_FITS, BANDS4)
     assert laws is None, why
+
+
+@pytest.mark.parametrize("bands", [("red", "green", "blue"), ("pan",)])
+def test_a_shadow_law_without_near_infrared_or_colour(bands: tuple[str, ...]) -> None:
+    """RGB only (LEVIR-like), or a single panchromatic band (no blue to compare with red): the
+    law of shadowed grass is found all the same, each band keeping the skylight's share."""
+    idx = {"red": 0, "green": 1, "blue": 2, "pan": 1}
+    rows = [idx[b] for b in bands]
+    rng = np.random.default_rng(5)
+    b, a = _population(rng, GRASS, GRASS * SKYLIGHT, 60_000, 0.05)
+    fits = tuple(BandFit(1.0, 0.0, 20.0) for _ in bands)
+    laws = fit_shadow_laws(b[rows], a[rows], fits, bands)
+    assert laws is not None and laws.came is not None
+    lit = GRASS + OFFSET
+    for k, f in zip(rows, laws.came, strict=True):
+        want = OFFSET[k] + SKYLIGHT[k] * GRASS[k]
+        assert f.gain * lit[k] + f.offset == pytest.approx(want, rel=0.08)
