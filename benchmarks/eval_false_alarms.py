@@ -37,9 +37,7 @@ from sohae_watch.samples_random import random_model
 from sohae_watch.samples_render import (
     CLASSES,
     RenderedDate,
-    apply_snow,
     burn,
-    ground_reflectance,
     make_ground,
     render_date,
 )
@@ -63,15 +61,13 @@ def classes_of(seed: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     for spec in model.dates:
         elements = {s.id: s.elements(model.states[s.id][spec.iso]) for s in every}
         r: RenderedDate = render_date(canvas, ground, spec, elements, key_ids, model.shade_roofs)
-        refl, crown = ground_reflectance(ground, spec)
-        snow = apply_snow(refl, ground, crown, spec.snow)
         shadow = np.zeros(canvas.shape, bool)
         for geom in r.shadows.values():
             if not geom.is_empty:
                 shadow |= burn(canvas, geom)
         out[spec.iso] = {
             "cloud": r.cloud > 0.01,
-            "snow": snow,
+            "snow": r.snow,
             "structure": ndimage.binary_dilation(r.idmap != 0, iterations=RIM_PX),
             "structure shadow": ndimage.binary_dilation(shadow, iterations=RIM_PX),
         }

@@ -356,12 +356,13 @@ def cloud_alpha(canvas: Grid, g: GroundLayers, cloud: Cloud | None) -> np.ndarra
 
 @dataclass
 class RenderedDate:
-    """One date on the canvas: reflectance, element keys, cloud, structure shadows."""
+    """One date on the canvas: reflectance, element keys, cloud, structure shadows, snow."""
 
     refl: np.ndarray
     idmap: np.ndarray
     cloud: np.ndarray
     shadows: dict[str, BaseGeometry]
+    snow: np.ndarray  # where snow lies (opacity over a half)
 
 
 def render_date(
@@ -375,7 +376,7 @@ def render_date(
     """The surface reflectance of the whole canvas on one date, with what truth needs. Cast
     shadows fall on the ground; with ``shade_roofs`` also on lower roofs (:func:`shade_lower_roofs`)."""
     refl, crown = ground_reflectance(g, spec)
-    apply_snow(refl, g, crown, spec.snow)
+    snow = apply_snow(refl, g, crown, spec.snow)
     shadows: dict[str, BaseGeometry] = {}
     for sid, els in elements.items():
         parts = [
@@ -400,7 +401,7 @@ def render_date(
         refl[:] = refl * (1 - alpha) + cl * alpha
     for b in range(4):
         refl[b] = ndimage.gaussian_filter(refl[b], 0.55)
-    return RenderedDate(refl, idmap, alpha, shadows)
+    return RenderedDate(refl, idmap, alpha, shadows, snow)
 
 
 def footprint_union(geoms: list[Polygon]) -> BaseGeometry:

@@ -227,7 +227,9 @@ def _render(model: SceneModel, out_dir: Path) -> None:
         r = render_date(canvas, ground, spec, elements, key_ids, model.shade_roofs)
         for d in spec.deliveries:
             write_delivery(out_dir / IMAGERY_DIR / d.name, canvas, r, spec, d, model.seed)
-        rendered[spec.iso] = RenderedDate(r.refl[:0], r.idmap, r.cloud, r.shadows)  # drop pixels
+        rendered[spec.iso] = RenderedDate(
+            r.refl[:0], r.idmap, r.cloud, r.shadows, r.snow
+        )  # no pixels
         acquisitions.append(_acquisition_record(model, spec, r, canvas))
     pairs = [_pair_truth(model, b, a, rendered, canvas, margin, out_dir) for b, a in model.pairs]
     truth: dict[str, Any] = {
