@@ -162,6 +162,50 @@ def test_a_cloud_with_billows_over_darker_ground_is_not_observable(
     assert (res.mask[core] == 1).mean() < 0.15
 
 
+def _cumulus(seed: int, billows: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At 10 m: a landscape and, on AFTER, a cumulus about 800 m across that lets a sixth of
+    the ground's light through at its core and whose own brightness varies by ``billows`` of
+    itself from pixel to pixel: its texture is many times the ground's. Returns BEFORE, AFTER
+    and where the cloud gives at least as much light as the ground."""
+    h = w = 300
+    before = textured((h, w), seed)
+    rng = np.random.default_rng(seed + 1)
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-(((yy - 150) ** 2 + (xx - 140) ** 2) / (2 * 40.0**2)))
+    alpha = np.clip(blob * 2.0 - 0.4, 0, 0.85).astype(np.float32)
+    noise = ndi.gaussian_filter(rng.normal(size=(h, w)), 1.5)
+    cloud = 3.0 * before.mean() * (1 + billows * noise / noise.std())
+    after = (1.05 * before + 20) * (1 - alpha) + cloud * alpha
+    return before, after, alpha * cloud.mean() >= (1 - alpha) * before.mean()
+
+
+@pytest.mark.parametrize("billows", [0.1, 0.25])
+def test_a_billowed_cumulus_is_not_observable(billows: float) -> None:
+    """A cumulus at 10 m (Sentinel-2) is not flat: its billows are far more texture than the
+    town or fields under it, so the flat-patch test missed it and it was reported as change
+    (oscd-paris: two such clouds were most of the false alarms). Where it gives at least as
+    much light as the ground, over a whole landscape neighbourhood, hiding the ground's edges
+    and with texture at every pixel, it is cloud."""
+    before, after, core = _cumulus(2, billows)
+    assert core.sum() > 2000  # over 200 m across
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert (res.mask[core] == 255).mean() > 0.95
+    assert (res.mask == 1).mean() < 0.01
+
+
+@pytest.mark.parametrize("side", [10, 20, 30])
+def test_a_new_white_roof_as_large_as_a_cloud_stays_change(side: int) -> None:
+    """A flat white roof 100-300 m across on a field at 10 m: brighter in every band, many
+    times, colourless, and the field had no edges for it to hide. Its inside has no texture
+    (its edges do), so it is change, not cloud."""
+    before = textured((200, 200), 4)
+    after = 1.05 * before + 20
+    r = slice(100 - side // 2, 100 - side // 2 + side)
+    after[:, r, r] = np.array([6000.0, 6100.0, 6200.0, 6500.0])[:, None, None]
+    res = detect_changes(make_scene(before), make_scene(after))
+    assert (res.mask[r, r] == 1).mean() > 0.95
+
+
 def test_windowed_equals_one_piece() -> None:
     before = textured((300, 260), 5)
     after = add_structure(1.1 * before + 20, slice(100, 140), slice(30, 80))

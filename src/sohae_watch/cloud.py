@@ -1,7 +1,9 @@
 """Cloud and cloud-shadow masks found by comparing the two dates.
 
 A cloud is a patch that, on one date only, is brighter than the other date's prediction in every
-band, nearly colourless, and has lost the texture the other date shows there. Its shadow is a patch
+band, nearly colourless, and has lost the texture the other date shows there; or, over most of a
+landscape neighbourhood, at least twice as bright, hiding the other date's edges and textured at
+every pixel by billows of its own (a cumulus at 10 m). Its shadow is a patch
 darker in every band, also without texture, near a cloud of the same date. Every operation is a
 local filter of bounded size, so the masks come out the same in windows (with a halo) as in one
 piece.
@@ -50,6 +52,15 @@ ALIGNED = 1.5
 # the scene's units. On generated scenes snow patches on dark soil reached 7.7 and the ground a
 # removed building leaves 3.1 (90th percentiles), and were taken for cloud without this bound
 BRIGHTER = 10.0
+# a date at least this many times brighter than the other date predicts (visible mean): the cloud
+# gives at least as much light as the ground under it. Such a patch over most of a landscape
+# neighbourhood (~200 m), hiding the other date's edges and not following them (or with none to
+# follow), and with a gradient of at least BILLOWED times the date's typical one at every pixel,
+# is a billowed cloud: at 10 m a cumulus's billows are several times the texture of the town
+# under it (oscd-paris: 1.3-6 times the typical gradient, median 4.4), so the flat-patch test
+# misses it. A new flat roof that large has a gradient only at its edges and stays change
+LIFTED = 2.0
+BILLOWED = 1.0
 
 
 def _saturation(vis: np.ndarray) -> np.ndarray:
@@ -168,8 +179,37 @@ def cloud_reach_px(px_m: float, step: int = 1) -> int:
     depend on its neighbours: the window halo needed."""
     size, near, grow = _extents(px_m, step)
     survival = int(math.ceil(4 * _survival_sigma(px_m, step))) + 1
-    clouds = size + 2 * near + 2 * grow + 2 + survival
-    return max(clouds, _landscape_px(px_m, step) // 2 + 1 + survival)
+    landscape = _landscape_px(px_m, step) // 2 + 1
+    # a cloud's core: a landscape share (_billowed) or the flat-patch tests, then its
+    # neighbourhood share, rim, shadow and margin
+    clouds = landscape + size + 2 * near + 2 * grow + 2 + survival
+    return max(clouds, landscape + survival)
+
+
+def _billowed(
+    hazier: np.ndarray,
+    grad: np.ndarray,
+    survival: np.ndarray,
+    alignment: np.ndarray,
+    lift: np.ndarray,
+    px_m: float,
+    step: int,
+) -> np.ndarray:
+    """Pixels of a date brighter in every band (``hazier``), at least :data:`LIFTED` times what
+    the other date predicts (``lift``), textured at every pixel (``grad``, the date's gradient in
+    units of its typical one, at least :data:`BILLOWED`), where the other date's edges are hidden
+    (``survival``) and this date's gradients do not follow them (``alignment``; NaN, none
+    nearby, counts as not following), over most of a landscape neighbourhood
+    (:func:`_landscape_px`): a billowed cloud."""
+    with np.errstate(invalid="ignore"):
+        lifted = hazier & (grad >= BILLOWED) & (lift >= LIFTED)
+        lifted &= (survival < SURVIVAL) & ~(alignment >= ALIGNED)
+    if not lifted.any():
+        return lifted
+    share = ndi.uniform_filter(
+        lifted.astype(np.float32), size=_landscape_px(px_m, step), mode="nearest"
+    )
+    return np.asarray(lifted & (share > 0.5))
 
 
 def cloud_and_shadow(
@@ -196,7 +236,8 @@ def cloud_and_shadow(
     (smoothed gradient magnitude, scale-free units) of each date; ``px_m``: pixel size in metres;
     ``grad_*``: gradient magnitude of each date in units of its typical gradient. With them, a
     bright patch through which the other date's strong edges still show (snow, frost, haze on the
-    ground) is not a cloud. ``saturated_*``: pixels at the sensor's ceiling in every band
+    ground) is not a cloud; with ``lift`` and ``alignment`` too, a patch twice as bright
+    and textured at every pixel over a landscape is (:func:`_billowed`). ``saturated_*``: pixels at the sensor's ceiling in every band
     (visible and near infrared); brighter there in every band, they are cloud whatever their
     texture (a saturated cloud has only the sensor's noise for texture). ``survival`` (AFTER,
     BEFORE): :func:`survival_share` of the other date's strong edges on each date;
@@ -245,6 +286,14 @@ def cloud_and_shadow(
             far_b = (lift[1] >= BRIGHTER) & (alignment[1] < ALIGNED)
             pale_a = pale_a | (far_a & (tex_ratio < 0.6 * lift[0]))
             pale_b = pale_b | (far_b & (tex_ratio * lift[1] > 1.0 / 0.6))
+        if survival is not None and grad_before is not None and grad_after is not None:
+            # twice as bright or more over a landscape, textured everywhere by its own billows
+            pale_a = pale_a | _billowed(
+                hazier_a, grad_after, survival[0], alignment[0], lift[0], px_m, step
+            )
+            pale_b = pale_b | _billowed(
+                hazier_b, grad_before, survival[1], alignment[1], lift[1], px_m, step
+            )
     cloud_a = _colourless(vis_after, hazier_a & pale_a)
     cloud_b = _colourless(vis_before, hazier_b & pale_b)
     if saturated_after is not None:
