@@ -193,6 +193,19 @@ def test_a_billowed_cumulus_is_not_observable(billows: float) -> None:
     assert (res.mask == 1).mean() < 0.01
 
 
+def test_windowed_equals_one_piece_with_a_billowed_cumulus() -> None:
+    """The billowed-cloud test looks over a 200 m neighbourhood before the cloud's core, rim
+    and margin: tiles whose halo holds that too give the one-piece result."""
+    before, after, core = _cumulus(2, 0.25)
+    b, a = make_scene(before), make_scene(after)
+    model = fit_change_model(b, a)
+    whole = apply_change_model(model, b, a)
+    assert (whole.mask[core] == 255).mean() > 0.95
+    tiled = detect_changes_tiled(model, b, a, tile=96)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
+    np.testing.assert_allclose(tiled.magnitude, whole.magnitude, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("side", [10, 20, 30])
 def test_a_new_white_roof_as_large_as_a_cloud_stays_change(side: int) -> None:
     """A flat white roof 100-300 m across on a field at 10 m: brighter in every band, many
