@@ -163,10 +163,10 @@ def test_a_cloud_with_billows_over_darker_ground_is_not_observable(
 
 
 def _cumulus(seed: int, billows: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """At 10 m: a landscape and, on AFTER, a cumulus about 800 m across that lets a sixth of
+    """At 10 m: a landscape and, on AFTER, a cumulus about 1.4 km across that lets 15 % of
     the ground's light through at its core and whose own brightness varies by ``billows`` of
     itself from pixel to pixel: its texture is many times the ground's. Returns BEFORE, AFTER
-    and where the cloud gives at least as much light as the ground."""
+    and where the cloud gives at least as much light as the ground (1.2 km across)."""
     h = w = 300
     before = textured((h, w), seed)
     rng = np.random.default_rng(seed + 1)

@@ -57,8 +57,8 @@ BRIGHTER = 10.0
 # neighbourhood (~200 m), hiding the other date's edges and not following them (or with none to
 # follow), and with a gradient of at least BILLOWED times the date's typical one at every pixel,
 # is a billowed cloud: at 10 m a cumulus's billows are several times the texture of the town
-# under it (oscd-paris: 1.3-6 times the typical gradient, median 4.4), so the flat-patch test
-# misses it. A new flat roof that large has a gradient only at its edges and stays change
+# under it (oscd-paris: a median of 4.4 times the typical gradient, 1.25 at the 5th percentile),
+# so the flat-patch test misses it. A new flat roof that large has a gradient only at its edges and stays change
 LIFTED = 2.0
 BILLOWED = 1.0
 
@@ -236,13 +236,14 @@ def cloud_and_shadow(
     (smoothed gradient magnitude, scale-free units) of each date; ``px_m``: pixel size in metres;
     ``grad_*``: gradient magnitude of each date in units of its typical gradient. With them, a
     bright patch through which the other date's strong edges still show (snow, frost, haze on the
-    ground) is not a cloud; with ``lift`` and ``alignment`` too, a patch twice as bright
-    and textured at every pixel over a landscape is (:func:`_billowed`). ``saturated_*``: pixels at the sensor's ceiling in every band
-    (visible and near infrared); brighter there in every band, they are cloud whatever their
-    texture (a saturated cloud has only the sensor's noise for texture). ``survival`` (AFTER,
-    BEFORE): :func:`survival_share` of the other date's strong edges on each date;
-    ``alignment`` (AFTER, BEFORE): :func:`edge_alignment`. ``lift`` (AFTER, BEFORE): each
-    date's brightness over what the other date predicts there (1 on unchanged ground).
+    ground) is not a cloud; with ``lift`` and ``alignment`` too, a patch twice as bright and
+    textured at every pixel over a landscape is (:func:`_billowed`). ``saturated_*``: pixels at
+    the sensor's ceiling in every band (visible and near infrared); brighter there in every
+    band, they are cloud whatever their texture (a saturated cloud has only the sensor's noise
+    for texture). ``survival`` (AFTER, BEFORE): :func:`survival_share` of the other date's strong
+    edges on each date; ``alignment`` (AFTER, BEFORE): :func:`edge_alignment`. ``lift`` (AFTER,
+    BEFORE): each date's brightness over what the other date predicts there (1 on unchanged
+    ground).
 
     A cloud's own billows are texture in a scene's units however featureless the cloud is for
     its brightness: over ground ten times darker, billows of a few per cent of the cloud's
