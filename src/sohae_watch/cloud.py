@@ -58,7 +58,8 @@ BRIGHTER = 10.0
 # follow), and with a gradient of at least BILLOWED times the date's typical one at every pixel,
 # is a billowed cloud: at 10 m a cumulus's billows are several times the texture of the town
 # under it (oscd-paris: a median of 4.4 times the typical gradient, 1.25 at the 5th percentile),
-# so the flat-patch test misses it. A new flat roof that large has a gradient only at its edges and stays change
+# so the flat-patch test misses it. A new flat roof that large has a gradient only at its edges
+# and stays change
 LIFTED = 2.0
 BILLOWED = 1.0
 
