@@ -68,7 +68,7 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
-from sohae_watch.illumination import ShadowLaws, fit_shadow_laws
+from sohae_watch.illumination import PaleLaw, ShadowLaws, fit_pale_law, fit_shadow_laws
 from sohae_watch.radiometry import (
     BandFit,
     Strata,
@@ -169,6 +169,9 @@ class ChangeModel:
     # laws of ground a cast shadow came over or left (illumination.ShadowLaws), for the
     # per-pixel score; the wide-neighbourhood tests keep the scene-wide fits
     shadows: ShadowLaws | None = None
+    # the law of ground pale on both dates where the fits misread it (illumination.PaleLaw), for
+    # the per-pixel score
+    pale: PaleLaw | None = None
 
     @property
     def trusted(self) -> bool:
@@ -359,6 +362,7 @@ def fit_change_model(
     if foreign:
         strata = None  # one line per band, as before the strata: see follows_neither
     shadows = fit_shadow_laws(bs, as_, tuple(fits), bands)
+    pale = fit_pale_law(bs, as_, strata.bare if strata is not None else tuple(fits), bands, units)
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = visible_mean(b, bands), visible_mean(a, bands)
@@ -392,6 +396,7 @@ def fit_change_model(
         ceiling,
         strata=strata,
         shadows=shadows,
+        pale=pale,
     )
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     # whether the two dates show the same ground, on the ground the provisional model observes
@@ -437,6 +442,9 @@ def fit_change_model(
         "shadow_laws": None
         if shadows is None
         else {"came": _fit_stats(shadows.came), "left": _fit_stats(shadows.left)},
+        "pale_law": None
+        if pale is None
+        else {"fits": _fit_stats(pale.fits), "pale": [pale.pale_before, pale.pale_after]},
         "strata": None
         if strata is None
         else {"vegetated": _fit_stats(strata.vegetated), "bare": _fit_stats(strata.bare)},
@@ -457,6 +465,7 @@ def fit_change_model(
         matched(of_spread, of_level, agreeing) and not foreign,
         agreement,
         shadows,
+        pale,
     )
 
 

@@ -169,7 +169,9 @@ def spectral_evidence(
     strata, each pixel's under its stratum's fit (:func:`_stratum_by_law`: ground vegetated on
     both dates takes the better of the two strata's fits), from the three fits' sums over the
     bands, as the stratum needs every band first (1.2x the time of blending the residuals band
-    by band, on a stratified chunk)."""
+    by band, on a stratified chunk). Ground pale on both dates
+    (:class:`~sohae_watch.illumination.PaleLaw`) and ground dark on the date a shadow came or
+    left (:class:`~sohae_watch.illumination.ShadowLaws`) take their law's where it is smaller."""
     n = len(model.bands)
     if model.strata is None:
         spec2 = np.zeros(obs.shape, dtype=np.float32)
@@ -183,6 +185,14 @@ def spectral_evidence(
         spec2 = chi[0]
         np.copyto(spec2, chi[1], where=cls == 1)
         np.copyto(spec2, chi[2], where=cls == 2)
+    pale = model.pale
+    if pale is not None:
+        # ground pale on both dates (paving, roofs) that the fits misread: its own law where
+        # that explains it better
+        members = pale.members(b, a)
+        if members.any():
+            chi_p = _chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
+            spec2[members] = np.fmin(spec2[members], chi_p)
     laws = model.shadows
     if laws is not None:
         # a shadow that came or went: the ground under it, dark on the shaded date, read with

@@ -22,6 +22,14 @@ bright on either date, or darker in a colour of its own, stays change.
 What this cannot tell apart: a darkening in no colour of its own, about as deep as a shadow's
 (a dark grey roof built on pale paving), is read as a shadow that came when such pixels, not
 moved shadows, are most of the candidates (no shadow moved between the dates).
+
+Pale ground, bare on both dates (paving, gravel, roofs), changes only with the light and the
+sensor, while the grass and crops that hold most of a rural scene brown or green with the season:
+across seasons the scene's normalisation (and the bare stratum's, where brown grass is bare too)
+follows the grass and misreads the paving. :func:`fit_pale_law` fits the ground pale on both
+dates on its own and keeps that law only where the scene's fits misread it by far
+(:data:`MISREAD`); the change stage reads ground pale on both dates with it where it explains
+a pixel better.
 """
 
 from __future__ import annotations
@@ -32,10 +40,25 @@ import numpy as np
 
 from sohae_watch.cloud import CLOUD_Z
 from sohae_watch.footprint import SHADOW_RATIO
-from sohae_watch.radiometry import MIN_STRATUM_PIXELS, BandFit, standardised_residuals
+from sohae_watch.radiometry import (
+    MIN_STRATUM_PIXELS,
+    BandFit,
+    bare_on_both,
+    fit_normalisation,
+    standardised_residuals,
+)
 from sohae_watch.shadow import SHADOW_DARK
 
-__all__ = ["LEAST_SKYLIGHT", "ShadowLaws", "brightness", "fit_shadow_laws"]
+__all__ = [
+    "LEAST_SKYLIGHT",
+    "MAX_SCATTER",
+    "MISREAD",
+    "PaleLaw",
+    "ShadowLaws",
+    "brightness",
+    "fit_pale_law",
+    "fit_shadow_laws",
+]
 
 # the least share of a band's lit response a cast shadow keeps: the diffuse skylight is about a
 # tenth of the irradiance in the red and near infrared under the clearest sky, more in the blue
@@ -172,3 +195,96 @@ def fit_shadow_laws(
     if came is None and left is None:
         return None
     return ShadowLaws(came, left, dark_b, dark_a)
+
+
+PALE_QUANTILE = 0.8  # pale on a date: among the brightest fifth of the ground bare on both dates
+MIN_PALE_SHARE = 0.02  # share of the sample the ground pale on both dates needs (and 1000 pixels)
+# the pale law is used only where the scene's fits misread the pale ground: the median over it
+# of the sum of squared standardised residuals under them at least this many times the law's.
+# Measured: 0.001-0.1 of it on the generated cross-season pairs the law mends, 0.7-2 where it
+# mends nothing; 0.36-1.02 on the five OSCD cities (benchmarks/README.md, "Pale ground")
+MISREAD = 4.0
+# ... and only where it is a law: in every band its scatter at most this many times that of the
+# fits it replaces. Measured: 0.55-4.6 times on the generated pairs the law mends; 48-73 times
+# where the bright ground on both dates is a mixture (a new roof on a white pad among them), and
+# such a law read new buildings on pale ground as unchanged (benchmarks/README.md)
+MAX_SCATTER = 10.0
+
+
+@dataclass(frozen=True)
+class PaleLaw:
+    """Per-band fits (BEFORE -> AFTER) of the ground pale on both dates, the :func:`brightness`
+    at or above which a pixel is pale on BEFORE (``pale_before``) and on AFTER (``pale_after``),
+    and the red and near-infrared band indices that tell bare ground (None without them)."""
+
+    fits: tuple[BandFit, ...]
+    pale_before: float
+    pale_after: float
+    red: int | None
+    nir: int | None
+
+    def pale(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Pixels pale on both dates (and bare on both where red and near infrared tell it): the
+        law's population; ``before``/``after``: (bands, ...) stacks."""
+        out = (brightness(before) >= self.pale_before) & (brightness(after) >= self.pale_after)
+        if self.red is not None and self.nir is not None:
+            out &= bare_on_both(before, after, self.red, self.nir)
+        return np.asarray(out)
+
+    def members(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Pixels the law may read: ground bare on both dates where red and near infrared tell
+        it (what is inert under the new light is so however dark), else ground pale on both."""
+        if self.red is not None and self.nir is not None:
+            return bare_on_both(before, after, self.red, self.nir)
+        return self.pale(before, after)
+
+
+def _median_chi_square(before: np.ndarray, after: np.ndarray, fits: tuple[BandFit, ...]) -> float:
+    z = standardised_residuals(before, after, list(fits))
+    return float(np.median(np.square(z).sum(axis=0)))
+
+
+def fit_pale_law(
+    before: np.ndarray,
+    after: np.ndarray,
+    fits: tuple[BandFit, ...],
+    bands: tuple[str, ...],
+    units: float | None = None,
+) -> PaleLaw | None:
+    """The :class:`PaleLaw` of sampled pixels (``before``/``after``: (bands, n), observable on
+    both dates), or None. ``fits``: the fits the pale ground is read with otherwise (the bare
+    stratum's, or the scene's); ``units``: the scene's units factor (as for
+    :func:`~sohae_watch.radiometry.fit_normalisation`).
+
+    Pale on a date: at or above the :data:`PALE_QUANTILE` of the brightness of the ground bare
+    on both dates (all the ground without red and near-infrared bands). The pale ground needs
+    :data:`MIN_PALE_SHARE` of the sample; its law is fitted as the scene's is, and kept only when
+    it scatters at most :data:`MAX_SCATTER` times as much as ``fits`` in every band and ``fits``
+    misread that ground :data:`MISREAD` times as badly as the law does."""
+    red = bands.index("red") if "red" in bands and "nir" in bands else None
+    nir = bands.index("nir") if red is not None else None
+    bare = (
+        bare_on_both(before, after, red, nir)
+        if red is not None and nir is not None
+        else np.ones(before.shape[1], dtype=bool)
+    )
+    if int(bare.sum()) < MIN_STRATUM_PIXELS:
+        return None
+    lb, la = brightness(before), brightness(after)
+    law = PaleLaw(
+        (),
+        float(np.quantile(lb[bare], PALE_QUANTILE)),
+        float(np.quantile(la[bare], PALE_QUANTILE)),
+        red,
+        nir,
+    )
+    members = law.pale(before, after)
+    if int(members.sum()) < max(MIN_PALE_SHARE * before.shape[1], MIN_STRATUM_PIXELS):
+        return None
+    x, y = before[:, members], after[:, members]
+    own = tuple(fit_normalisation(x, y, units=units))
+    if any(o.sigma > MAX_SCATTER * f.sigma for o, f in zip(own, fits, strict=True)):
+        return None
+    if _median_chi_square(x, y, fits) < MISREAD * _median_chi_square(x, y, own):
+        return None
+    return PaleLaw(own, law.pale_before, law.pale_after, red, nir)

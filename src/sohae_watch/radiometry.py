@@ -26,6 +26,7 @@ __all__ = [
     "BandFit",
     "Strata",
     "agreeing_share",
+    "bare_on_both",
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
@@ -336,6 +337,14 @@ class Strata:
         """Per pixel 0 (scene-wide fit), 1 (vegetated on both dates) or 2 (bare on both), uint8;
         ``before``/``after``: (bands, ...) stacks. A pixel with a band not observable is 0."""
         return _classes(before, after, self.red, self.nir)
+
+
+def bare_on_both(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
+    """Pixels whose NDVI is at most :data:`VEGETATED_NDVI` on both dates (the bare stratum's
+    members); ``before``/``after``: (bands, ...) stacks. A pixel with a band NaN is not."""
+    return np.asarray(
+        _green_and_bare(before[red], before[nir])[1] & _green_and_bare(after[red], after[nir])[1]
+    )
 
 
 def _classes(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
