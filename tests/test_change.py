@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from sohae_watch.change import (
     CHANGE_TYPES,
+    ChangeModel,
     ChangeResult,
     apply_change_model,
     change_areas,
@@ -22,6 +23,7 @@ from sohae_watch.change import (
     fit_change_model,
     pixel_size_m,
 )
+from sohae_watch.change_passes import detect_changes_passes
 from sohae_watch.grid import Grid
 from sohae_watch.radiometry import VEGETATED_NDVI, ndvi
 from sohae_watch.scene import Scene
@@ -37,6 +39,17 @@ def make_scene(data: np.ndarray, res: float = 10.0, bands: tuple[str, ...] = BAN
         CRS.from_epsg(32651), Affine(res, 0, 500_000, 0, -res, 4_400_000), *data.shape[:0:-1]
     )
     return Scene(data=data, valid=valid, bands=bands, grid=grid, date=dt.date(2020, 1, 1))
+
+
+def assert_windows_agree(model: ChangeModel, b: Scene, a: Scene) -> None:
+    """The two passes (three bands of rows, 64 px tiles) and 64 px tiles give the one-piece
+    result: the same mask, the same scores bit for bit (passes) or within rounding (tiles)."""
+    whole = apply_change_model(model, b, a)
+    res = detect_changes_passes(model, b, a, bands=3, tile=64)
+    np.testing.assert_array_equal(res.mask, whole.mask)
+    np.testing.assert_array_equal(res.magnitude.view(np.uint32), whole.magnitude.view(np.uint32))
+    tiled = detect_changes_tiled(model, b, a, tile=64)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
 
 
 def textured(shape: tuple[int, int], seed: int, bands: int = 4) -> np.ndarray:
