@@ -43,7 +43,7 @@ def make_scene(data: np.ndarray, res: float = 10.0, bands: tuple[str, ...] = BAN
 
 def assert_windows_agree(model: ChangeModel, b: Scene, a: Scene) -> None:
     """The two passes (three bands of rows, 64 px tiles) and 64 px tiles give the one-piece
-    result: the same mask, the same scores bit for bit (passes) or within rounding (tiles)."""
+    result: the same mask, and from the passes the same scores bit for bit."""
     whole = apply_change_model(model, b, a)
     res = detect_changes_passes(model, b, a, bands=3, tile=64)
     np.testing.assert_array_equal(res.mask, whole.mask)

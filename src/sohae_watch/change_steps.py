@@ -169,9 +169,9 @@ def spectral_evidence(
     strata, each pixel's under its stratum's fit (:func:`_stratum_by_law`: ground vegetated on
     both dates takes the better of the two strata's fits), from the three fits' sums over the
     bands, as the stratum needs every band first (1.2x the time of blending the residuals band
-    by band, on a stratified chunk). Ground pale on both dates
+    by band, on a stratified chunk). Ground bare on both dates takes the pale ground's law's
     (:class:`~sohae_watch.illumination.PaleLaw`) and ground dark on the date a shadow came or
-    left (:class:`~sohae_watch.illumination.ShadowLaws`) take their law's where it is smaller."""
+    left its law's (:class:`~sohae_watch.illumination.ShadowLaws`) where that is smaller."""
     n = len(model.bands)
     if model.strata is None:
         spec2 = np.zeros(obs.shape, dtype=np.float32)
@@ -187,8 +187,9 @@ def spectral_evidence(
         np.copyto(spec2, chi[2], where=cls == 2)
     pale = model.pale
     if pale is not None:
-        # ground pale on both dates (paving, roofs) that the fits misread: its own law where
-        # that explains it better
+        # inert ground (paving, roofs) the fits misread across seasons: ground bare on both
+        # dates (pale on both, without red and near infrared) read with the law of the pale
+        # ground where that explains it better
         members = pale.members(b, a)
         if members.any():
             chi_p = _chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
