@@ -32,7 +32,7 @@ from sohae_watch.cloud import (
 from sohae_watch.filters import open_parts, set_box, smooth
 from sohae_watch.illumination import brightness
 from sohae_watch.parallel import concurrently
-from sohae_watch.radiometry import BandFit, ndvi, residual_into, standardised_residuals
+from sohae_watch.radiometry import chi_squares, ndvi, residual_into, standardised_residuals
 from sohae_watch.scene import VISIBLE
 
 if TYPE_CHECKING:
@@ -125,21 +125,6 @@ def _residuals(
         yield zk
 
 
-def _chi_squares(
-    b: np.ndarray, a: np.ndarray, fit_sets: tuple[tuple[BandFit, ...], ...]
-) -> np.ndarray:
-    """Per fit set, each pixel's sum over the bands of its squared standardised residuals
-    (float32, ``(len(fit_sets), *pixels)``); ``b``/``a``: (bands, ...) stacks."""
-    chi = np.zeros((len(fit_sets), *b.shape[1:]), dtype=np.float32)
-    zk = np.empty(b.shape[1:], dtype=np.float32)
-    for fits, out in zip(fit_sets, chi, strict=True):
-        for k, fit in enumerate(fits):
-            residual_into(zk, b[k], a[k], fit)
-            np.square(zk, out=zk)
-            out += zk
-    return chi
-
-
 def _stratum_by_law(
     model: ChangeModel, b: np.ndarray, a: np.ndarray, cls: np.ndarray
 ) -> np.ndarray:
@@ -155,7 +140,7 @@ def _stratum_by_law(
     green = cls == 1
     if not green.any():
         return cls
-    chi = _chi_squares(b[:, green], a[:, green], (model.strata.vegetated, model.strata.bare))
+    chi = chi_squares(b[:, green], a[:, green], (model.strata.vegetated, model.strata.bare))
     out = cls.copy()
     # a band not observable (NaN) compares false: the class is kept
     out[green] = np.where(chi[1] < chi[0], np.uint8(2), np.uint8(1))
@@ -173,6 +158,7 @@ def spectral_evidence(
     (:class:`~sohae_watch.illumination.PaleLaw`) and ground dark on the date a shadow came or
     left its law's (:class:`~sohae_watch.illumination.ShadowLaws`) where that is smaller."""
     n = len(model.bands)
+    cls = None  # the strata's classes (2: ground bare on both dates)
     if model.strata is None:
         spec2 = np.zeros(obs.shape, dtype=np.float32)
         for zk in _residuals(model, b, a, list(range(n))):
@@ -180,7 +166,7 @@ def spectral_evidence(
             spec2 += zk
     else:
         cls = model.strata.classes(b, a)
-        chi = _chi_squares(b, a, (model.fits, model.strata.vegetated, model.strata.bare))
+        chi = chi_squares(b, a, (model.fits, model.strata.vegetated, model.strata.bare))
         np.minimum(chi[1], chi[2], out=chi[1])  # _stratum_by_law's choice, on every pixel
         spec2 = chi[0]
         np.copyto(spec2, chi[1], where=cls == 1)
@@ -190,9 +176,9 @@ def spectral_evidence(
         # inert ground (paving, roofs) the fits misread across seasons: ground bare on both
         # dates (pale on both, without red and near infrared) read with the law of the pale
         # ground where that explains it better
-        members = pale.members(b, a)
+        members = cls == 2 if cls is not None else pale.members(b, a)
         if members.any():
-            chi_p = _chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
+            chi_p = chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
             spec2[members] = np.fmin(spec2[members], chi_p)
     laws = model.shadows
     if laws is not None:
@@ -203,7 +189,7 @@ def spectral_evidence(
                 continue
             dark = brightness(date) <= level
             if dark.any():
-                chi_s = _chi_squares(b[:, dark], a[:, dark], (law,))[0]
+                chi_s = chi_squares(b[:, dark], a[:, dark], (law,))[0]
                 spec2[dark] = np.fmin(spec2[dark], chi_s)
     if not every:
         spec2[~obs] = 0

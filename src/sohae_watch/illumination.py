@@ -27,9 +27,9 @@ Pale ground, bare on both dates (paving, gravel, roofs), changes only with the l
 sensor, while the grass and crops that hold most of a rural scene brown or green with the season:
 across seasons the scene's normalisation (and the bare stratum's, where brown grass is bare too)
 follows the grass and misreads the paving. :func:`fit_pale_law` fits the ground pale on both
-dates on its own and keeps that law only where the scene's fits misread it by far
-(:data:`MISREAD`); the change stage reads ground pale on both dates with it where it explains
-a pixel better.
+dates on its own and keeps that law only where it is one (:data:`MAX_SCATTER`) and the scene's
+fits misread that ground by far (:data:`MISREAD`); the change stage reads all ground bare on
+both dates with it where it explains a pixel better.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from sohae_watch.radiometry import (
     MIN_STRATUM_PIXELS,
     BandFit,
     bare_on_both,
+    chi_squares,
     fit_normalisation,
     standardised_residuals,
 )
@@ -239,11 +240,6 @@ class PaleLaw:
         return self.pale(before, after)
 
 
-def _median_chi_square(before: np.ndarray, after: np.ndarray, fits: tuple[BandFit, ...]) -> float:
-    z = standardised_residuals(before, after, list(fits))
-    return float(np.median(np.square(z).sum(axis=0)))
-
-
 def fit_pale_law(
     before: np.ndarray,
     after: np.ndarray,
@@ -271,20 +267,21 @@ def fit_pale_law(
     if int(bare.sum()) < MIN_STRATUM_PIXELS:
         return None
     lb, la = brightness(before), brightness(after)
-    law = PaleLaw(
+    cuts = PaleLaw(
         (),
         float(np.quantile(lb[bare], PALE_QUANTILE)),
         float(np.quantile(la[bare], PALE_QUANTILE)),
         red,
         nir,
     )
-    members = law.pale(before, after)
+    members = cuts.pale(before, after)
     if int(members.sum()) < max(MIN_PALE_SHARE * before.shape[1], MIN_STRATUM_PIXELS):
         return None
     x, y = before[:, members], after[:, members]
     own = tuple(fit_normalisation(x, y, units=units))
     if any(o.sigma > MAX_SCATTER * f.sigma for o, f in zip(own, fits, strict=True)):
         return None
-    if _median_chi_square(x, y, fits) < MISREAD * _median_chi_square(x, y, own):
+    misread, law = (float(np.median(c)) for c in chi_squares(x, y, (fits, own)))
+    if misread < MISREAD * law:
         return None
-    return PaleLaw(own, law.pale_before, law.pale_after, red, nir)
+    return PaleLaw(own, cuts.pale_before, cuts.pale_after, red, nir)

@@ -27,6 +27,7 @@ __all__ = [
     "Strata",
     "agreeing_share",
     "bare_on_both",
+    "chi_squares",
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
@@ -277,6 +278,21 @@ def standardised_residuals(
     for b, f in enumerate(fits):
         residual_into(out[b], before[b], after[b], f)
     return out
+
+
+def chi_squares(
+    before: np.ndarray, after: np.ndarray, fit_sets: tuple[tuple[BandFit, ...], ...]
+) -> np.ndarray:
+    """Per fit set, each pixel's sum over the bands of its squared standardised residuals
+    (float32, ``(len(fit_sets), *pixels)``); ``before``/``after``: (bands, ...) stacks."""
+    chi = np.zeros((len(fit_sets), *before.shape[1:]), dtype=np.float32)
+    zk = np.empty(before.shape[1:], dtype=np.float32)
+    for fits, out in zip(fit_sets, chi, strict=True):
+        for k, fit in enumerate(fits):
+            residual_into(zk, before[k], after[k], fit)
+            np.square(zk, out=zk)
+            out += zk
+    return chi
 
 
 def residual_into(out: np.ndarray, before: np.ndarray, after: np.ndarray, fit: BandFit) -> None:
