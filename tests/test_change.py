@@ -52,6 +52,32 @@ def assert_windows_agree(model: ChangeModel, b: Scene, a: Scene) -> None:
     np.testing.assert_array_equal(tiled.mask, whole.mask)
 
 
+def fit_where_windows_agree(
+    monkeypatch: pytest.MonkeyPatch, before: np.ndarray, after: np.ndarray, res: float = 10.0
+) -> ChangeModel:
+    """The model fitted on the pair with AFTER's corner cut off (nodata), once the passes read
+    in chunks (as a large grid is), the tiles and one piece are shown to agree on it
+    (:func:`assert_windows_agree`)."""
+    import sohae_watch.change_passes as passes
+
+    monkeypatch.setattr(passes, "WHOLE_PIXELS", 0)
+    after = after.copy()
+    after[:, 200:, :40] = np.nan
+    b, a = make_scene(before, res), make_scene(after, res)
+    model = fit_change_model(b, a)
+    assert_windows_agree(model, b, a)
+    return model
+
+
+def with_noise(
+    rng: np.random.Generator, before: np.ndarray, after: np.ndarray, sigma: float = 20.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two dates plus sensor noise of ``sigma`` DN, as float32."""
+    noisy = (img + rng.normal(0, sigma, img.shape) for img in (before, after))
+    b, a = (img.astype(np.float32) for img in noisy)
+    return b, a
+
+
 def textured(shape: tuple[int, int], seed: int, bands: int = 4) -> np.ndarray:
     """A landscape-like image: smooth fields plus fine texture, per-band gains."""
     rng = np.random.default_rng(seed)

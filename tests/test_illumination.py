@@ -10,11 +10,10 @@ from scipy import ndimage as ndi
 
 from sohae_watch.change import (
     detect_changes,
-    fit_change_model,
 )
 from sohae_watch.illumination import fit_shadow_laws
 from sohae_watch.radiometry import BandFit
-from test_change import BANDS4, assert_windows_agree, make_scene
+from test_change import BANDS4, fit_where_windows_agree, make_scene
 
 # the share of each band's lit value a cast shadow keeps (red, green, blue, near infrared): the
 # diffuse skylight, bluest; not the generator's own values
@@ -99,15 +98,8 @@ def test_a_shadow_that_moved_with_the_sun_is_no_change() -> None:
 
 def test_passes_and_tiles_equal_one_piece_with_shadow_laws(monkeypatch: pytest.MonkeyPatch) -> None:
     """A shadow's law is read per pixel, so any window agrees with the whole scene."""
-    import sohae_watch.change_passes as passes
-
-    monkeypatch.setattr(passes, "WHOLE_PIXELS", 0)  # in chunks, as a large grid is read
     before, after, _ = _moved_shadow_pair(4)
-    after[:, 200:, :40] = np.nan
-    b, a = make_scene(before, 1.0), make_scene(after, 1.0)
-    model = fit_change_model(b, a)
-    assert model.shadows is not None
-    assert_windows_agree(model, b, a)
+    assert fit_where_windows_agree(monkeypatch, before, after, 1.0).shadows is not None
 
 
 SCENE_FITS = tuple(BandFit(1.0, 0.0, 20.0) for _ in range(4))

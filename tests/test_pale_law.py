@@ -9,11 +9,10 @@ from scipy import ndimage as ndi
 import sohae_watch.change as change
 from sohae_watch.change import (
     detect_changes,
-    fit_change_model,
 )
 from sohae_watch.illumination import fit_pale_law
 from sohae_watch.radiometry import BandFit
-from test_change import assert_windows_agree, make_scene
+from test_change import fit_where_windows_agree, make_scene, with_noise
 
 # red, green, blue, near infrared (DN)
 BROWN_GRASS = np.array([1500.0, 1300.0, 900.0, 2100.0])
@@ -52,9 +51,8 @@ def _season_pair(seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarra
     after[:, red] = RED_ROOF[:, None] * SUN
     where["paving"] &= ~red
     where["white"], where["red"] = white, red
-    before += rng.normal(0, 20, before.shape)
-    after += rng.normal(0, 20, after.shape)
-    return before.astype(np.float32), after.astype(np.float32), where
+    before, after = with_noise(rng, before, after)
+    return before, after, where
 
 
 def test_paving_under_a_new_sun_across_the_seasons_is_no_change(
@@ -82,15 +80,8 @@ def test_paving_under_a_new_sun_across_the_seasons_is_no_change(
 
 def test_passes_and_tiles_equal_one_piece_with_a_pale_law(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pale law is read per pixel, so any window agrees with the whole scene."""
-    import sohae_watch.change_passes as passes
-
-    monkeypatch.setattr(passes, "WHOLE_PIXELS", 0)  # in chunks, as a large grid is read
     before, after, _ = _season_pair(2)
-    after[:, 200:, :40] = np.nan
-    b, a = make_scene(before), make_scene(after)
-    model = fit_change_model(b, a)
-    assert model.pale is not None
-    assert_windows_agree(model, b, a)
+    assert fit_where_windows_agree(monkeypatch, before, after).pale is not None
 
 
 def _sample(after_of: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
