@@ -68,7 +68,13 @@ from sohae_watch.cloud import (
 )
 from sohae_watch.filters import smooth
 from sohae_watch.grid import Grid
-from sohae_watch.illumination import PaleLaw, ShadowLaws, fit_pale_law, fit_shadow_laws
+from sohae_watch.illumination import (
+    PaleLaw,
+    ShadowLaws,
+    fit_green_laws,
+    fit_pale_law,
+    fit_shadow_laws,
+)
 from sohae_watch.radiometry import (
     BandFit,
     Strata,
@@ -172,6 +178,9 @@ class ChangeModel:
     # the law of ground pale on both dates where the fits misread it (illumination.PaleLaw), for
     # the per-pixel score
     pale: PaleLaw | None = None
+    # laws of ground green on both dates the strata's fits (else the scene's) misread (woods,
+    # crops: illumination.fit_green_laws), for the per-pixel score
+    green: tuple[tuple[BandFit, ...], ...] | None = None
 
     @property
     def trusted(self) -> bool:
@@ -363,6 +372,16 @@ def fit_change_model(
         strata = None  # one line per band, as before the strata: see follows_neither
     shadows = fit_shadow_laws(bs, as_, tuple(fits), bands)
     pale = fit_pale_law(bs, as_, strata.bare if strata is not None else tuple(fits), bands, units)
+    green = None
+    if "red" in bands and "nir" in bands:
+        green = fit_green_laws(
+            bs,
+            as_,
+            (strata.vegetated, strata.bare) if strata is not None else (tuple(fits),),
+            bands.index("red"),
+            bands.index("nir"),
+            units,
+        )
     # a provisional model gives the per-pixel evidence whose distribution sets the rest
     gsig = max(1.0, cfg.gradient_m / px_m) / g
     ib, ia = visible_mean(b, bands), visible_mean(a, bands)
@@ -397,6 +416,7 @@ def fit_change_model(
         strata=strata,
         shadows=shadows,
         pale=pale,
+        green=green,
     )
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     # whether the two dates show the same ground, on the ground the provisional model observes
@@ -445,6 +465,7 @@ def fit_change_model(
         "pale_law": None
         if pale is None
         else {"fits": _fit_stats(pale.fits), "pale": [pale.pale_before, pale.pale_after]},
+        "green_laws": None if green is None else [_fit_stats(law) for law in green],
         "strata": None
         if strata is None
         else {"vegetated": _fit_stats(strata.vegetated), "bare": _fit_stats(strata.bare)},
@@ -466,6 +487,7 @@ def fit_change_model(
         agreement,
         shadows,
         pale,
+        green,
     )
 
 

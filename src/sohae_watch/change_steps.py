@@ -32,7 +32,13 @@ from sohae_watch.cloud import (
 from sohae_watch.filters import open_parts, set_box, smooth
 from sohae_watch.illumination import brightness
 from sohae_watch.parallel import concurrently
-from sohae_watch.radiometry import chi_squares, ndvi, residual_into, standardised_residuals
+from sohae_watch.radiometry import (
+    chi_squares,
+    green_on_both,
+    ndvi,
+    residual_into,
+    standardised_residuals,
+)
 from sohae_watch.scene import VISIBLE
 
 if TYPE_CHECKING:
@@ -155,8 +161,10 @@ def spectral_evidence(
     both dates takes the better of the two strata's fits), from the three fits' sums over the
     bands, as the stratum needs every band first (1.2x the time of blending the residuals band
     by band, on a stratified chunk). Ground bare on both dates takes the pale ground's law's
-    (:class:`~sohae_watch.illumination.PaleLaw`) and ground dark on the date a shadow came or
-    left its law's (:class:`~sohae_watch.illumination.ShadowLaws`) where that is smaller."""
+    (:class:`~sohae_watch.illumination.PaleLaw`), ground green on both the best of the green
+    ground's laws' (:func:`~sohae_watch.illumination.fit_green_laws`), and ground dark on the
+    date a shadow came or left its law's (:class:`~sohae_watch.illumination.ShadowLaws`) where
+    that is smaller."""
     n = len(model.bands)
     cls = None  # the strata's classes (2: ground bare on both dates)
     if model.strata is None:
@@ -180,6 +188,18 @@ def spectral_evidence(
         if members.any():
             chi_p = chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
             spec2[members] = np.fmin(spec2[members], chi_p)
+    if model.green is not None:
+        # woods and crops on seasons of their own: ground green on both dates read with the
+        # green ground's law that explains it best, where that is better
+        bands = model.bands
+        green = (
+            cls == 1
+            if cls is not None
+            else green_on_both(b, a, bands.index("red"), bands.index("nir"))
+        )
+        if green.any():
+            chi_g = chi_squares(b[:, green], a[:, green], model.green).min(axis=0)
+            spec2[green] = np.fmin(spec2[green], chi_g)
     laws = model.shadows
     if laws is not None:
         # a shadow that came or went: the ground under it, dark on the shaded date, read with

@@ -30,6 +30,17 @@ follows the grass and misreads the paving. :func:`fit_pale_law` fits the ground 
 dates on its own and keeps that law only where it is one (:data:`MAX_SCATTER`) and the scene's
 fits misread that ground by far (:data:`MISREAD`); the change stage reads all ground bare on
 both dates with it where it explains a pixel better.
+
+Ground green on both dates is not one population either. The vegetated stratum's fit follows
+what holds most of it (grass, as a rule), while evergreen woods, crops and orchards green, brown
+or ripen on seasons of their own, and a wood's crowns and the shadows between them change with
+the sun: across seasons whole woods and fields were flagged (on the generated scenes a quarter
+of the woods' pixels, in whole patches). :func:`fit_green_laws` fits what the strata's fits
+(else the scene's) misread among that ground on its own, then what that law still misreads,
+up to :data:`GREEN_LAWS` laws, each kept only where it is one (:data:`MAX_SCATTER`); the change
+stage reads ground green on both dates with the law that explains a pixel best. A new roof is
+not green on both dates unless painted so, and a green roof on grass stays change: its colour
+follows none of the ground's laws.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from sohae_watch.radiometry import (
     bare_on_both,
     chi_squares,
     fit_normalisation,
+    green_on_both,
     standardised_residuals,
 )
 from sohae_watch.shadow import SHADOW_DARK
@@ -57,6 +69,7 @@ __all__ = [
     "PaleLaw",
     "ShadowLaws",
     "brightness",
+    "fit_green_laws",
     "fit_pale_law",
     "fit_shadow_laws",
 ]
@@ -285,3 +298,51 @@ def fit_pale_law(
     if misread < MISREAD * law:
         return None
     return PaleLaw(own, cuts.pale_before, cuts.pale_after, red, nir)
+
+
+# misread: a pixel of ground green on both dates whose squared standardised residuals under the
+# best of the fits it is read with average at least this over the bands (3 sigma; the ground
+# those fits follow averages about 1)
+GREEN_MISFIT = 9.0
+GREEN_LAWS = 3  # at most this many laws of green ground, each fitted on what the others misread
+
+
+def fit_green_laws(
+    before: np.ndarray,
+    after: np.ndarray,
+    reads: tuple[tuple[BandFit, ...], ...],
+    red: int,
+    nir: int,
+    units: float | None = None,
+) -> tuple[tuple[BandFit, ...], ...] | None:
+    """Per-band fits (BEFORE -> AFTER) of the ground green on both dates that the fits it is
+    otherwise read with misread, or None. ``before``/``after``: (bands, n) sampled pixels
+    observable on both dates; ``reads``: those fits (the strata's vegetated and bare ones, else
+    the scene's), the first of them the one the laws' scatter is measured against; ``red``,
+    ``nir``: band indices; ``units``: the scene's units factor (as for
+    :func:`~sohae_watch.radiometry.fit_normalisation`).
+
+    The pixels misread (:data:`GREEN_MISFIT`) get a law of their own when they are at least
+    :data:`MIN_PALE_SHARE` of the sample; then those that law still misreads get the next, up to
+    :data:`GREEN_LAWS`. A law is kept only when it scatters at most :data:`MAX_SCATTER` times as
+    much as the first fit of ``reads`` in every band (a mixture of grounds gives none). Its
+    pixels are chosen for being misread, so how badly is no test of it (the pale law's
+    :data:`MISREAD`); nor is how many of them it reads, since the robust fit takes the largest
+    ground among them and leaves the others to the next law."""
+    n = before.shape[0]
+    green = green_on_both(before, after, red, nir)
+    x, y = before[:, green], after[:, green]
+    best = chi_squares(x, y, reads).min(axis=0)
+    need = max(MIN_PALE_SHARE * before.shape[1], MIN_STRATUM_PIXELS)
+    laws: list[tuple[BandFit, ...]] = []
+    while len(laws) < GREEN_LAWS:
+        misread = best > GREEN_MISFIT * n
+        if int(misread.sum()) < need:
+            break
+        xm, ym = x[:, misread], y[:, misread]
+        own = tuple(fit_normalisation(xm, ym, units=units))
+        if any(o.sigma > MAX_SCATTER * f.sigma for o, f in zip(own, reads[0], strict=True)):
+            break
+        laws.append(own)
+        best[misread] = np.minimum(best[misread], chi_squares(xm, ym, (own,))[0])
+    return tuple(laws) or None

@@ -31,6 +31,7 @@ __all__ = [
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
+    "green_on_both",
     "green_on_either",
     "matched",
     "ndvi",
@@ -360,6 +361,14 @@ def bare_on_both(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> n
     members); ``before``/``after``: (bands, ...) stacks. A pixel with a band NaN is not."""
     return np.asarray(
         _green_and_bare(before[red], before[nir])[1] & _green_and_bare(after[red], after[nir])[1]
+    )
+
+
+def green_on_both(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
+    """Pixels whose NDVI is above :data:`VEGETATED_NDVI` on both dates (the vegetated stratum's
+    members); ``before``/``after``: (bands, ...) stacks. A pixel with a band NaN is not."""
+    return np.asarray(
+        _green_and_bare(before[red], before[nir])[0] & _green_and_bare(after[red], after[nir])[0]
     )
 
 
