@@ -1,6 +1,6 @@
 """Where the change masks' false alarms lie, by what the generator put there.
 
-usage: python benchmarks/eval_false_alarms.py --work DIR [--seeds 450-469] [--all-pairs]
+usage: python benchmarks/eval_false_alarms.py --work DIR [--seeds 450-469] [--all-pairs] [--shadows]
 DIR is a work folder of `eval_scenes.py` (it holds scene-N/ with truth/ and out/ per pair). For
 each seed the scene's model is drawn again (`samples_random.random_model`, deterministic) and its
 dates rendered, which gives, per pixel of the truth grid, what lies there on each date. Every
@@ -18,6 +18,10 @@ Printed per class: the false alarms (pixels the mask flags, 1, where the truth s
 share of all false alarms, the class's share of the no-change pixels, and its false-alarm rate.
 By default only the pairs whose mask the report trusts and that have no snow on either date are
 counted (the others are mostly blind, see the README); ``--all-pairs`` counts every pair.
+
+``--shadows`` also splits the structures' cast shadows (off roofs and their rims) three ways: the
+band within 1 m of a shadow's edge on either date, the inside of a shadow on one date only (it
+moved), and the inside of a shadow on both dates.
 """
 
 from __future__ import annotations
@@ -70,8 +74,24 @@ def classes_of(seed: int) -> tuple[dict[str, dict[str, np.ndarray]], int]:
             "snow": r.snow,
             "structure": ndimage.binary_dilation(r.idmap != 0, iterations=RIM_PX),
             "structure shadow": ndimage.binary_dilation(shadow, iterations=RIM_PX),
+            "shadow": shadow & (r.idmap == 0),
         }
     return out, margin
+
+
+def shadow_parts(before: np.ndarray, after: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The cast shadows of two dates as the band within 1 m of an edge on either date, the inside
+    of a shadow on one date only, and the inside of a shadow on both."""
+    edge = np.zeros_like(before)
+    for shadow in (before, after):
+        edge |= ndimage.binary_dilation(shadow, iterations=RIM_PX) & ~ndimage.binary_erosion(
+            shadow, iterations=RIM_PX
+        )
+    return [
+        ("edge band (1 m)", edge),
+        ("moved, inside", (before ^ after) & ~edge),
+        ("on both dates, inside", before & after & ~edge),
+    ]
 
 
 def main() -> None:
@@ -81,9 +101,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--seeds", default="450-469")
     ap.add_argument("--all-pairs", action="store_true")
+    ap.add_argument("--shadows", action="store_true", help="split the cast shadows three ways")
     args = ap.parse_args()
     fa: Counter[str] = Counter()
     area: Counter[str] = Counter()
+    shade_fa: Counter[str] = Counter()
+    shade_area: Counter[str] = Counter()
     pairs = 0
     for seed in seeds(args.seeds):
         scene = args.work / f"scene-{seed}"
@@ -119,6 +142,12 @@ def main() -> None:
                 sel = label == name
                 fa[name] += int((false & sel).sum())
                 area[name] += int((neg & sel).sum())
+            if args.shadows:
+                rims = maps[b]["structure"][crop] | maps[a]["structure"][crop]
+                for name, sel in shadow_parts(maps[b]["shadow"][crop], maps[a]["shadow"][crop]):
+                    sel &= neg & ~rims
+                    shade_fa[name] += int((false & sel).sum())
+                    shade_area[name] += int(sel.sum())
             pairs += 1
     total_fa, total = sum(fa.values()), sum(area.values())
     print(
@@ -129,6 +158,10 @@ def main() -> None:
         print(
             f"{name:<18} {n:12d} {n / max(total_fa, 1):6.3f} {area[name] / total:8.3f} "
             f"{n / max(area[name], 1):7.4f}"
+        )
+    for name, n in shade_fa.items():
+        print(
+            f"cast shadows, {name:<30} {n:9d} of {shade_area[name]:9d} ({n / max(shade_area[name], 1):.4f})"
         )
 
 
