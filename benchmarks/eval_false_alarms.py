@@ -160,9 +160,8 @@ def main() -> None:
             f"{n / max(area[name], 1):7.4f}"
         )
     for name, n in shade_fa.items():
-        print(
-            f"cast shadows, {name:<30} {n:9d} of {shade_area[name]:9d} ({n / max(shade_area[name], 1):.4f})"
-        )
+        of = shade_area[name]
+        print(f"cast shadows, {name:<30} {n:9d} of {of:9d} ({n / max(of, 1):.4f})")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from sohae_watch.change import (
-    detect_changes,
-)
+from sohae_watch.change import detect_changes
 from sohae_watch.illumination import fit_shadow_laws
 from sohae_watch.radiometry import BandFit
 from test_change import BANDS4, fit_where_windows_agree, make_scene

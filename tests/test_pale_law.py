@@ -7,9 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 import sohae_watch.change as change
-from sohae_watch.change import (
-    detect_changes,
-)
+from sohae_watch.change import detect_changes
 from sohae_watch.illumination import fit_pale_law
 from sohae_watch.radiometry import BandFit
 from test_change import fit_where_windows_agree, make_scene, with_noise
