@@ -34,8 +34,8 @@ from sohae_watch.illumination import brightness
 from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import (
     chi_squares,
-    green_on_both,
     ndvi,
+    ndvi_classes,
     residual_into,
     standardised_residuals,
 )
@@ -166,7 +166,7 @@ def spectral_evidence(
     date a shadow came or left its law's (:class:`~sohae_watch.illumination.ShadowLaws`) where
     that is smaller."""
     n = len(model.bands)
-    cls = None  # the strata's classes (2: ground bare on both dates)
+    cls = None  # the NDVI classes (radiometry.ndvi_classes: 1 green, 2 bare on both dates)
     if model.strata is None:
         spec2 = np.zeros(obs.shape, dtype=np.float32)
         for zk in _residuals(model, b, a, list(range(n))):
@@ -180,23 +180,22 @@ def spectral_evidence(
         np.copyto(spec2, chi[1], where=cls == 1)
         np.copyto(spec2, chi[2], where=cls == 2)
     pale = model.pale
+    bands = model.bands
+    laws_need_classes = pale is not None or model.green is not None
+    if cls is None and laws_need_classes and "red" in bands and "nir" in bands:
+        cls = ndvi_classes(b, a, bands.index("red"), bands.index("nir"))  # without strata
     if pale is not None:
         # inert ground (paving, roofs) the fits misread across seasons: ground bare on both
         # dates (pale on both, without red and near infrared) read with the law of the pale
         # ground where that explains it better
-        members = cls == 2 if cls is not None else pale.members(b, a)
+        members = cls == 2 if cls is not None else pale.pale(b, a)
         if members.any():
             chi_p = chi_squares(b[:, members], a[:, members], (pale.fits,))[0]
             spec2[members] = np.fmin(spec2[members], chi_p)
-    if model.green is not None:
+    if model.green is not None and cls is not None:
         # woods and crops on seasons of their own: ground green on both dates read with the
         # green ground's law that explains it best, where that is better
-        bands = model.bands
-        green = (
-            cls == 1
-            if cls is not None
-            else green_on_both(b, a, bands.index("red"), bands.index("nir"))
-        )
+        green = cls == 1
         if green.any():
             chi_g = chi_squares(b[:, green], a[:, green], model.green).min(axis=0)
             spec2[green] = np.fmin(spec2[green], chi_g)

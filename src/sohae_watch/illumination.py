@@ -54,10 +54,9 @@ from sohae_watch.footprint import SHADOW_RATIO
 from sohae_watch.radiometry import (
     MIN_STRATUM_PIXELS,
     BandFit,
-    bare_on_both,
     chi_squares,
     fit_normalisation,
-    green_on_both,
+    ndvi_classes,
     standardised_residuals,
 )
 from sohae_watch.shadow import SHADOW_DARK
@@ -242,15 +241,8 @@ class PaleLaw:
         law's population; ``before``/``after``: (bands, ...) stacks."""
         out = (brightness(before) >= self.pale_before) & (brightness(after) >= self.pale_after)
         if self.red is not None and self.nir is not None:
-            out &= bare_on_both(before, after, self.red, self.nir)
+            out &= ndvi_classes(before, after, self.red, self.nir) == 2
         return np.asarray(out)
-
-    def members(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """Pixels the law may read: ground bare on both dates where red and near infrared tell
-        it (what is inert under the new light is so however dark), else ground pale on both."""
-        if self.red is not None and self.nir is not None:
-            return bare_on_both(before, after, self.red, self.nir)
-        return self.pale(before, after)
 
 
 def fit_pale_law(
@@ -273,7 +265,7 @@ def fit_pale_law(
     red = bands.index("red") if "red" in bands and "nir" in bands else None
     nir = bands.index("nir") if red is not None else None
     bare = (
-        bare_on_both(before, after, red, nir)
+        ndvi_classes(before, after, red, nir) == 2
         if red is not None and nir is not None
         else np.ones(before.shape[1], dtype=bool)
     )
@@ -330,7 +322,7 @@ def fit_green_laws(
     :data:`MISREAD`); nor is how many of them it reads, since the robust fit takes the largest
     ground among them and leaves the others to the next law."""
     n = before.shape[0]
-    green = green_on_both(before, after, red, nir)
+    green = ndvi_classes(before, after, red, nir) == 1
     x, y = before[:, green], after[:, green]
     best = chi_squares(x, y, reads).min(axis=0)
     need = max(MIN_PALE_SHARE * before.shape[1], MIN_STRATUM_PIXELS)

@@ -26,15 +26,14 @@ __all__ = [
     "BandFit",
     "Strata",
     "agreeing_share",
-    "bare_on_both",
     "chi_squares",
     "fit_normalisation",
     "fit_strata",
     "follows_neither",
-    "green_on_both",
     "green_on_either",
     "matched",
     "ndvi",
+    "ndvi_classes",
     "residual_into",
     "sample_pixels",
     "scatter_shares",
@@ -353,26 +352,13 @@ class Strata:
     def classes(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """Per pixel 0 (scene-wide fit), 1 (vegetated on both dates) or 2 (bare on both), uint8;
         ``before``/``after``: (bands, ...) stacks. A pixel with a band not observable is 0."""
-        return _classes(before, after, self.red, self.nir)
+        return ndvi_classes(before, after, self.red, self.nir)
 
 
-def bare_on_both(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
-    """Pixels whose NDVI is at most :data:`VEGETATED_NDVI` on both dates (the bare stratum's
-    members); ``before``/``after``: (bands, ...) stacks. A pixel with a band NaN is not."""
-    return np.asarray(
-        _green_and_bare(before[red], before[nir])[1] & _green_and_bare(after[red], after[nir])[1]
-    )
-
-
-def green_on_both(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
-    """Pixels whose NDVI is above :data:`VEGETATED_NDVI` on both dates (the vegetated stratum's
-    members); ``before``/``after``: (bands, ...) stacks. A pixel with a band NaN is not."""
-    return np.asarray(
-        _green_and_bare(before[red], before[nir])[0] & _green_and_bare(after[red], after[nir])[0]
-    )
-
-
-def _classes(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
+def ndvi_classes(before: np.ndarray, after: np.ndarray, red: int, nir: int) -> np.ndarray:
+    """Per pixel 1 (NDVI above :data:`VEGETATED_NDVI` on both dates: green on both), 2 (at most
+    it on both: bare on both) or 0, uint8; ``before``/``after``: (bands, ...) stacks, ``red``,
+    ``nir`` band indices. A pixel with a band NaN is 0."""
     vb, bb = _green_and_bare(before[red], before[nir])
     va, ba = _green_and_bare(after[red], after[nir])
     vb &= va
@@ -391,7 +377,7 @@ def fit_strata(
     if "red" not in bands or "nir" not in bands:
         return None
     red, nir = bands.index("red"), bands.index("nir")
-    cls = _classes(before, after, red, nir)
+    cls = ndvi_classes(before, after, red, nir)
     members = (cls == 1, cls == 2)
     need = max(MIN_STRATUM * before.shape[1], MIN_STRATUM_PIXELS)
     # with one population missing (winter, a city centre, a desert), the scene-wide fit is
