@@ -9,7 +9,8 @@ Method (all statistics fitted once, then applied window by window):
    fit each when both are common (grass browns with the season, roofs do not); the
    wide-neighbourhood tests below keep the scene-wide fit.
 2. Structure evidence: the gradient magnitude of each date's intensity, divided by that date's
-   typical gradient (so it is gain free), and its change, standardised the same way.
+   typical gradient (so it is gain free), and its change, relative where both dates are
+   textured (:func:`~sohae_watch.change_steps.texture_change`), standardised the same way.
 3. A per-pixel score ``sqrt((rms(z)^2 + dz_struct^2) / 2)`` averaged over a Gaussian neighbourhood
    of a fixed size in metres (the stage adapts to pixel size), so a decision concerns an object,
    not a speckle.
@@ -58,6 +59,7 @@ from sohae_watch.change_steps import (
     gradient_magnitude,
     spectral_evidence,
     structure_evidence,
+    texture_change,
     typing_layers,
     visible_mean,
 )
@@ -500,14 +502,15 @@ def _fit_stats(fits: tuple[BandFit, ...] | None) -> list[dict[str, float]] | Non
 
 
 def _struct_raw(model: ChangeModel, gb: np.ndarray, ga: np.ndarray) -> np.ndarray:
-    """Signed texture change: AFTER's minus BEFORE's gradient, each in units of its typical one.
+    """Signed texture change (:func:`texture_change`) of the dates' raw gradient magnitudes.
 
     (A shift-tolerant variant, each date against the other's 3x3 maximum, was tried: it keeps a
     one-pixel misregistration quieter but ranks real change worse on the OSCD cases.)
     """
-    out = ga * np.float32(1.0 / model.grad_scale_after)
-    out -= gb * np.float32(1.0 / model.grad_scale_before)
-    return out
+    return texture_change(
+        gb * np.float32(1.0 / model.grad_scale_before),
+        ga * np.float32(1.0 / model.grad_scale_after),
+    )
 
 
 def apply_change_model(
