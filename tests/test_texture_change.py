@@ -56,8 +56,8 @@ def test_stones_seen_a_fraction_of_a_pixel_off_are_not_change(
     monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """The plain difference of the gradients flags most of the yard; the relative change a
-    fraction (what is left is the stones' own brightness moved under the pixels), and the new
-    roof on the grass is change either way."""
+    fraction (17-27 %, of which 8-13 % is flagged with no texture term at all: the stones'
+    brightness moved under the pixels), and the new roof on the grass is change either way."""
     before, after, where = _gravel_pair(seed)
     b, a = make_scene(before), make_scene(after)
     inner = {k: ndi.binary_erosion(v, iterations=2) for k, v in where.items()}
