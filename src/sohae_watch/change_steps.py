@@ -248,11 +248,11 @@ def texture_change(gbn: np.ndarray, gan: np.ndarray) -> np.ndarray:
     gradients scatter in proportion to their size (woods through the seasons, gravel, a shadow's
     or a roof's edge a fraction of a pixel off). The two meet at the scene's typical gradient.
 
-    Measured when it came (twenty-sixth session, five seed groups, mean F1 of the pairs without
+    Measured when it came (twenty-sixth session, seven seed groups, mean F1 of the pairs without
     snow): 0.568 -> 0.674 on seeds 450-469, 0.640 -> 0.754 on 400-409, against the plain
     difference, with the same structure calls. A new building on textured ground (gravel, soil)
-    shows less: new activity found 69 buildings instead of 78, with 12 false areas instead of 24
-    (see ``benchmarks/README.md``)."""
+    shows less: new activity found 98 buildings instead of 109, with 18 false areas instead of
+    34 (see ``benchmarks/README.md``)."""
     ds = gan - gbn
     den = gan * gbn
     den += np.float32(1.0)
