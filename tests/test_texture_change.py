@@ -11,10 +11,9 @@ import sohae_watch.change_steps as change_steps
 from sohae_watch.change import detect_changes
 from sohae_watch.change_steps import texture_change
 from test_change import make_scene, with_noise
+from test_green_laws import GRASS, GREY_ROOF
 
-GRASS = np.array([600.0, 1100.0, 500.0, 4200.0])
 GRAVEL = np.array([1800.0, 1750.0, 1600.0, 2300.0])
-GREY_ROOF = np.array([2700.0, 2800.0, 2900.0, 3100.0])
 
 
 def test_an_outline_on_flat_ground_counts_in_full() -> None:

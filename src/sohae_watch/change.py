@@ -400,7 +400,7 @@ def fit_change_model(
         tuple(float(v) for v in scene_ceiling(_stack(after, bands))),
     )
     model = ChangeModel(bands, tuple(fits), gsb, gsa, 1.0, fill, math.inf, px_m, cfg, ceiling)
-    ds = _struct_raw(model, gb, ga).ravel()[idx]
+    ds = _struct_raw(model, gb.ravel()[idx], ga.ravel()[idx])  # on the sample only
     # the structure scatter has the same kind of floor as the spectral one (a share of the
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
