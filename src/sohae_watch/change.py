@@ -11,6 +11,9 @@ Method (all statistics fitted once, then applied window by window):
 2. Structure evidence: the gradient magnitude of each date's intensity, divided by that date's
    typical gradient (so it is gain free), and its change, relative where both dates are
    textured (:func:`~sohae_watch.change_steps.texture_change`), standardised the same way.
+   The spectral evidence (``rms(z)^2``) is divided by its fitted growth with the texture both
+   dates share, what a fraction of a pixel's misregistration makes of textured ground
+   (:mod:`sohae_watch.registration_noise`).
 3. A per-pixel score ``sqrt((rms(z)^2 + dz_struct^2) / 2)`` averaged over a Gaussian neighbourhood
    of a fixed size in metres (the stage adapts to pixel size), so a decision concerns an object,
    not a speckle.
@@ -32,6 +35,7 @@ both grids are the input grid and nothing changes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +93,11 @@ from sohae_watch.radiometry import (
     sample_pixels,
     scatter_shares,
     units_factor,
+)
+from sohae_watch.registration_noise import (
+    damp_registration_noise,
+    fit_registration_noise,
+    shared_texture,
 )
 from sohae_watch.scene import Scene
 
@@ -183,6 +192,9 @@ class ChangeModel:
     # laws of ground green on both dates the strata's fits (else the scene's) misread (woods,
     # crops: illumination.fit_green_laws), for the per-pixel score
     green: tuple[tuple[BandFit, ...], ...] | None = None
+    # growth of the spectral evidence with the texture both dates share (registration noise:
+    # sohae_watch.registration_noise), for the per-pixel score
+    registration_noise: float = 0.0
 
     @property
     def trusted(self) -> bool:
@@ -420,6 +432,12 @@ def fit_change_model(
         pale=pale,
         green=green,
     )
+    # the spectral evidence's growth with the texture both dates share, on the sample
+    noise = fit_registration_noise(
+        spectral_evidence(model, bs, as_, np.ones(idx.size, bool), True),
+        shared_texture(gb.ravel()[idx] / np.float32(gsb), ga.ravel()[idx] / np.float32(gsa)),
+    )
+    model = dataclasses.replace(model, registration_noise=noise)
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
     # whether the two dates show the same ground, on the ground the provisional model observes
     # (clouds out), vegetation left out where a near-infrared band tells it
@@ -468,6 +486,7 @@ def fit_change_model(
         if pale is None
         else {"fits": _fit_stats(pale.fits), "pale": [pale.pale_before, pale.pale_after]},
         "green_laws": None if green is None else [_fit_stats(law) for law in green],
+        "registration_noise": noise,
         "strata": None
         if strata is None
         else {"vegetated": _fit_stats(strata.vegetated), "bare": _fit_stats(strata.bare)},
@@ -490,6 +509,7 @@ def fit_change_model(
         shadows,
         pale,
         green,
+        noise,
     )
 
 
@@ -561,6 +581,7 @@ def _score(
     every = bool(obs.all())
     spec2 = spectral_evidence(model, b, a, obs, every)
     gbn, gan, ds = structure_evidence(model, b, a, obs, every)
+    damp_registration_noise(spec2, gbn, gan, model.registration_noise)
     # the wide-neighbourhood evidence, on the evidence grid (block means)
     b_e = block_mean(b, es)
     a_e = block_mean(a, es)

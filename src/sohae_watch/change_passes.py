@@ -57,6 +57,7 @@ from sohae_watch.filters import set_box, smooth
 from sohae_watch.grid import Grid
 from sohae_watch.parallel import concurrently
 from sohae_watch.radiometry import standardised_residuals
+from sohae_watch.registration_noise import damp_registration_noise
 from sohae_watch.scene import Scene
 
 __all__ = [
@@ -220,6 +221,7 @@ def _strip(
     bc, ac, oc = b[:, core], a[:, core], obs[core]
     spec2 = spectral_evidence(model, bc, ac, oc, every)
     gbn, gan, ds = (x[core] for x in structure_evidence(model, b, a, obs, every))
+    damp_registration_noise(spec2, gbn, gan, model.registration_noise)
     score = combine_score(model, ds, spec2)
     del spec2
     weak = np.maximum(gbn, gan) < STRONG_EDGE
