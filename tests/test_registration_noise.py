@@ -83,8 +83,9 @@ def test_stones_seen_a_fraction_of_a_pixel_off(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_the_same_stones_in_place_give_little_growth() -> None:
-    """With no shift the yard's residuals are the sensor's noise: the fitted growth is a fraction
-    of the shifted yard's, and nothing of the yard is flagged."""
+    """With no shift the yard's residuals are the sensor's noise: the fitted growth is a tenth of
+    the shifted yard's at most (0.0014 against 0.166 measured), and nothing of the yard is
+    flagged."""
     rng = np.random.default_rng(4)
     before, after, where = _gravel_pair(4)
     shifted = fit_change_model(make_scene(before), make_scene(after)).registration_noise
@@ -94,6 +95,6 @@ def test_the_same_stones_in_place_give_little_growth() -> None:
         1 + 0.01 * rng.normal(size=(4, int(where["yard"].sum())))
     )
     b, a = make_scene(before), make_scene(same)
-    assert fit_change_model(b, a).registration_noise < 0.5 * shifted
+    assert fit_change_model(b, a).registration_noise < 0.1 * shifted
     res = detect_changes(b, a).mask == 1
     assert res[ndi.binary_erosion(where["yard"], iterations=2)].mean() < 0.01
