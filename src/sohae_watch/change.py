@@ -405,14 +405,15 @@ def fit_change_model(
         ia[~obs] = fill[1]
     gb = gradient_magnitude(ib, gsig)
     ga = gradient_magnitude(ia, gsig)
-    gsb = float(np.median(gb.ravel()[idx])) or 1.0
-    gsa = float(np.median(ga.ravel()[idx])) or 1.0
+    gb_s, ga_s = gb.ravel()[idx], ga.ravel()[idx]  # the sample's gradients
+    gsb = float(np.median(gb_s)) or 1.0
+    gsa = float(np.median(ga_s)) or 1.0
     ceiling = (
         tuple(float(v) for v in scene_ceiling(_stack(before, bands))),
         tuple(float(v) for v in scene_ceiling(_stack(after, bands))),
     )
     model = ChangeModel(bands, tuple(fits), gsb, gsa, 1.0, fill, math.inf, px_m, cfg, ceiling)
-    ds = _struct_raw(model, gb.ravel()[idx], ga.ravel()[idx])  # on the sample only
+    ds = _struct_raw(model, gb_s, ga_s)
     # the structure scatter has the same kind of floor as the spectral one (a share of the
     # typical gradient), so an exactly scaled pair does not turn rounding into change
     s_sigma = max(_mad(ds)[1], 0.05)
@@ -435,7 +436,7 @@ def fit_change_model(
     # the spectral evidence's growth with the texture both dates share, on the sample
     noise = fit_registration_noise(
         spectral_evidence(model, bs, as_, np.ones(idx.size, bool), True),
-        shared_texture(gb.ravel()[idx] / np.float32(gsb), ga.ravel()[idx] / np.float32(gsa)),
+        shared_texture(gb_s / np.float32(gsb), ga_s / np.float32(gsa)),
     )
     model = dataclasses.replace(model, registration_noise=noise)
     provisional = _score(model, b, a, obs, (slice(0, 0), slice(0, 0)))
